@@ -1,0 +1,50 @@
+# celerysalt — PGXS build.  Sources, install-script parts and tests are picked
+# up by wildcard so that adding a file never needs an edit here.
+
+EXTENSION  = celerysalt
+EXTVERSION = 0.1.0
+
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+
+MODULE_big = celerysalt
+SRCS       = $(sort $(wildcard src/*.c))
+OBJS       = $(SRCS:.c=.o)
+
+# The install script is assembled from sql/install/NN_topic.sql in name order.
+INSTALL_PARTS = $(sort $(wildcard sql/install/*.sql))
+DATA_built    = sql/celerysalt--$(EXTVERSION).sql
+DATA          = $(filter-out $(DATA_built),$(wildcard sql/celerysalt--*--*.sql))
+
+# pg_regress: every sql/<topic>.sql that is not an install script.
+REGRESS      = $(sort $(patsubst sql/%.sql,%,$(filter-out sql/celerysalt--%,$(wildcard sql/*.sql))))
+REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check --temp-config=$(srcdir)/test/regress.conf
+
+# Isolation: test/isolation/specs/<name>.spec + test/isolation/expected/<name>.out
+ISOLATION      = $(sort $(patsubst test/isolation/specs/%.spec,%,$(wildcard test/isolation/specs/*.spec)))
+ISOLATION_OPTS = --temp-instance=$(CURDIR)/tmp_check_iso --temp-config=$(srcdir)/test/regress.conf \
+                 --inputdir=$(srcdir)/test/isolation --outputdir=output_iso
+
+TAP_TESTS   = 1
+PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
+
+PG_CPPFLAGS += -I$(srcdir)/src
+PG_CFLAGS   += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror
+SHLIB_LINK  += -lrabbitmq -lhiredis
+
+ifeq ($(SANITIZE),address)
+PG_CFLAGS  += -fsanitize=address -fno-omit-frame-pointer
+SHLIB_LINK += -fsanitize=address
+endif
+
+EXTRA_CLEAN = $(DATA_built) output_iso tmp_check tmp_check_iso results regression.diffs regression.out log
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(DATA_built): $(INSTALL_PARTS)
+	cat $^ > $@
+
+# Guard against the jansson/postgres json_object clash (../shared/BUILDING.md).
+.PHONY: check-symbols
+check-symbols: $(shlib)
+	@! nm -D --undefined-only $(shlib) | grep -qw json_object || { echo "celerysalt.so imports json_object" >&2; exit 1; }

@@ -1,0 +1,176 @@
+-- celerysalt install script, part 00: outbox, delivery log, dead letters, status.
+\echo Use "CREATE EXTENSION celerysalt" to load this file. \quit
+
+-- ---------------------------------------------------------------- outbox
+-- Enqueue order.  CACHE 1 keeps ids in the order events were enqueued.
+CREATE SEQUENCE _celerysalt_event_seq;
+
+-- Events waiting for delivery.  Partitioned into rotating slots: the worker
+-- moves publishers to a clean partition every celerysalt.outbox_rotation and
+-- truncates drained ones, so deleted rows never accumulate.
+CREATE TABLE _celerysalt_outbox (
+    slot            smallint    NOT NULL,
+    event_id        bigint      NOT NULL,
+    id              uuid        NOT NULL,
+    topic           text        NOT NULL,
+    payload         jsonb       NOT NULL,
+    version         text,
+    correlation_id  text,
+    enqueued_at     timestamptz NOT NULL
+) PARTITION BY LIST (slot);
+CREATE TABLE _celerysalt_outbox_0 PARTITION OF _celerysalt_outbox FOR VALUES IN (0);
+CREATE TABLE _celerysalt_outbox_1 PARTITION OF _celerysalt_outbox FOR VALUES IN (1);
+CREATE TABLE _celerysalt_outbox_2 PARTITION OF _celerysalt_outbox FOR VALUES IN (2);
+CREATE INDEX _celerysalt_outbox_event_id ON _celerysalt_outbox (event_id);
+
+-- ----------------------------------------------------- delivered events
+CREATE TABLE celerysalt_events (
+    id              uuid        PRIMARY KEY,
+    event_id        bigint      NOT NULL,
+    topic           text        NOT NULL,
+    version         text,
+    correlation_id  text,
+    payload         jsonb       NOT NULL,
+    enqueued_at     timestamptz NOT NULL,
+    delivered_at    timestamptz NOT NULL,
+    size            integer     NOT NULL
+);
+CREATE INDEX celerysalt_events_delivered_at ON celerysalt_events (delivered_at);
+CREATE INDEX celerysalt_events_topic ON celerysalt_events (topic, delivered_at);
+COMMENT ON TABLE celerysalt_events IS
+    'Events confirmed by the broker, kept for celerysalt.delivered_retention; replay them with celerysalt_replay.';
+
+-- ------------------------------------------------------------ dead letters
+CREATE TABLE celerysalt_dead_letters (
+    id              uuid        PRIMARY KEY,
+    event_id        bigint      NOT NULL,
+    topic           text        NOT NULL,
+    version         text,
+    correlation_id  text,
+    payload         jsonb       NOT NULL,
+    enqueued_at     timestamptz NOT NULL,
+    failed_at       timestamptz NOT NULL,
+    reason          text        NOT NULL
+);
+COMMENT ON TABLE celerysalt_dead_letters IS
+    'Events the broker refused for good, with the reason; requeue them with celerysalt_dead_letter_retry.';
+
+SELECT pg_catalog.pg_extension_config_dump('_celerysalt_outbox_0', '');
+SELECT pg_catalog.pg_extension_config_dump('_celerysalt_outbox_1', '');
+SELECT pg_catalog.pg_extension_config_dump('_celerysalt_outbox_2', '');
+SELECT pg_catalog.pg_extension_config_dump('_celerysalt_event_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('celerysalt_events', '');
+SELECT pg_catalog.pg_extension_config_dump('celerysalt_dead_letters', '');
+
+-- ------------------------------------------------------------- publishing
+CREATE FUNCTION celerysalt_publish(topic text, payload jsonb,
+                                   version text DEFAULT NULL,
+                                   correlation_id text DEFAULT NULL)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'celerysalt_publish'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION celerysalt_publish(text, jsonb, text, text) IS
+    'Enqueues an event in the current transaction; it is delivered to RabbitMQ after commit. Returns the event id (the Celery task id).';
+
+CREATE FUNCTION celerysalt_wake()
+RETURNS void
+AS 'MODULE_PATHNAME', 'celerysalt_wake'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION celerysalt_wake() IS
+    'Wakes the delivery worker when the current transaction commits.';
+
+CREATE FUNCTION _celerysalt_installed()
+RETURNS void
+AS 'MODULE_PATHNAME', '_celerysalt_installed'
+LANGUAGE C VOLATILE;
+
+-- ----------------------------------------------------------------- replay
+CREATE FUNCTION celerysalt_replay(event uuid)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ev record;
+BEGIN
+    EXECUTE pg_catalog.format('SELECT topic, payload, version, correlation_id FROM %I.celerysalt_events WHERE id = $1',
+                              (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+                                WHERE e.extname = 'celerysalt'))
+       INTO ev USING event;
+    IF ev IS NULL THEN
+        RAISE EXCEPTION 'delivered event % not found', event
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'Only events delivered within celerysalt.delivered_retention can be replayed.';
+    END IF;
+    RETURN @extschema@.celerysalt_publish(ev.topic, ev.payload, ev.version, ev.correlation_id);
+END
+$$;
+COMMENT ON FUNCTION celerysalt_replay(uuid) IS
+    'Publishes a delivered event again, as a new event; returns the new event id.';
+
+CREATE FUNCTION celerysalt_replay(since timestamptz, until timestamptz DEFAULT NULL,
+                                  topic text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.count(@extschema@.celerysalt_publish(e.topic, e.payload, e.version, e.correlation_id))
+      FROM (SELECT * FROM @extschema@.celerysalt_events e
+             WHERE e.delivered_at >= since
+               AND (until IS NULL OR e.delivered_at < until)
+               AND ($3 IS NULL OR e.topic = $3)
+             ORDER BY e.event_id) e
+$$;
+COMMENT ON FUNCTION celerysalt_replay(timestamptz, timestamptz, text) IS
+    'Publishes again, in their original order, the events delivered in [since, until), optionally of one topic; returns how many.';
+
+CREATE FUNCTION celerysalt_dead_letter_retry(event uuid)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ev record;
+BEGIN
+    DELETE FROM @extschema@.celerysalt_dead_letters d WHERE d.id = event
+    RETURNING d.topic, d.payload, d.version, d.correlation_id INTO ev;
+    IF ev IS NULL THEN
+        RAISE EXCEPTION 'dead letter % not found', event USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN @extschema@.celerysalt_publish(ev.topic, ev.payload, ev.version, ev.correlation_id);
+END
+$$;
+COMMENT ON FUNCTION celerysalt_dead_letter_retry(uuid) IS
+    'Moves a dead letter back to the outbox as a new event; returns the new event id.';
+
+-- ----------------------------------------------------------------- status
+CREATE FUNCTION _celerysalt_worker_state(
+    OUT worker_pid integer, OUT broker_connected boolean, OUT broker text,
+    OUT delivered_total bigint, OUT dead_lettered_total bigint,
+    OUT last_delivery_at timestamptz, OUT last_error text,
+    OUT last_error_at timestamptz, OUT worker_started_at timestamptz)
+AS 'MODULE_PATHNAME', '_celerysalt_worker_state'
+LANGUAGE C VOLATILE;
+
+CREATE VIEW celerysalt_status AS
+SELECT w.worker_pid,
+       w.broker_connected,
+       w.broker,
+       o.pending,
+       pg_catalog.now() - o.oldest_enqueued_at AS oldest_pending_age,
+       w.delivered_total,
+       w.last_delivery_at,
+       (SELECT pg_catalog.count(*) FROM @extschema@.celerysalt_dead_letters) AS dead_letters,
+       w.last_error,
+       w.last_error_at,
+       w.worker_started_at
+  FROM @extschema@._celerysalt_worker_state() w,
+       LATERAL (SELECT pg_catalog.count(*) AS pending, pg_catalog.min(enqueued_at) AS oldest_enqueued_at
+                  FROM @extschema@._celerysalt_outbox) o;
+COMMENT ON VIEW celerysalt_status IS
+    'Delivery state of this database: worker, broker connection, pending events, totals and the last error.';
+
+REVOKE ALL ON FUNCTION _celerysalt_worker_state() FROM PUBLIC;
+REVOKE ALL ON FUNCTION _celerysalt_installed() FROM PUBLIC;
+
+SELECT @extschema@._celerysalt_installed();

@@ -1,0 +1,538 @@
+/*-------------------------------------------------------------------------
+ *
+ * broker.c
+ *		librabbitmq-c: connect and log in with timeouts, put the channel in
+ *		confirm mode, declare the exchange exactly as the Python libraries do,
+ *		publish a batch of Celery messages and await every confirm, and turn
+ *		library and broker failures into text without credentials.
+ *
+ * Every blocking library call is bounded by celerysalt.broker_timeout, and
+ * confirm waits run in slices of at most 100 ms with CHECK_FOR_INTERRUPTS
+ * in between, so a shutdown request is served promptly.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "celerysalt.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <amqp.h>
+#include <amqp_framing.h>
+#include <amqp_tcp_socket.h>
+
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "broker.h"
+
+#define BROKER_CHANNEL		1
+#define BROKER_FRAME_MAX	131072
+#define WAIT_SLICE_MS		100
+
+struct BrokerConnection
+{
+	amqp_connection_state_t state;
+	uint64		next_tag;		/* delivery tag of the next publish */
+	char		origin[128];	/* Celery "origin" header */
+};
+
+/*
+ * BrokerParseUrl
+ *		Split an amqp:// URL.  Strings in *out are palloc'd.  On failure
+ *		returns false with *error set to a message that does not repeat the
+ *		URL (it may hold a password).
+ */
+bool
+BrokerParseUrl(const char *url, BrokerUrl *out, char **error)
+{
+	struct amqp_connection_info info;
+	char	   *copy = pstrdup(url);
+	int			rc;
+
+	if (strncmp(url, "amqps://", 8) == 0)
+	{
+		*error = "TLS (amqps://) is not supported by this build.";
+		return false;
+	}
+	amqp_default_connection_info(&info);
+	rc = amqp_parse_url(copy, &info);
+	if (rc != AMQP_STATUS_OK)
+	{
+		*error = "The broker URL is not a valid amqp:// URL.";
+		return false;
+	}
+	out->host = pstrdup(info.host);
+	out->port = info.port;
+	out->vhost = pstrdup(info.vhost);
+	out->user = pstrdup(info.user);
+	out->password = pstrdup(info.password);
+	pfree(copy);
+	return true;
+}
+
+/* The URL with any password replaced by "***", for logs and views. */
+char *
+BrokerRedactedUrl(const char *url)
+{
+	const char *scheme = strstr(url, "://");
+	const char *at;
+	const char *colon;
+
+	if (scheme == NULL)
+		return pstrdup(url);
+	at = strchr(scheme + 3, '@');
+	if (at == NULL)
+		return pstrdup(url);
+	colon = memchr(scheme + 3, ':', at - (scheme + 3));
+	if (colon == NULL)
+		return pstrdup(url);
+	return psprintf("%.*s:***%s", (int) (colon - url), url, at);
+}
+
+/* Read the first line of celerysalt.broker_password_file, or NULL. */
+static char *
+read_password_file(StringInfo error)
+{
+	FILE	   *f;
+	char		line[1024];
+	size_t		len;
+
+	f = AllocateFile(celerysalt_broker_password_file, "r");
+	if (f == NULL)
+	{
+		appendStringInfo(error, "could not open broker password file \"%s\": %m",
+						 celerysalt_broker_password_file);
+		return NULL;
+	}
+	if (fgets(line, sizeof(line), f) == NULL)
+		line[0] = '\0';
+	FreeFile(f);
+	len = strlen(line);
+	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+		line[--len] = '\0';
+	return pstrdup(line);
+}
+
+/* Describe a failed library call or server exception into error. */
+static void
+describe_reply(StringInfo error, const char *what, amqp_rpc_reply_t reply)
+{
+	switch (reply.reply_type)
+	{
+		case AMQP_RESPONSE_NORMAL:
+			appendStringInfo(error, "%s: no error", what);
+			break;
+		case AMQP_RESPONSE_NONE:
+			appendStringInfo(error, "%s: no reply from the broker", what);
+			break;
+		case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+			appendStringInfo(error, "%s: %s", what,
+							 amqp_error_string2(reply.library_error));
+			break;
+		case AMQP_RESPONSE_SERVER_EXCEPTION:
+			if (reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD)
+			{
+				amqp_connection_close_t *m = reply.reply.decoded;
+
+				appendStringInfo(error, "%s: broker closed the connection: %u %.*s",
+								 what, m->reply_code, (int) m->reply_text.len,
+								 (char *) m->reply_text.bytes);
+			}
+			else if (reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD)
+			{
+				amqp_channel_close_t *m = reply.reply.decoded;
+
+				appendStringInfo(error, "%s: broker closed the channel: %u %.*s",
+								 what, m->reply_code, (int) m->reply_text.len,
+								 (char *) m->reply_text.bytes);
+			}
+			else
+				appendStringInfo(error, "%s: unexpected broker method 0x%08x",
+								 what, reply.reply.id);
+			break;
+	}
+}
+
+static void
+set_timeval(struct timeval *tv, int ms)
+{
+	tv->tv_sec = ms / 1000;
+	tv->tv_usec = (ms % 1000) * 1000;
+}
+
+/*
+ * BrokerConnect
+ *		Open a connection configured by the celerysalt.broker_* settings,
+ *		with channel 1 in confirm mode and the exchange declared.  Returns
+ *		NULL and describes the failure in error (no credentials) when the
+ *		broker cannot be used.  The connection is malloc'd: free it with
+ *		BrokerDisconnect.
+ */
+BrokerConnection *
+BrokerConnect(StringInfo error)
+{
+	BrokerUrl	url;
+	char	   *parse_error = NULL;
+	char	   *password;
+	amqp_connection_state_t state;
+	amqp_socket_t *socket;
+	struct timeval tv;
+	amqp_rpc_reply_t reply;
+	BrokerConnection *conn;
+	int			rc;
+	int			fd;
+	char		host[128];
+
+	if (!BrokerParseUrl(celerysalt_broker_url, &url, &parse_error))
+	{
+		appendStringInfoString(error, parse_error);
+		return NULL;
+	}
+	password = url.password;
+	if (celerysalt_broker_password_file && celerysalt_broker_password_file[0])
+	{
+		password = read_password_file(error);
+		if (password == NULL)
+			return NULL;
+	}
+
+	state = amqp_new_connection();
+	if (state == NULL)
+	{
+		appendStringInfoString(error, "could not allocate a broker connection");
+		return NULL;
+	}
+	socket = amqp_tcp_socket_new(state);
+	if (socket == NULL)
+	{
+		amqp_destroy_connection(state);
+		appendStringInfoString(error, "could not create a socket");
+		return NULL;
+	}
+
+	set_timeval(&tv, celerysalt_broker_timeout_ms);
+	errno = 0;
+	rc = amqp_socket_open_noblock(socket, url.host, url.port, &tv);
+	if (rc != AMQP_STATUS_OK)
+	{
+		int			saved_errno = errno;
+
+		appendStringInfo(error, "could not connect to broker at %s:%d: %s",
+						 url.host, url.port, amqp_error_string2(rc));
+		if (rc == AMQP_STATUS_SOCKET_ERROR && saved_errno != 0)
+			appendStringInfo(error, " (%s)", strerror(saved_errno));
+		amqp_destroy_connection(state);
+		return NULL;
+	}
+
+	/* Writes must not block forever if the broker stops reading. */
+	fd = amqp_get_sockfd(state);
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	amqp_set_handshake_timeout(state, &tv);
+	amqp_set_rpc_timeout(state, &tv);
+
+	reply = amqp_login(state, url.vhost, 0, BROKER_FRAME_MAX, 0,
+					   AMQP_SASL_METHOD_PLAIN, url.user, password);
+	if (reply.reply_type != AMQP_RESPONSE_NORMAL)
+	{
+		appendStringInfo(error, "could not log in to broker at %s:%d as user \"%s\"",
+						 url.host, url.port, url.user);
+		describe_reply(error, "", reply);
+		amqp_destroy_connection(state);
+		return NULL;
+	}
+
+	amqp_channel_open(state, BROKER_CHANNEL);
+	reply = amqp_get_rpc_reply(state);
+	if (reply.reply_type == AMQP_RESPONSE_NORMAL)
+	{
+		amqp_confirm_select(state, BROKER_CHANNEL);
+		reply = amqp_get_rpc_reply(state);
+	}
+	if (reply.reply_type == AMQP_RESPONSE_NORMAL)
+	{
+		/* exactly kombu's Exchange(name, type="topic", durable=True) */
+		amqp_exchange_declare(state, BROKER_CHANNEL,
+							  amqp_cstring_bytes(celerysalt_exchange),
+							  amqp_cstring_bytes("topic"),
+							  0, 1, 0, 0, amqp_empty_table);
+		reply = amqp_get_rpc_reply(state);
+	}
+	if (reply.reply_type != AMQP_RESPONSE_NORMAL)
+	{
+		describe_reply(error, psprintf("could not set up channel on broker %s:%d (exchange \"%s\")",
+									   url.host, url.port, celerysalt_exchange),
+					   reply);
+		amqp_connection_close(state, AMQP_REPLY_SUCCESS);
+		amqp_destroy_connection(state);
+		return NULL;
+	}
+
+	conn = MemoryContextAllocZero(TopMemoryContext, sizeof(BrokerConnection));
+	conn->state = state;
+	conn->next_tag = 1;
+	if (gethostname(host, sizeof(host)) != 0)
+		strlcpy(host, "localhost", sizeof(host));
+	host[sizeof(host) - 1] = '\0';
+	snprintf(conn->origin, sizeof(conn->origin), "celerysalt%d@%s", MyProcPid, host);
+	return conn;
+}
+
+/* Close the connection politely if possible and free it; NULL is fine. */
+void
+BrokerDisconnect(BrokerConnection *conn)
+{
+	if (conn == NULL)
+		return;
+	amqp_connection_close(conn->state, AMQP_REPLY_SUCCESS);
+	amqp_destroy_connection(conn->state);
+	pfree(conn);
+}
+
+static inline amqp_table_entry_t
+entry_utf8(const char *key, const char *value)
+{
+	amqp_table_entry_t e;
+
+	e.key = amqp_cstring_bytes(key);
+	e.value.kind = AMQP_FIELD_KIND_UTF8;
+	e.value.value.bytes = amqp_cstring_bytes(value);
+	return e;
+}
+
+static inline amqp_table_entry_t
+entry_void(const char *key)
+{
+	amqp_table_entry_t e;
+
+	e.key = amqp_cstring_bytes(key);
+	e.value.kind = AMQP_FIELD_KIND_VOID;
+	return e;
+}
+
+static inline amqp_table_entry_t
+entry_i32(const char *key, int32 value)
+{
+	amqp_table_entry_t e;
+
+	e.key = amqp_cstring_bytes(key);
+	e.value.kind = AMQP_FIELD_KIND_I32;
+	e.value.value.i32 = value;
+	return e;
+}
+
+/*
+ * Publish one message with Celery's protocol-2 properties and headers
+ * (wire-protocol.md §1.4.1).  Returns the library status.
+ */
+static int
+publish_one(BrokerConnection *conn, CeleryMessage *msg)
+{
+	static amqp_field_value_t timelimit_values[2] = {
+		{.kind = AMQP_FIELD_KIND_VOID}, {.kind = AMQP_FIELD_KIND_VOID}
+	};
+	amqp_table_entry_t headers[19];
+	amqp_basic_properties_t props;
+	amqp_bytes_t body;
+	int			n = 0;
+
+	headers[n++] = entry_utf8("lang", "py");
+	headers[n++] = entry_utf8("task", msg->task);
+	headers[n++] = entry_utf8("id", msg->task_id);
+	headers[n++] = entry_void("shadow");
+	headers[n++] = entry_void("eta");
+	headers[n++] = msg->expires[0] ? entry_utf8("expires", msg->expires) : entry_void("expires");
+	headers[n++] = entry_void("group");
+	headers[n++] = entry_void("group_index");
+	headers[n++] = entry_i32("retries", 0);
+	headers[n].key = amqp_cstring_bytes("timelimit");
+	headers[n].value.kind = AMQP_FIELD_KIND_ARRAY;
+	headers[n].value.value.array.num_entries = 2;
+	headers[n].value.value.array.entries = timelimit_values;
+	n++;
+	headers[n++] = entry_utf8("root_id", msg->task_id);
+	headers[n++] = entry_void("parent_id");
+	headers[n++] = entry_utf8("argsrepr", msg->argsrepr.data);
+	headers[n++] = entry_utf8("kwargsrepr", msg->kwargsrepr.data);
+	headers[n++] = entry_utf8("origin", conn->origin);
+	headers[n++] = entry_void("ignore_result");
+	headers[n++] = entry_i32("replaced_task_nesting", 0);
+	headers[n++] = entry_void("stamped_headers");
+	headers[n].key = amqp_cstring_bytes("stamps");
+	headers[n].value.kind = AMQP_FIELD_KIND_TABLE;
+	headers[n].value.value.table.num_entries = 0;
+	headers[n].value.value.table.entries = NULL;
+	n++;
+
+	memset(&props, 0, sizeof(props));
+	props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG |
+		AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+		AMQP_BASIC_PRIORITY_FLAG | AMQP_BASIC_CORRELATION_ID_FLAG;
+	props.content_type = amqp_cstring_bytes("application/json");
+	props.content_encoding = amqp_cstring_bytes("utf-8");
+	props.delivery_mode = 2;
+	props.priority = msg->priority;
+	props.correlation_id = amqp_cstring_bytes(msg->task_id);
+	props.headers.num_entries = n;
+	props.headers.entries = headers;
+	if (msg->expiration_ms > 0)
+	{
+		char	   *expiration = psprintf("%d", msg->expiration_ms);
+
+		props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+		props.expiration = amqp_cstring_bytes(expiration);
+	}
+
+	body.len = msg->body.len;
+	body.bytes = msg->body.data;
+	return amqp_basic_publish(conn->state, BROKER_CHANNEL,
+							  amqp_cstring_bytes(celerysalt_exchange),
+							  amqp_cstring_bytes(msg->routing_key),
+							  0, 0, &props, body);
+}
+
+/*
+ * BrokerPublishBatch
+ *		Publish nmsgs messages and wait until the broker has confirmed every
+ *		one of them.  BROKER_OK only when all were acked.  On any other result
+ *		the caller must BrokerDisconnect: the channel may be closed and
+ *		delivery tags are no longer in step.
+ */
+BrokerStatus
+BrokerPublishBatch(BrokerConnection *conn, CeleryMessage *msgs, int nmsgs,
+				   StringInfo error)
+{
+	uint64		first_tag = conn->next_tag;
+	uint64		last_tag = first_tag + nmsgs - 1;
+	uint64		acked_through = first_tag - 1;	/* contiguous acks */
+	int			singles = 0;	/* single acks above acked_through */
+	bool	   *acked = palloc0(sizeof(bool) * nmsgs);
+	bool		nacked = false;
+	TimestampTz deadline;
+
+	for (int i = 0; i < nmsgs; i++)
+	{
+		int			rc = publish_one(conn, &msgs[i]);
+
+		if (rc != AMQP_STATUS_OK)
+		{
+			appendStringInfo(error, "could not publish to broker: %s",
+							 amqp_error_string2(rc));
+			return BROKER_FAILED;
+		}
+		conn->next_tag++;
+	}
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   celerysalt_broker_timeout_ms);
+	while (acked_through < last_tag)
+	{
+		amqp_frame_t frame;
+		struct timeval tv;
+		long		remaining;
+		int			rc;
+
+		CHECK_FOR_INTERRUPTS();
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (remaining <= 0)
+		{
+			appendStringInfo(error, "timed out after %d ms waiting for the broker to confirm %d messages",
+							 celerysalt_broker_timeout_ms, nmsgs);
+			return BROKER_FAILED;
+		}
+		set_timeval(&tv, Min(remaining, WAIT_SLICE_MS));
+		rc = amqp_simple_wait_frame_noblock(conn->state, &frame, &tv);
+		if (rc == AMQP_STATUS_TIMEOUT)
+			continue;
+		if (rc != AMQP_STATUS_OK)
+		{
+			appendStringInfo(error, "lost the broker connection while awaiting confirms: %s",
+							 amqp_error_string2(rc));
+			return BROKER_FAILED;
+		}
+		if (frame.frame_type != AMQP_FRAME_METHOD)
+			continue;
+
+		switch (frame.payload.method.id)
+		{
+			case AMQP_BASIC_ACK_METHOD:
+			case AMQP_BASIC_NACK_METHOD:
+				{
+					uint64		tag;
+					bool		multiple;
+
+					if (frame.payload.method.id == AMQP_BASIC_ACK_METHOD)
+					{
+						amqp_basic_ack_t *ack = frame.payload.method.decoded;
+
+						tag = ack->delivery_tag;
+						multiple = ack->multiple;
+					}
+					else
+					{
+						amqp_basic_nack_t *nack = frame.payload.method.decoded;
+
+						tag = nack->delivery_tag;
+						multiple = nack->multiple;
+						nacked = true;
+					}
+					if (tag < first_tag || tag > last_tag)
+						break;
+					if (multiple)
+					{
+						if (tag > acked_through)
+							acked_through = tag;
+					}
+					else if (!acked[tag - first_tag])
+					{
+						acked[tag - first_tag] = true;
+						singles++;
+					}
+					while (acked_through < last_tag && acked[acked_through + 1 - first_tag])
+						acked_through++;
+					break;
+				}
+			case AMQP_CHANNEL_CLOSE_METHOD:
+				{
+					amqp_channel_close_t *m = frame.payload.method.decoded;
+					amqp_channel_close_ok_t ok;
+
+					appendStringInfo(error, "broker closed the channel: %u %.*s",
+									 m->reply_code, (int) m->reply_text.len,
+									 (char *) m->reply_text.bytes);
+					amqp_send_method(conn->state, BROKER_CHANNEL,
+									 AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+					return BROKER_REJECTED;
+				}
+			case AMQP_CONNECTION_CLOSE_METHOD:
+				{
+					amqp_connection_close_t *m = frame.payload.method.decoded;
+					amqp_connection_close_ok_t ok;
+
+					appendStringInfo(error, "broker closed the connection: %u %.*s",
+									 m->reply_code, (int) m->reply_text.len,
+									 (char *) m->reply_text.bytes);
+					amqp_send_method(conn->state, 0,
+									 AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+					return BROKER_FAILED;
+				}
+			default:
+				break;
+		}
+	}
+	amqp_maybe_release_buffers(conn->state);
+	pfree(acked);
+	(void) singles;
+
+	if (nacked)
+	{
+		appendStringInfo(error, "broker rejected (nacked) messages of a batch of %d", nmsgs);
+		return BROKER_REJECTED;
+	}
+	return BROKER_OK;
+}

@@ -1,0 +1,41 @@
+/*-------------------------------------------------------------------------
+ *
+ * broker.h
+ *		The RabbitMQ client (broker.c): connection, confirmed batch publish,
+ *		URL parsing.  Callers never see librabbitmq-c types.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CELERYSALT_BROKER_H
+#define CELERYSALT_BROKER_H
+
+#include "celerysalt.h"
+
+typedef struct BrokerUrl
+{
+	char	   *host;
+	int			port;
+	char	   *vhost;
+	char	   *user;
+	char	   *password;		/* never printed */
+} BrokerUrl;
+
+typedef enum BrokerStatus
+{
+	BROKER_OK,					/* every message confirmed */
+	BROKER_FAILED,				/* connection lost or timed out: retry later */
+	BROKER_REJECTED				/* broker refused the batch (nack, channel
+								 * error): the connection must be reopened */
+} BrokerStatus;
+
+typedef struct BrokerConnection BrokerConnection;
+
+extern bool BrokerParseUrl(const char *url, BrokerUrl *out, char **error);
+extern char *BrokerRedactedUrl(const char *url);
+extern BrokerConnection *BrokerConnect(StringInfo error);
+extern void BrokerDisconnect(BrokerConnection *conn);
+extern BrokerStatus BrokerPublishBatch(BrokerConnection *conn,
+									   CeleryMessage *msgs, int nmsgs,
+									   StringInfo error);
+
+#endif							/* CELERYSALT_BROKER_H */

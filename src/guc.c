@@ -1,0 +1,201 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *		Every celerysalt.* configuration parameter and its check hooks.
+ *
+ * Parameters are defined whether or not the library is preloaded, so that
+ * SET and postgresql.conf entries are validated either way.  docs/
+ * configuration.md has one row per parameter defined here.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "celerysalt.h"
+
+#include <limits.h>
+
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "broker.h"
+
+char	   *celerysalt_broker_url = NULL;
+char	   *celerysalt_broker_password_file = NULL;
+char	   *celerysalt_exchange = NULL;
+char	   *celerysalt_dispatcher_tasks = NULL;
+char	   *celerysalt_databases = NULL;
+int			celerysalt_batch_size = 500;
+int			celerysalt_poll_interval_ms = 1000;
+int			celerysalt_broker_timeout_ms = 5000;
+int			celerysalt_reconnect_max_delay_ms = 30000;
+int			celerysalt_max_payload_size = 1024 * 1024;
+int			celerysalt_delivered_retention_s = 7 * 24 * 3600;
+int			celerysalt_outbox_rotation_s = 10;
+int			celerysalt_max_databases = 32;
+
+static bool
+check_broker_url(char **newval, void **extra, GucSource source)
+{
+	BrokerUrl	url;
+	char	   *error = NULL;
+
+	if (*newval == NULL || **newval == '\0')
+	{
+		GUC_check_errdetail("The broker URL must not be empty.");
+		return false;
+	}
+	if (!BrokerParseUrl(*newval, &url, &error))
+	{
+		/* The message never repeats the URL: it may hold a password. */
+		GUC_check_errdetail("%s", error);
+		GUC_check_errhint("Use the form amqp://user@host:port/vhost.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_exchange(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || **newval == '\0' || strlen(*newval) > 127)
+	{
+		GUC_check_errdetail("The exchange name must have between 1 and 127 bytes.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_dispatcher_tasks(char **newval, void **extra, GucSource source)
+{
+	List	   *names;
+	bool		ok;
+
+	if (*newval == NULL)
+		return false;
+	names = MessageSplitTaskNames(*newval);
+	ok = names != NIL && list_length(names) <= 8;
+	list_free_deep(names);
+	if (!ok)
+	{
+		GUC_check_errdetail("List between 1 and 8 comma-separated Celery task names.");
+		return false;
+	}
+	return true;
+}
+
+void
+GucDefineAll(void)
+{
+	DefineCustomStringVariable("celerysalt.broker_url",
+							   "Sets the RabbitMQ server events are delivered to.",
+							   "amqp://user[:password]@host[:port]/vhost; prefer "
+							   "celerysalt.broker_password_file for the password.",
+							   &celerysalt_broker_url,
+							   "amqp://guest:guest@127.0.0.1:5672/%2F",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   check_broker_url, NULL, NULL);
+
+	DefineCustomStringVariable("celerysalt.broker_password_file",
+							   "Sets a file whose first line is the broker password.",
+							   "When set, it overrides any password in celerysalt.broker_url.",
+							   &celerysalt_broker_password_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("celerysalt.exchange",
+							   "Sets the topic exchange events are published to.",
+							   NULL,
+							   &celerysalt_exchange,
+							   "tchu_events",
+							   PGC_SIGHUP, 0,
+							   check_exchange, NULL, NULL);
+
+	DefineCustomStringVariable("celerysalt.dispatcher_tasks",
+							   "Sets the Celery task names each event is sent to, one message per name.",
+							   "celery_salt.dispatch_event reaches celery-salt workers, "
+							   "tchu_tchu.dispatch_event reaches tchu-tchu workers.",
+							   &celerysalt_dispatcher_tasks,
+							   "celery_salt.dispatch_event",
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   check_dispatcher_tasks, NULL, NULL);
+
+	DefineCustomStringVariable("celerysalt.databases",
+							   "Sets the databases whose events are delivered; empty means every database.",
+							   NULL,
+							   &celerysalt_databases,
+							   "",
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("celerysalt.batch_size",
+							"Sets how many events the worker publishes before it awaits the broker's confirms.",
+							NULL,
+							&celerysalt_batch_size,
+							500, 1, 10000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("celerysalt.poll_interval",
+							"Sets how long the worker sleeps when no commit woke it.",
+							"Commits that publish wake the worker at once; this is only a safety net.",
+							&celerysalt_poll_interval_ms,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("celerysalt.broker_timeout",
+							"Sets the time limit for connecting to the broker and for each confirm wait.",
+							NULL,
+							&celerysalt_broker_timeout_ms,
+							5000, 100, 600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("celerysalt.reconnect_max_delay",
+							"Sets the longest pause between two attempts to reach the broker.",
+							"The pause doubles from 100ms after each failure up to this value.",
+							&celerysalt_reconnect_max_delay_ms,
+							30000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("celerysalt.max_payload_size",
+							"Sets the largest payload celerysalt_publish accepts.",
+							"Measured as the size of the jsonb value.",
+							&celerysalt_max_payload_size,
+							1024 * 1024, 64, INT_MAX / 2,
+							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("celerysalt.delivered_retention",
+							"Sets how long delivered events stay in celerysalt_events for replay.",
+							"0 keeps no log of delivered events.",
+							&celerysalt_delivered_retention_s,
+							7 * 24 * 3600, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("celerysalt.outbox_rotation",
+							"Sets how often publishing moves on to the next outbox partition.",
+							"Drained partitions are truncated, so the outbox never holds more "
+							"dead rows than a few rotations produce.",
+							&celerysalt_outbox_rotation_s,
+							10, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	/* A PGC_POSTMASTER parameter can only be defined at server start. */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("celerysalt.max_databases",
+								"Sets how many databases can have a delivery worker at the same time.",
+								NULL,
+								&celerysalt_max_databases,
+								32, 1, 1024,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("celerysalt");
+}

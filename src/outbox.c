@@ -1,0 +1,336 @@
+/*-------------------------------------------------------------------------
+ *
+ * outbox.c
+ *		celerysalt_publish(): check the event, enqueue it in the caller's
+ *		transaction and wake the database's worker when that transaction
+ *		commits.
+ *
+ * Events go to the partitioned table _celerysalt_outbox, into the partition
+ * ("slot") the worker currently advertises in shared memory.  The worker
+ * rotates slots and truncates drained ones, so dead rows never pile up
+ * even while another transaction holds back the xmin horizon (see
+ * docs/architecture.md).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "celerysalt.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "port/pg_bswap.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(celerysalt_publish);
+PG_FUNCTION_INFO_V1(celerysalt_wake);
+PG_FUNCTION_INFO_V1(_celerysalt_installed);
+
+PublishValidator celerysalt_publish_validator = NULL;
+
+/* The saved INSERT, valid while the extension keeps the same schema. */
+static SPIPlanPtr insert_plan = NULL;
+static Oid	insert_plan_schema = InvalidOid;
+
+/* Commit-time wake-up state of this backend. */
+static bool xact_callback_registered = false;
+static bool wake_at_commit = false;
+
+/*
+ * OutboxCheckTopic
+ *		Raise an error unless topic is a concrete AMQP routing key that the
+ *		Python dispatchers can match: 1 to 255 bytes, no wildcard, no white
+ *		space or control character.
+ */
+void
+OutboxCheckTopic(const char *topic)
+{
+	size_t		len = strlen(topic);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event topic must not be empty")));
+	if (len > CELERYSALT_MAX_TOPIC_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event topic is too long"),
+				 errdetail("The topic has %zu bytes; AMQP routing keys have at most %d.",
+						   len, CELERYSALT_MAX_TOPIC_LEN)));
+	for (const unsigned char *p = (const unsigned char *) topic; *p; p++)
+	{
+		if (*p == '*' || *p == '#')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("event topic \"%s\" contains the wildcard \"%c\"", topic, *p),
+					 errdetail("Wildcards only have a meaning in subscriptions; an event is published to one concrete topic."),
+					 errhint("Publish to a topic such as \"user.created\".")));
+		if (*p <= ' ' || *p == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("event topic \"%s\" contains white space or a control character", topic),
+					 errhint("Topics are dot-separated words such as \"user.created\".")));
+	}
+}
+
+/*
+ * OutboxCheckPayload
+ *		Raise an error unless payload is a JSON object within the size limit
+ *		that does not carry the reserved member _tchu_meta.
+ */
+void
+OutboxCheckPayload(Jsonb *payload)
+{
+	JsonbValue	key;
+
+	if (!JB_ROOT_IS_OBJECT(payload) || JB_ROOT_IS_SCALAR(payload))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event payload must be a JSON object"),
+				 errdetail("The payload is a JSON %s.",
+						   JB_ROOT_IS_SCALAR(payload) ? "scalar" : "array"),
+				 errhint("Wrap the value in an object, for example jsonb_build_object('data', value).")));
+
+	if (VARSIZE(payload) > (Size) celerysalt_max_payload_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event payload is too large"),
+				 errdetail("The payload takes %zu bytes; celerysalt.max_payload_size is %d bytes.",
+						   (Size) VARSIZE(payload), celerysalt_max_payload_size)));
+
+	key.type = jbvString;
+	key.val.string.val = "_tchu_meta";
+	key.val.string.len = strlen("_tchu_meta");
+	if (findJsonbValueFromContainer(&payload->root, JB_FOBJECT, &key) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event payload must not contain the member \"_tchu_meta\""),
+				 errdetail("celerysalt writes _tchu_meta itself, from the version and correlation_id arguments."),
+				 errhint("Pass version and correlation_id as arguments of celerysalt_publish.")));
+}
+
+/* Raise an error unless an optional text argument is short and printable. */
+static void
+check_label(const char *what, const char *value, int maxlen)
+{
+	size_t		len = strlen(value);
+
+	if (len == 0 || len > (size_t) maxlen)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event %s must have between 1 and %d bytes", what, maxlen),
+				 errhint("Pass NULL to leave it out.")));
+	for (const unsigned char *p = (const unsigned char *) value; *p; p++)
+		if (*p < ' ' || *p == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("event %s must not contain control characters", what)));
+}
+
+static void
+outbox_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (wake_at_commit)
+			{
+				DatabaseSlot *slot = ShmemFindDatabase(MyDatabaseId);
+				Latch	   *latch = slot ? slot->worker_latch : NULL;
+
+				if (latch != NULL)
+					SetLatch(latch);
+				else
+				{
+					/* no worker yet: the database needs one now */
+					if (slot != NULL)
+					{
+						SpinLockAcquire(&slot->mutex);
+						slot->extension_missing = false;
+						SpinLockRelease(&slot->mutex);
+					}
+					ShmemWakeLauncher();
+				}
+			}
+			wake_at_commit = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* A prepared transaction is found by the periodic poll. */
+			wake_at_commit = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * OutboxRequestCommitWake
+ *		Arrange for this database's worker to be woken when the current
+ *		transaction commits (nothing happens if it aborts).
+ */
+void
+OutboxRequestCommitWake(void)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(outbox_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	wake_at_commit = true;
+}
+
+/* A random (version 4) UUID. */
+static void
+random_uuid(pg_uuid_t *uuid)
+{
+	if (!pg_strong_random(uuid->data, UUID_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random event id")));
+	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;
+	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;
+}
+
+static SPIPlanPtr
+prepare_insert(void)
+{
+	Oid			argtypes[7] = {INT2OID, UUIDOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID,
+	TIMESTAMPTZOID};
+	char	   *sql;
+	SPIPlanPtr	plan;
+
+	sql = psprintf("INSERT INTO %s (slot, event_id, id, topic, payload, version, correlation_id, enqueued_at)"
+				   " VALUES ($1, pg_catalog.nextval('%s'), $2, $3, $4, $5, $6, $7)",
+				   CatalogQualifiedName("_celerysalt_outbox"),
+				   CatalogQualifiedName("_celerysalt_event_seq"));
+	plan = SPI_prepare(sql, 7, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	pfree(sql);
+	return plan;
+}
+
+/*
+ * OutboxEnqueue
+ *		Insert one checked event into the outbox in the current transaction
+ *		and arrange the commit-time wake-up.  Returns the event id, palloc'd
+ *		in the caller's context.
+ */
+pg_uuid_t *
+OutboxEnqueue(const char *topic, Jsonb *payload, const char *version,
+			  const char *correlation_id)
+{
+	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	DatabaseSlot *dbslot = ShmemFindDatabase(MyDatabaseId);
+	Oid			schema;
+	int			rc;
+
+	random_uuid(id);
+
+	SPI_connect();
+	schema = CatalogExtensionSchema(false);
+	if (insert_plan == NULL || insert_plan_schema != schema)
+	{
+		if (insert_plan != NULL)
+			SPI_freeplan(insert_plan);
+		insert_plan = NULL;
+		insert_plan = prepare_insert();
+		insert_plan_schema = schema;
+	}
+
+	values[0] = Int16GetDatum(dbslot ? (int16) pg_atomic_read_u32(&dbslot->insert_slot) : 0);
+	values[1] = UUIDPGetDatum(id);
+	values[2] = CStringGetTextDatum(topic);
+	values[3] = JsonbPGetDatum(payload);
+	values[4] = version ? CStringGetTextDatum(version) : (Datum) 0;
+	nulls[4] = version ? ' ' : 'n';
+	values[5] = correlation_id ? CStringGetTextDatum(correlation_id) : (Datum) 0;
+	nulls[5] = correlation_id ? ' ' : 'n';
+	values[6] = TimestampTzGetDatum(GetCurrentTimestamp());
+
+	rc = SPI_execute_plan(insert_plan, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not enqueue event: %s", SPI_result_code_string(rc));
+	SPI_finish();
+
+	OutboxRequestCommitWake();
+	return id;
+}
+
+/*
+ * celerysalt_publish(topic text, payload jsonb, version text, correlation_id text)
+ *		RETURNS uuid
+ */
+Datum
+celerysalt_publish(PG_FUNCTION_ARGS)
+{
+	char	   *topic;
+	Jsonb	   *payload;
+	const char *version = NULL;
+	const char *correlation_id = NULL;
+
+	RequirePreload();
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event topic must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event payload must not be null")));
+
+	topic = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	OutboxCheckTopic(topic);
+	payload = PG_GETARG_JSONB_P(1);
+	OutboxCheckPayload(payload);
+	if (!PG_ARGISNULL(2))
+	{
+		version = text_to_cstring(PG_GETARG_TEXT_PP(2));
+		check_label("version", version, 64);
+	}
+	if (!PG_ARGISNULL(3))
+	{
+		correlation_id = text_to_cstring(PG_GETARG_TEXT_PP(3));
+		check_label("correlation_id", correlation_id, 255);
+	}
+
+	if (celerysalt_publish_validator != NULL)
+		version = celerysalt_publish_validator(topic, payload, version);
+
+	PG_RETURN_UUID_P(OutboxEnqueue(topic, payload, version, correlation_id));
+}
+
+/*
+ * celerysalt_wake() RETURNS void
+ *		Wake the worker when the current transaction commits, e.g. after
+ *		rows were moved into the outbox by hand.
+ */
+Datum
+celerysalt_wake(PG_FUNCTION_ARGS)
+{
+	RequirePreload();
+	OutboxRequestCommitWake();
+	PG_RETURN_VOID();
+}
+
+/*
+ * _celerysalt_installed() RETURNS void
+ *		Called by the install script: once CREATE EXTENSION commits, the
+ *		launcher starts this database's worker.  A no-op without preload.
+ */
+Datum
+_celerysalt_installed(PG_FUNCTION_ARGS)
+{
+	if (celerysalt_preloaded)
+		OutboxRequestCommitWake();
+	PG_RETURN_VOID();
+}
