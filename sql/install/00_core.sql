@@ -108,7 +108,7 @@ $$;
 COMMENT ON FUNCTION celerysalt_replay(uuid) IS
     'Publishes a delivered event again, as a new event; returns the new event id.';
 
-CREATE FUNCTION celerysalt_replay(since timestamptz, until timestamptz DEFAULT NULL,
+CREATE FUNCTION celerysalt_replay_since(since timestamptz, until timestamptz DEFAULT NULL,
                                   topic text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE sql VOLATILE
@@ -121,7 +121,7 @@ AS $$
                AND ($3 IS NULL OR e.topic = $3)
              ORDER BY e.event_id) e
 $$;
-COMMENT ON FUNCTION celerysalt_replay(timestamptz, timestamptz, text) IS
+COMMENT ON FUNCTION celerysalt_replay_since(timestamptz, timestamptz, text) IS
     'Publishes again, in their original order, the events delivered in [since, until), optionally of one topic; returns how many.';
 
 CREATE FUNCTION celerysalt_dead_letter_retry(event uuid)

@@ -1,0 +1,61 @@
+-- Delivery as seen from SQL: the worker confirms committed events into
+-- celerysalt_events; replay and dead-letter retry put events back.
+-- The temp instance's worker delivers to the machine's RabbitMQ.
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS celerysalt;
+RESET client_min_messages;
+
+CREATE FUNCTION pg_temp.wait_delivered(t text, n int) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    c bigint;
+BEGIN
+    FOR i IN 1..400 LOOP
+        SELECT count(*) INTO c FROM celerysalt_events WHERE topic = t;
+        EXIT WHEN c >= n;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+    RETURN c;
+END
+$$;
+
+-- Three committed events are confirmed and logged with their metadata.
+SELECT celerysalt_publish('regress.delivery.a', '{"n": 1}', 'v3', 'corr-1') AS a_id \gset
+SELECT count(celerysalt_publish('regress.delivery.a', jsonb_build_object('n', i))) AS published FROM generate_series(2, 3) i;
+SELECT pg_temp.wait_delivered('regress.delivery.a', 3) AS delivered;
+SELECT topic, version, correlation_id, payload, size > 0 AS sized,
+       delivered_at >= enqueued_at AS ordered_times
+  FROM celerysalt_events WHERE topic = 'regress.delivery.a' ORDER BY event_id;
+SELECT pending, broker_connected, last_error, worker_pid IS NOT NULL AS has_worker,
+       delivered_total >= 3 AS counted
+  FROM celerysalt_status;
+
+-- Replay one event: a new event with the same content.
+SELECT celerysalt_replay(:'a_id') <> :'a_id' AS new_id;
+SELECT pg_temp.wait_delivered('regress.delivery.a', 4) AS delivered;
+SELECT count(*) AS copies FROM celerysalt_events
+ WHERE topic = 'regress.delivery.a' AND payload = '{"n": 1}' AND version = 'v3' AND correlation_id = 'corr-1';
+
+-- Replay by time range and topic.
+SELECT celerysalt_replay_since(now() - interval '1 hour', NULL, 'regress.delivery.a') AS replayed;
+SELECT pg_temp.wait_delivered('regress.delivery.a', 8) AS delivered;
+SELECT celerysalt_replay_since(now() - interval '1 hour', NULL, 'regress.no.such.topic') AS replayed_none;
+
+-- Unknown ids: P0002.
+\set VERBOSITY terse
+SELECT celerysalt_replay('00000000-0000-4000-8000-000000000000'::uuid);
+\echo :LAST_ERROR_SQLSTATE
+SELECT celerysalt_dead_letter_retry('00000000-0000-4000-8000-000000000000'::uuid);
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+
+-- A dead letter can be retried: it becomes a new event and is delivered.
+INSERT INTO celerysalt_dead_letters (id, event_id, topic, version, payload, enqueued_at, failed_at, reason)
+VALUES ('11111111-1111-4111-8111-111111111111', -1, 'regress.delivery.dead', 'v1', '{"k": "v"}',
+        now(), now(), 'PRECONDITION_FAILED - message size 200000 is larger than configured max size 100000');
+SELECT celerysalt_dead_letter_retry('11111111-1111-4111-8111-111111111111') IS NOT NULL AS retried;
+SELECT count(*) AS left_in_dead_letters FROM celerysalt_dead_letters;
+SELECT pg_temp.wait_delivered('regress.delivery.dead', 1) AS delivered;
+
+-- Nothing left behind.
+SELECT pending FROM celerysalt_status;
