@@ -5,13 +5,13 @@ RESET client_min_messages;
 
 -- try(sql): run a statement, show the SQLSTATE and texts of the error it raises.
 CREATE FUNCTION pg_temp.try(sql text,
-    OUT sqlstate text, OUT message text, OUT detail text, OUT hint text)
+    OUT state text, OUT message text, OUT detail text, OUT hint text)
 LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE sql;
-    sqlstate := '00000';
+    state := '00000';
 EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS sqlstate = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
                             detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
 END
 $$;

@@ -15,6 +15,7 @@
 #include "celerysalt.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -331,7 +332,7 @@ entry_i32(const char *key, int32 value)
  * (wire-protocol.md §1.4.1).  Returns the library status.
  */
 static int
-publish_one(BrokerConnection *conn, CeleryMessage *msg)
+publish_one(BrokerConnection *conn, CeleryMessage *msg, bool mandatory)
 {
 	static amqp_field_value_t timelimit_values[2] = {
 		{.kind = AMQP_FIELD_KIND_VOID}, {.kind = AMQP_FIELD_KIND_VOID}
@@ -393,31 +394,33 @@ publish_one(BrokerConnection *conn, CeleryMessage *msg)
 	return amqp_basic_publish(conn->state, BROKER_CHANNEL,
 							  amqp_cstring_bytes(celerysalt_exchange),
 							  amqp_cstring_bytes(msg->routing_key),
-							  0, 0, &props, body);
+							  mandatory, 0, &props, body);
 }
 
 /*
  * BrokerPublishBatch
  *		Publish nmsgs messages and wait until the broker has confirmed every
- *		one of them.  BROKER_OK only when all were acked.  On any other result
- *		the caller must BrokerDisconnect: the channel may be closed and
- *		delivery tags are no longer in step.
+ *		one of them.  BROKER_OK only when all were acked.  With mandatory, a
+ *		message no queue is bound for comes back (BROKER_RETURNED; the
+ *		connection stays usable).  On BROKER_FAILED or BROKER_REJECTED the
+ *		caller must BrokerDisconnect: the channel may be closed and delivery
+ *		tags are no longer in step.
  */
 BrokerStatus
 BrokerPublishBatch(BrokerConnection *conn, CeleryMessage *msgs, int nmsgs,
-				   StringInfo error)
+				   bool mandatory, StringInfo error)
 {
 	uint64		first_tag = conn->next_tag;
 	uint64		last_tag = first_tag + nmsgs - 1;
 	uint64		acked_through = first_tag - 1;	/* contiguous acks */
-	int			singles = 0;	/* single acks above acked_through */
 	bool	   *acked = palloc0(sizeof(bool) * nmsgs);
 	bool		nacked = false;
+	bool		returned = false;
 	TimestampTz deadline;
 
 	for (int i = 0; i < nmsgs; i++)
 	{
-		int			rc = publish_one(conn, &msgs[i]);
+		int			rc = publish_one(conn, &msgs[i], mandatory);
 
 		if (rc != AMQP_STATUS_OK)
 		{
@@ -456,10 +459,22 @@ BrokerPublishBatch(BrokerConnection *conn, CeleryMessage *msgs, int nmsgs,
 			return BROKER_FAILED;
 		}
 		if (frame.frame_type != AMQP_FRAME_METHOD)
-			continue;
+			continue;			/* content of a returned message */
 
 		switch (frame.payload.method.id)
 		{
+			case AMQP_BASIC_RETURN_METHOD:
+				{
+					/* a mandatory message no queue was bound for; its ack follows */
+					amqp_basic_return_t *m = frame.payload.method.decoded;
+
+					if (!returned)
+						appendStringInfo(error, "broker returned the message as unroutable: %u %.*s",
+										 m->reply_code, (int) m->reply_text.len,
+										 (char *) m->reply_text.bytes);
+					returned = true;
+					break;
+				}
 			case AMQP_BASIC_ACK_METHOD:
 			case AMQP_BASIC_NACK_METHOD:
 				{
@@ -488,11 +503,8 @@ BrokerPublishBatch(BrokerConnection *conn, CeleryMessage *msgs, int nmsgs,
 						if (tag > acked_through)
 							acked_through = tag;
 					}
-					else if (!acked[tag - first_tag])
-					{
+					else
 						acked[tag - first_tag] = true;
-						singles++;
-					}
 					while (acked_through < last_tag && acked[acked_through + 1 - first_tag])
 						acked_through++;
 					break;
@@ -527,12 +539,36 @@ BrokerPublishBatch(BrokerConnection *conn, CeleryMessage *msgs, int nmsgs,
 	}
 	amqp_maybe_release_buffers(conn->state);
 	pfree(acked);
-	(void) singles;
 
+	if (returned)
+		return BROKER_RETURNED;
 	if (nacked)
 	{
 		appendStringInfo(error, "broker rejected (nacked) messages of a batch of %d", nmsgs);
 		return BROKER_REJECTED;
 	}
 	return BROKER_OK;
+}
+
+/*
+ * BrokerConnectionAlive
+ *		Whether a cached, idle connection still looks usable: the broker sends
+ *		nothing unasked on an idle confirm channel, so readable data or a
+ *		hang-up means it closed the connection.
+ */
+bool
+BrokerConnectionAlive(BrokerConnection *conn)
+{
+	struct pollfd pfd;
+
+	if (amqp_data_in_buffer(conn->state) || amqp_frames_enqueued(conn->state))
+		return false;
+	pfd.fd = amqp_get_sockfd(conn->state);
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	if (pfd.fd < 0)
+		return false;
+	if (poll(&pfd, 1, 0) != 0)
+		return false;			/* readable, hung up or error */
+	return true;
 }

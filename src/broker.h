@@ -24,8 +24,9 @@ typedef enum BrokerStatus
 {
 	BROKER_OK,					/* every message confirmed */
 	BROKER_FAILED,				/* connection lost or timed out: retry later */
-	BROKER_REJECTED				/* broker refused the batch (nack, channel
+	BROKER_REJECTED,			/* broker refused the batch (nack, channel
 								 * error): the connection must be reopened */
+	BROKER_RETURNED				/* a mandatory message was unroutable */
 } BrokerStatus;
 
 typedef struct BrokerConnection BrokerConnection;
@@ -36,6 +37,7 @@ extern BrokerConnection *BrokerConnect(StringInfo error);
 extern void BrokerDisconnect(BrokerConnection *conn);
 extern BrokerStatus BrokerPublishBatch(BrokerConnection *conn,
 									   CeleryMessage *msgs, int nmsgs,
-									   StringInfo error);
+									   bool mandatory, StringInfo error);
+extern bool BrokerConnectionAlive(BrokerConnection *conn);
 
 #endif							/* CELERYSALT_BROKER_H */

@@ -37,6 +37,10 @@ extern char *celerysalt_broker_password_file;
 extern char *celerysalt_exchange;
 extern char *celerysalt_dispatcher_tasks;
 extern char *celerysalt_databases;
+extern char *celerysalt_redis_url;
+extern char *celerysalt_redis_password_file;
+extern char *celerysalt_redis_key_prefix;
+extern char *celerysalt_rpc_task;
 extern int	celerysalt_batch_size;
 extern int	celerysalt_poll_interval_ms;
 extern int	celerysalt_broker_timeout_ms;
@@ -113,6 +117,15 @@ extern void OutboxCheckPayload(Jsonb *payload);
 extern pg_uuid_t *OutboxEnqueue(const char *topic, Jsonb *payload,
 								const char *version, const char *correlation_id);
 
+/* ---- rpc.c ---- */
+
+/* A plug point for the schema registry: called by celerysalt_call with the
+ * handler's response (is_error: a business error object) before it is
+ * returned; it may raise an error. */
+typedef void (*RpcResponseValidator) (const char *topic, const char *version,
+									  Jsonb *response, bool is_error);
+extern RpcResponseValidator celerysalt_rpc_response_validator;
+
 /* ---- message.c ---- */
 
 /* One Celery protocol-2 task message, as the Python libraries send it. */
@@ -142,6 +155,7 @@ extern void MessageBuild(CeleryMessage *msg, const char *task,
 						 const pg_uuid_t *event_id, int task_index,
 						 const char *topic, const char *payload_json);
 extern void MessageFree(CeleryMessage *msg);
+extern void MessageFormatExpires(TimestampTz when, char *out, size_t outlen);
 extern void MessageUuidToString(const pg_uuid_t *uuid, char *out);
 extern void MessageDeriveTaskId(const pg_uuid_t *event_id, const char *task,
 								pg_uuid_t *out);

@@ -17,12 +17,17 @@
 #include "utils/guc.h"
 
 #include "broker.h"
+#include "redis.h"
 
 char	   *celerysalt_broker_url = NULL;
 char	   *celerysalt_broker_password_file = NULL;
 char	   *celerysalt_exchange = NULL;
 char	   *celerysalt_dispatcher_tasks = NULL;
 char	   *celerysalt_databases = NULL;
+char	   *celerysalt_redis_url = NULL;
+char	   *celerysalt_redis_password_file = NULL;
+char	   *celerysalt_redis_key_prefix = NULL;
+char	   *celerysalt_rpc_task = NULL;
 int			celerysalt_batch_size = 500;
 int			celerysalt_poll_interval_ms = 1000;
 int			celerysalt_broker_timeout_ms = 5000;
@@ -48,6 +53,40 @@ check_broker_url(char **newval, void **extra, GucSource source)
 		/* The message never repeats the URL: it may hold a password. */
 		GUC_check_errdetail("%s", error);
 		GUC_check_errhint("Use the form amqp://user@host:port/vhost.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_redis_url(char **newval, void **extra, GucSource source)
+{
+	RedisUrl	url;
+	char	   *error = NULL;
+
+	if (*newval == NULL || !RedisParseUrl(*newval, &url, &error))
+	{
+		GUC_check_errdetail("%s", error ? error : "The Redis URL must not be empty.");
+		GUC_check_errhint("Use the form redis://host:port/db.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_task_name(char **newval, void **extra, GucSource source)
+{
+	List	   *names;
+	bool		ok;
+
+	if (*newval == NULL)
+		return false;
+	names = MessageSplitTaskNames(*newval);
+	ok = list_length(names) == 1;
+	list_free_deep(names);
+	if (!ok)
+	{
+		GUC_check_errdetail("Give exactly one Celery task name.");
 		return false;
 	}
 	return true;
@@ -121,6 +160,41 @@ GucDefineAll(void)
 							   "celery_salt.dispatch_event",
 							   PGC_SIGHUP, GUC_LIST_INPUT,
 							   check_dispatcher_tasks, NULL, NULL);
+
+	DefineCustomStringVariable("celerysalt.redis_url",
+							   "Sets the Redis server and database where Celery workers store results (their result_backend).",
+							   "Used by celerysalt_call; prefer celerysalt.redis_password_file for a password.",
+							   &celerysalt_redis_url,
+							   "redis://127.0.0.1:6379/0",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   check_redis_url, NULL, NULL);
+
+	DefineCustomStringVariable("celerysalt.redis_password_file",
+							   "Sets a file whose first line is the Redis password.",
+							   NULL,
+							   &celerysalt_redis_password_file,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("celerysalt.redis_key_prefix",
+							   "Sets the prefix of Celery result keys (result_backend_transport_options global_keyprefix).",
+							   "Celery joins a non-empty prefix and the key with \"_\".",
+							   &celerysalt_redis_key_prefix,
+							   "",
+							   PGC_USERSET, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("celerysalt.rpc_task",
+							   "Sets the dispatcher task name celerysalt_call sends requests to.",
+							   "celery_salt.dispatch_event for celery-salt services, "
+							   "tchu_tchu.dispatch_event for tchu-tchu services.",
+							   &celerysalt_rpc_task,
+							   "celery_salt.dispatch_event",
+							   PGC_USERSET, 0,
+							   check_task_name, NULL, NULL);
 
 	DefineCustomStringVariable("celerysalt.databases",
 							   "Sets the databases whose events are delivered; empty means every database.",

@@ -19,7 +19,9 @@
 
 #include "common/cryptohash.h"
 #include "mb/pg_wchar.h"
+#include "pgtime.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 #include "utils/numeric.h"
 #include "utils/varlena.h"
 
@@ -331,6 +333,25 @@ MessageBuild(CeleryMessage *msg, const char *task, const pg_uuid_t *event_id,
 	appendStringInfoString(&msg->kwargsrepr, "{'routing_key': ");
 	append_python_repr(&msg->kwargsrepr, topic, REPR_MAX);
 	appendStringInfoChar(&msg->kwargsrepr, '}');
+}
+
+/*
+ * MessageFormatExpires
+ *		when as Celery writes the expires header: ISO-8601 in UTC with
+ *		microseconds and an explicit offset, "2026-11-23T03:17:33.522716+00:00".
+ */
+void
+MessageFormatExpires(TimestampTz when, char *out, size_t outlen)
+{
+	pg_time_t	secs = timestamptz_to_time_t(when);
+	int			usecs = (int) (when - time_t_to_timestamptz(secs));
+	struct pg_tm *tm = pg_gmtime(&secs);
+
+	if (usecs < 0)
+		usecs = 0;
+	snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00",
+			 tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday,
+			 tm->tm_hour, tm->tm_min, tm->tm_sec, usecs);
 }
 
 void

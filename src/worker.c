@@ -428,7 +428,7 @@ deliver_batch(void)
 	msgs = build_messages(events, n, &nmsgs);
 	initStringInfo(&error);
 	pgstat_report_activity(STATE_RUNNING, "celerysalt: publishing");
-	status = BrokerPublishBatch(ws.broker, msgs, nmsgs, &error);
+	status = BrokerPublishBatch(ws.broker, msgs, nmsgs, false, &error);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextSwitchTo(old);
 
@@ -442,6 +442,7 @@ deliver_batch(void)
 			return n;
 
 		case BROKER_FAILED:
+		case BROKER_RETURNED:	/* not mandatory: cannot happen */
 			broker_failed(error.data);
 			return -1;
 

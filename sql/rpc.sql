@@ -1,0 +1,45 @@
+-- celerysalt_call: input checks and the outcomes that need no Celery worker
+-- (the temp instance talks to the machine's RabbitMQ and Redis).  Outcomes
+-- involving real handlers are proven in test/integration/test_rpc.py.
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS celerysalt;
+RESET client_min_messages;
+
+CREATE FUNCTION pg_temp.try(sql text,
+    OUT state text, OUT message text, OUT detail text, OUT hint text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql;
+    state := '00000';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+END
+$$;
+\x on
+
+-- Bad input.
+SELECT * FROM pg_temp.try($q$SELECT celerysalt_call(NULL, '{}')$q$);
+SELECT * FROM pg_temp.try($q$SELECT celerysalt_call('rpc.x', NULL)$q$);
+SELECT * FROM pg_temp.try($q$SELECT celerysalt_call('rpc.x', '{}', NULL)$q$);
+SELECT * FROM pg_temp.try($q$SELECT celerysalt_call('rpc.*', '{}')$q$);
+SELECT * FROM pg_temp.try($q$SELECT celerysalt_call('rpc.x', '[1]')$q$);
+SELECT * FROM pg_temp.try($q$SELECT celerysalt_call('rpc.x', '{"_tchu_meta": 1}')$q$);
+SELECT * FROM pg_temp.try($q$SELECT celerysalt_call('rpc.x', '{}', '0 s')$q$);
+SELECT * FROM pg_temp.try($q$SELECT celerysalt_call('rpc.x', '{}', '2 days')$q$);
+
+-- Nobody is bound to this topic: the mandatory request comes back (CR004), fast.
+SELECT * FROM pg_temp.try($q$SELECT celerysalt_call('celerysalt.regress.nobody.home', '{"a": 1}', '10 s')$q$);
+SELECT (celerysalt_call_envelope('celerysalt.regress.nobody.home', '{"a": 1}', '10 s') - 'task_id') AS envelope;
+
+-- Redis unreachable: class 08, and the request is not sent.
+SET celerysalt.redis_url = 'redis://127.0.0.1:1/0';
+SELECT state, message, hint FROM pg_temp.try($q$SELECT celerysalt_call('rpc.x', '{}')$q$);
+RESET celerysalt.redis_url;
+
+-- Settings are checked.  PostgreSQL itself repeats a rejected value in its message,
+-- which is why passwords belong in celerysalt.redis_password_file, not in the URL.
+SELECT state, message, detail FROM pg_temp.try($q$SET celerysalt.redis_url = 'http://user:secret@host'$q$);
+SELECT state, message, detail FROM pg_temp.try($q$SET celerysalt.redis_url = 'redis://:secret@host:99999/0'$q$);
+SELECT state, message, detail FROM pg_temp.try($q$SET celerysalt.rpc_task = 'a, b'$q$);
+\x off
