@@ -15,6 +15,8 @@
 #include "celerysalt.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <unistd.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -158,6 +160,54 @@ describe_reply(StringInfo error, const char *what, amqp_rpc_reply_t reply)
 	}
 }
 
+/*
+ * librabbitmq reports any failed connect as "a socket error occurred" and
+ * leaves errno at EINPROGRESS: connect once more ourselves, briefly, to say
+ * why (refused, unreachable, ...).
+ */
+static void
+append_connect_errno(StringInfo error, const char *host, int port)
+{
+	struct addrinfo hints;
+	struct addrinfo *res = NULL;
+	char		service[16];
+	int			err = 0;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(service, sizeof(service), "%d", port);
+	if (getaddrinfo(host, service, &hints, &res) != 0 || res == NULL)
+	{
+		appendStringInfoString(error, " (the host name could not be resolved)");
+		return;
+	}
+	{
+		int			fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+		if (fd >= 0)
+		{
+			if (connect(fd, res->ai_addr, res->ai_addrlen) != 0)
+			{
+				err = errno;
+				if (err == EINPROGRESS)
+				{
+					struct pollfd pfd = {.fd = fd,.events = POLLOUT};
+					socklen_t	len = sizeof(err);
+
+					err = ETIMEDOUT;
+					if (poll(&pfd, 1, Min(celerysalt_broker_timeout_ms, 1000)) > 0)
+						getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+				}
+			}
+			close(fd);
+		}
+	}
+	freeaddrinfo(res);
+	if (err != 0)
+		appendStringInfo(error, " (%s)", strerror(err));
+}
+
 static void
 set_timeval(struct timeval *tv, int ms)
 {
@@ -216,17 +266,14 @@ BrokerConnect(StringInfo error)
 	}
 
 	set_timeval(&tv, celerysalt_broker_timeout_ms);
-	errno = 0;
 	rc = amqp_socket_open_noblock(socket, url.host, url.port, &tv);
 	if (rc != AMQP_STATUS_OK)
 	{
-		int			saved_errno = errno;
-
 		appendStringInfo(error, "could not connect to broker at %s:%d: %s",
 						 url.host, url.port, amqp_error_string2(rc));
-		if (rc == AMQP_STATUS_SOCKET_ERROR && saved_errno != 0)
-			appendStringInfo(error, " (%s)", strerror(saved_errno));
 		amqp_destroy_connection(state);
+		if (rc == AMQP_STATUS_SOCKET_ERROR)
+			append_connect_errno(error, url.host, url.port);
 		return NULL;
 	}
 
@@ -284,13 +331,31 @@ BrokerConnect(StringInfo error)
 	return conn;
 }
 
-/* Close the connection politely if possible and free it; NULL is fine. */
+/*
+ * BrokerDisconnect
+ *		Close a healthy connection politely (connection.close, bounded by the
+ *		timeouts) and free it; NULL is fine.
+ */
 void
 BrokerDisconnect(BrokerConnection *conn)
 {
 	if (conn == NULL)
 		return;
 	amqp_connection_close(conn->state, AMQP_REPLY_SUCCESS);
+	amqp_destroy_connection(conn->state);
+	pfree(conn);
+}
+
+/*
+ * BrokerAbort
+ *		Drop a connection that failed, without the close handshake: a broker
+ *		that stalled would make a polite close wait a whole timeout again.
+ */
+void
+BrokerAbort(BrokerConnection *conn)
+{
+	if (conn == NULL)
+		return;
 	amqp_destroy_connection(conn->state);
 	pfree(conn);
 }

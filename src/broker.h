@@ -35,6 +35,7 @@ extern bool BrokerParseUrl(const char *url, BrokerUrl *out, char **error);
 extern char *BrokerRedactedUrl(const char *url);
 extern BrokerConnection *BrokerConnect(StringInfo error);
 extern void BrokerDisconnect(BrokerConnection *conn);
+extern void BrokerAbort(BrokerConnection *conn);
 extern BrokerStatus BrokerPublishBatch(BrokerConnection *conn,
 									   CeleryMessage *msgs, int nmsgs,
 									   bool mandatory, StringInfo error);

@@ -22,6 +22,7 @@ void
 _PG_init(void)
 {
 	GucDefineAll();
+	RedactInstallHook();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

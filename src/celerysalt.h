@@ -94,6 +94,9 @@ extern DatabaseSlot *ShmemClaimDatabase(Oid dboid);
 extern void ShmemSetWorkerError(DatabaseSlot *slot, const char *message);
 extern void ShmemWakeLauncher(void);
 
+/* ---- redact.c ---- */
+extern void RedactInstallHook(void);
+
 /* ---- celerysalt.c ---- */
 extern bool celerysalt_preloaded;
 extern void RequirePreload(void);

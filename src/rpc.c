@@ -96,7 +96,7 @@ drop_redis(void)
 static void
 drop_broker(void)
 {
-	BrokerDisconnect(rpc_broker);
+	BrokerAbort(rpc_broker);
 	rpc_broker = NULL;
 }
 

@@ -37,6 +37,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -63,6 +64,7 @@ typedef struct WorkerState
 {
 	DatabaseSlot *dbslot;
 	char	   *dbname;
+	ResourceOwner owner;		/* for work outside transactions (SHA-1) */
 	MemoryContext batch_cxt;	/* reset after every batch */
 	BrokerConnection *broker;
 
@@ -127,10 +129,10 @@ set_connected(bool connected)
 static void
 broker_failed(const char *message)
 {
-	BrokerDisconnect(ws.broker);
-	ws.broker = NULL;
 	set_connected(false);
 	ShmemSetWorkerError(ws.dbslot, message);
+	BrokerAbort(ws.broker);
+	ws.broker = NULL;
 
 	if (strncmp(ws.logged_error, message, sizeof(ws.logged_error) - 1) != 0)
 	{
@@ -425,7 +427,10 @@ deliver_batch(void)
 		return n;
 
 	old = MemoryContextSwitchTo(ws.batch_cxt);
+	/* task ids for further dispatchers use pg_cryptohash: needs an owner */
+	CurrentResourceOwner = ws.owner;
 	msgs = build_messages(events, n, &nmsgs);
+	CurrentResourceOwner = NULL;
 	initStringInfo(&error);
 	pgstat_report_activity(STATE_RUNNING, "celerysalt: publishing");
 	status = BrokerPublishBatch(ws.broker, msgs, nmsgs, false, &error);
@@ -448,10 +453,10 @@ deliver_batch(void)
 
 		case BROKER_REJECTED:
 			/* reconnect at once: the channel is closed, not the broker gone */
-			BrokerDisconnect(ws.broker);
-			ws.broker = NULL;
 			set_connected(false);
 			ShmemSetWorkerError(ws.dbslot, error.data);
+			BrokerAbort(ws.broker);
+			ws.broker = NULL;
 			SetLatch(MyLatch);	/* retry at once, not after a poll interval */
 			if (n > 1)
 			{
@@ -618,6 +623,7 @@ CelerysaltWorkerMain(Datum main_arg)
 	ws.conn_signature = MemoryContextStrdup(TopMemoryContext, connection_signature());
 	ws.batch_cxt = AllocSetContextCreate(TopMemoryContext, "celerysalt batch",
 										 ALLOCSET_DEFAULT_SIZES);
+	ws.owner = ResourceOwnerCreate(NULL, "celerysalt worker");
 
 	SpinLockAcquire(&ws.dbslot->mutex);
 	ws.dbslot->worker_pid = MyProcPid;
