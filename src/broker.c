@@ -40,6 +40,7 @@ struct BrokerConnection
 {
 	amqp_connection_state_t state;
 	uint64		next_tag;		/* delivery tag of the next publish */
+	uint64		confirmed_through;	/* BrokerSend: every tag up to here acked */
 	char		origin[128];	/* Celery "origin" header */
 };
 
@@ -324,6 +325,7 @@ BrokerConnect(StringInfo error)
 	conn = MemoryContextAllocZero(TopMemoryContext, sizeof(BrokerConnection));
 	conn->state = state;
 	conn->next_tag = 1;
+	conn->confirmed_through = 0;
 	if (gethostname(host, sizeof(host)) != 0)
 		strlcpy(host, "localhost", sizeof(host));
 	host[sizeof(host) - 1] = '\0';
@@ -604,6 +606,7 @@ BrokerPublishBatch(BrokerConnection *conn, CeleryMessage *msgs, int nmsgs,
 	}
 	amqp_maybe_release_buffers(conn->state);
 	pfree(acked);
+	conn->confirmed_through = last_tag;
 
 	if (returned)
 		return BROKER_RETURNED;
@@ -635,5 +638,126 @@ BrokerConnectionAlive(BrokerConnection *conn)
 		return false;
 	if (poll(&pfd, 1, 0) != 0)
 		return false;			/* readable, hung up or error */
+	return true;
+}
+
+/* ------------------------------------------------------------------------
+ * One message at a time, without blocking (RPC): BrokerSend publishes,
+ * BrokerReadEvents consumes whatever confirms and returns have arrived, so
+ * the caller can wait on the broker's socket and others together.
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * BrokerSend
+ *		Publish one message without waiting for its confirm.  The connection
+ *		must have no unconfirmed message (see BrokerSettle).
+ */
+bool
+BrokerSend(BrokerConnection *conn, CeleryMessage *msg, bool mandatory, StringInfo error)
+{
+	int			rc = publish_one(conn, msg, mandatory);
+
+	if (rc != AMQP_STATUS_OK)
+	{
+		appendStringInfo(error, "could not publish to broker: %s", amqp_error_string2(rc));
+		return false;
+	}
+	conn->next_tag++;
+	return true;
+}
+
+/* The socket to wait on for BrokerReadEvents. */
+int
+BrokerSocket(BrokerConnection *conn)
+{
+	return amqp_get_sockfd(conn->state);
+}
+
+/*
+ * BrokerReadEvents
+ *		Consume every frame already received, without blocking: confirms
+ *		advance the connection, a basic.return sets *returned.  BROKER_OK
+ *		unless the connection or channel failed or a message was nacked.
+ */
+BrokerStatus
+BrokerReadEvents(BrokerConnection *conn, bool *returned, StringInfo error)
+{
+	for (;;)
+	{
+		amqp_frame_t frame;
+		struct timeval tv = {0, 0};
+		int			rc = amqp_simple_wait_frame_noblock(conn->state, &frame, &tv);
+
+		if (rc == AMQP_STATUS_TIMEOUT)
+			return BROKER_OK;
+		if (rc != AMQP_STATUS_OK)
+		{
+			appendStringInfo(error, "lost the broker connection: %s", amqp_error_string2(rc));
+			return BROKER_FAILED;
+		}
+		if (frame.frame_type != AMQP_FRAME_METHOD)
+			continue;
+		switch (frame.payload.method.id)
+		{
+			case AMQP_BASIC_ACK_METHOD:
+				{
+					amqp_basic_ack_t *ack = frame.payload.method.decoded;
+
+					/* one message in flight at a time: acks come in order */
+					if (ack->delivery_tag > conn->confirmed_through)
+						conn->confirmed_through = ack->delivery_tag;
+					break;
+				}
+			case AMQP_BASIC_RETURN_METHOD:
+				*returned = true;
+				break;
+			case AMQP_BASIC_NACK_METHOD:
+				appendStringInfoString(error, "broker rejected (nacked) the message");
+				return BROKER_REJECTED;
+			case AMQP_CHANNEL_CLOSE_METHOD:
+			case AMQP_CONNECTION_CLOSE_METHOD:
+				appendStringInfoString(error, "broker closed the channel");
+				return BROKER_FAILED;
+			default:
+				break;
+		}
+	}
+}
+
+/*
+ * BrokerSettle
+ *		Wait (bounded by celerysalt.broker_timeout) until every message sent
+ *		with BrokerSend is confirmed, discarding returns of earlier calls.
+ *		False if the connection should be dropped.
+ */
+bool
+BrokerSettle(BrokerConnection *conn, StringInfo error)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   celerysalt_broker_timeout_ms);
+
+	while (conn->confirmed_through + 1 < conn->next_tag)
+	{
+		bool		returned = false;
+		long		remaining;
+		struct pollfd pfd;
+
+		if (BrokerReadEvents(conn, &returned, error) != BROKER_OK)
+			return false;
+		if (conn->confirmed_through + 1 >= conn->next_tag)
+			break;
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (remaining <= 0)
+		{
+			appendStringInfoString(error, "timed out waiting for a broker confirm");
+			return false;
+		}
+		CHECK_FOR_INTERRUPTS();
+		pfd.fd = amqp_get_sockfd(conn->state);
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		(void) poll(&pfd, 1, Min(remaining, WAIT_SLICE_MS));
+	}
 	return true;
 }

@@ -40,5 +40,11 @@ extern BrokerStatus BrokerPublishBatch(BrokerConnection *conn,
 									   CeleryMessage *msgs, int nmsgs,
 									   bool mandatory, StringInfo error);
 extern bool BrokerConnectionAlive(BrokerConnection *conn);
+extern bool BrokerSend(BrokerConnection *conn, CeleryMessage *msg, bool mandatory,
+					   StringInfo error);
+extern int	BrokerSocket(BrokerConnection *conn);
+extern BrokerStatus BrokerReadEvents(BrokerConnection *conn, bool *returned,
+									 StringInfo error);
+extern bool BrokerSettle(BrokerConnection *conn, StringInfo error);
 
 #endif							/* CELERYSALT_BROKER_H */

@@ -261,14 +261,20 @@ RedisDisconnect(RedisLink *link)
 	pfree(link);
 }
 
-/* Whether an idle cached link still looks usable (nothing unasked to read). */
+/*
+ * Whether a cached link still looks usable.  With expect_silence (a command
+ * link between calls) anything to read means the server closed it; a
+ * pub/sub link may legitimately hold replies an earlier call left behind.
+ */
 bool
-RedisLinkAlive(RedisLink *link)
+RedisLinkAlive(RedisLink *link, bool expect_silence)
 {
 	struct pollfd pfd;
 
 	if (link->ctx->err)
 		return false;
+	if (!expect_silence)
+		return true;
 	pfd.fd = link->ctx->fd;
 	pfd.events = POLLIN;
 	pfd.revents = 0;
@@ -340,69 +346,109 @@ flush_command(RedisLink *link, StringInfo error)
 	return true;
 }
 
-/*
- * RedisSubscribe
- *		SUBSCRIBE channel and wait for the confirmation.
- */
+/* Is reply a pub/sub array whose kind is `kind` (and channel, if given)? */
+static bool
+pubsub_reply_is(redisReply *reply, const char *kind, const char *channel)
+{
+	return reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+		reply->element[0]->type == REDIS_REPLY_STRING &&
+		strcmp(reply->element[0]->str, kind) == 0 &&
+		(channel == NULL ||
+		 (reply->element[1]->type == REDIS_REPLY_STRING &&
+		  strcmp(reply->element[1]->str, channel) == 0));
+}
+
+/* SUBSCRIBE channel, without waiting for the confirmation. */
 bool
-RedisSubscribe(RedisLink *link, const char *channel, TimestampTz deadline,
-			   StringInfo error)
+RedisSubscribeSend(RedisLink *link, const char *channel, StringInfo error)
 {
 	const char *argv[2] = {"SUBSCRIBE", channel};
-	redisReply *reply = NULL;
-	int			rc;
 
 	redisAppendCommandArgv(link->ctx, 2, argv, NULL);
-	if (!flush_command(link, error))
-		return false;
-	rc = read_reply(link, deadline, &reply, error);
-	if (rc == 0)
-		appendStringInfoString(error, "timed out waiting for Redis to confirm SUBSCRIBE");
-	if (rc <= 0)
-		return false;
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
-		reply->element[0]->type != REDIS_REPLY_STRING ||
-		strcmp(reply->element[0]->str, "subscribe") != 0)
-	{
-		appendStringInfoString(error, "unexpected reply to SUBSCRIBE");
-		freeReplyObject(reply);
-		return false;
-	}
-	freeReplyObject(reply);
-	return true;
+	return flush_command(link, error);
 }
 
 /*
- * RedisUnsubscribe
- *		UNSUBSCRIBE from everything and consume replies until the
- *		confirmation, so the link can be reused.  False if that failed (then
- *		drop the link).
+ * RedisSubscribeAwait
+ *		Wait for the confirmation of SUBSCRIBE channel, skipping what an
+ *		earlier call left behind (its UNSUBSCRIBE confirmation, messages of
+ *		its channel).
  */
 bool
-RedisUnsubscribe(RedisLink *link, TimestampTz deadline)
+RedisSubscribeAwait(RedisLink *link, const char *channel, TimestampTz deadline,
+					StringInfo error)
 {
-	const char *argv[1] = {"UNSUBSCRIBE"};
-	StringInfoData error;
-
-	initStringInfo(&error);
-	redisAppendCommandArgv(link->ctx, 1, argv, NULL);
-	if (!flush_command(link, &error))
-		return false;
 	for (;;)
 	{
 		redisReply *reply = NULL;
+		int			rc = read_reply(link, deadline, &reply, error);
 		bool		done;
 
-		if (read_reply(link, deadline, &reply, &error) <= 0)
+		if (rc == 0)
+			appendStringInfoString(error, "timed out waiting for Redis to confirm SUBSCRIBE");
+		if (rc <= 0)
 			return false;
-		done = reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
-			reply->element[0]->type == REDIS_REPLY_STRING &&
-			strcmp(reply->element[0]->str, "unsubscribe") == 0 &&
-			reply->element[2]->type == REDIS_REPLY_INTEGER &&
-			reply->element[2]->integer == 0;
+		done = pubsub_reply_is(reply, "subscribe", channel);
 		freeReplyObject(reply);
 		if (done)
 			return true;
+	}
+}
+
+/* UNSUBSCRIBE from everything, without waiting (RedisSubscribeAwait skips the reply). */
+bool
+RedisUnsubscribeSend(RedisLink *link, StringInfo error)
+{
+	const char *argv[1] = {"UNSUBSCRIBE"};
+
+	redisAppendCommandArgv(link->ctx, 1, argv, NULL);
+	return flush_command(link, error);
+}
+
+int
+RedisSocket(RedisLink *link)
+{
+	return link->ctx->fd;
+}
+
+/*
+ * RedisReadMessage
+ *		Without blocking, look for a pub/sub message on channel among the
+ *		replies received so far; with readable, first read what the socket
+ *		has (only then: the socket blocks).  Returns 1 with *message
+ *		(palloc'd), 0 if none yet, -1 on a connection error.
+ */
+int
+RedisReadMessage(RedisLink *link, const char *channel, bool readable,
+				 char **message, StringInfo error)
+{
+	if (readable && redisBufferRead(link->ctx) != REDIS_OK)
+	{
+		appendStringInfo(error, "lost the Redis connection: %s",
+						 link->ctx->errstr[0] ? link->ctx->errstr : "closed by server");
+		return -1;
+	}
+	for (;;)
+	{
+		void	   *r = NULL;
+		redisReply *reply;
+
+		if (redisGetReplyFromReader(link->ctx, &r) != REDIS_OK)
+		{
+			appendStringInfo(error, "could not read from Redis: %s", link->ctx->errstr);
+			return -1;
+		}
+		if (r == NULL)
+			return 0;
+		reply = r;
+		if (pubsub_reply_is(reply, "message", channel) &&
+			reply->element[2]->type == REDIS_REPLY_STRING)
+		{
+			*message = pnstrdup(reply->element[2]->str, reply->element[2]->len);
+			freeReplyObject(reply);
+			return 1;
+		}
+		freeReplyObject(reply);
 	}
 }
 
@@ -425,33 +471,4 @@ RedisGet(RedisLink *link, const char *key, StringInfo error, bool *failed)
 		value = pnstrdup(reply->str, reply->len);
 	freeReplyObject(reply);
 	return value;
-}
-
-/*
- * RedisWaitMessage
- *		Wait on a subscribed link for the next pub/sub message.  Returns 1
- *		with *message (palloc'd payload), 0 on timeout, -1 on error.
- */
-int
-RedisWaitMessage(RedisLink *link, TimestampTz deadline, char **message,
-				 StringInfo error)
-{
-	for (;;)
-	{
-		redisReply *reply = NULL;
-		int			rc = read_reply(link, deadline, &reply, error);
-
-		if (rc <= 0)
-			return rc;
-		if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
-			reply->element[0]->type == REDIS_REPLY_STRING &&
-			strcmp(reply->element[0]->str, "message") == 0 &&
-			reply->element[2]->type == REDIS_REPLY_STRING)
-		{
-			*message = pnstrdup(reply->element[2]->str, reply->element[2]->len);
-			freeReplyObject(reply);
-			return 1;
-		}
-		freeReplyObject(reply);
-	}
 }

@@ -27,13 +27,15 @@ extern bool RedisParseUrl(const char *url, RedisUrl *out, char **error);
 extern char *RedisRedactedUrl(const char *url);
 extern RedisLink *RedisConnect(bool select_db, StringInfo error);
 extern void RedisDisconnect(RedisLink *link);
-extern bool RedisLinkAlive(RedisLink *link);
-extern bool RedisSubscribe(RedisLink *link, const char *channel,
-						   TimestampTz deadline, StringInfo error);
-extern bool RedisUnsubscribe(RedisLink *link, TimestampTz deadline);
+extern bool RedisLinkAlive(RedisLink *link, bool expect_silence);
+extern bool RedisSubscribeSend(RedisLink *link, const char *channel, StringInfo error);
+extern bool RedisSubscribeAwait(RedisLink *link, const char *channel,
+								TimestampTz deadline, StringInfo error);
+extern bool RedisUnsubscribeSend(RedisLink *link, StringInfo error);
+extern int	RedisSocket(RedisLink *link);
+extern int	RedisReadMessage(RedisLink *link, const char *channel, bool readable,
+							 char **message, StringInfo error);
 extern char *RedisGet(RedisLink *link, const char *key, StringInfo error,
 					  bool *failed);
-extern int	RedisWaitMessage(RedisLink *link, TimestampTz deadline,
-							 char **message, StringInfo error);
 
 #endif							/* CELERYSALT_REDIS_H */

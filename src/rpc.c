@@ -8,10 +8,13 @@
  *
  * The request is published at once, outside the caller's transaction: the
  * caller is waiting for the answer, so it cannot wait for its own commit.
- * Order: SUBSCRIBE the result channel, publish (mandatory, confirmed, so an
- * unroutable request fails fast), GET the key once (an answer published
- * before the subscription was in place is not missed), then wait for the
- * pub/sub message.  The request carries expires / expiration equal to the
+ * Order: SUBSCRIBE the result channel and publish the request (mandatory,
+ * so an unroutable one comes back) without waiting for either; wait for the
+ * subscription, GET the key once (an answer published before the
+ * subscription took effect is not missed), then wait on the Redis and the
+ * broker sockets together for the result message or a basic.return.  The
+ * publisher confirm and the UNSUBSCRIBE reply are consumed at the start of
+ * the next call, off the critical path.  The request carries expires / expiration equal to the
  * timeout, so a worker that picks it up late never runs it.
  *
  * Broker and Redis connections are cached per backend and dropped whenever
@@ -23,6 +26,8 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/latch.h"
+#include "pgstat.h"
 #include "datatype/timestamp.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -123,11 +128,14 @@ ensure_connections(void)
 
 	initStringInfo(&error);
 
+	/* settle the previous call's confirm, then make sure the link is sound */
 	if (settings_changed(&rpc_broker_signature,
 						 psprintf("%s\n%s\n%s", celerysalt_broker_url,
 								  celerysalt_broker_password_file, celerysalt_exchange)) ||
-		(rpc_broker != NULL && !BrokerConnectionAlive(rpc_broker)))
+		(rpc_broker != NULL &&
+		 (!BrokerSettle(rpc_broker, &error) || !BrokerConnectionAlive(rpc_broker))))
 		drop_broker();
+	resetStringInfo(&error);
 	if (rpc_broker == NULL)
 	{
 		rpc_broker = BrokerConnect(&error);
@@ -141,8 +149,8 @@ ensure_connections(void)
 
 	if (settings_changed(&rpc_redis_signature,
 						 psprintf("%s\n%s", celerysalt_redis_url, celerysalt_redis_password_file)) ||
-		(rpc_cmd != NULL && !RedisLinkAlive(rpc_cmd)) ||
-		(rpc_sub != NULL && !RedisLinkAlive(rpc_sub)))
+		(rpc_cmd != NULL && !RedisLinkAlive(rpc_cmd, true)) ||
+		(rpc_sub != NULL && !RedisLinkAlive(rpc_sub, false)))
 		drop_redis();
 	if (rpc_cmd == NULL)
 		rpc_cmd = RedisConnect(true, &error);
@@ -418,77 +426,141 @@ interval_to_ms(Interval *timeout)
 	return (int) (usecs / 1000);
 }
 
+/* Raise a connection failure during a call (the links are dropped by the caller). */
+static void
+call_failed(const char *what, StringInfo error)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("%s", what),
+			 errdetail_internal("%s", error->data)));
+}
+
 /*
- * The conversation of one call: subscribe, publish, read.  Fills res; on
- * an error or interrupt drops the Redis links, whose state is then unknown.
+ * Wait for the answer: the result message on the subscribed Redis link, or
+ * a basic.return of the request on the broker link, whichever comes first,
+ * sleeping on both sockets and the latch.
+ */
+static void
+await_outcome(WaitEventSet *set, const char *channel, TimestampTz deadline,
+			  RpcResult *res, StringInfo error)
+{
+	int			redis_fd = RedisSocket(rpc_sub);
+	bool		redis_readable = false;
+	bool		broker_readable = true;	/* frames may be buffered already */
+
+	while (res->outcome == RPC_PENDING)
+	{
+		WaitEvent	events[4];
+		long		remaining;
+		int			n;
+		char	   *value = NULL;
+		int			rc;
+
+		if (broker_readable)
+		{
+			bool		returned = false;
+
+			if (BrokerReadEvents(rpc_broker, &returned, error) != BROKER_OK)
+			{
+				drop_broker();
+				call_failed("lost the broker connection during an RPC call", error);
+			}
+			if (returned)
+			{
+				res->outcome = RPC_UNROUTABLE;
+				break;
+			}
+		}
+		rc = RedisReadMessage(rpc_sub, channel, redis_readable, &value, error);
+		if (rc < 0)
+			call_failed("lost the Redis connection while waiting for the RPC result", error);
+		if (rc > 0)
+		{
+			interpret_record(value, res);
+			continue;
+		}
+
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (remaining <= 0)
+		{
+			res->outcome = RPC_TIMEOUT;
+			break;
+		}
+		redis_readable = broker_readable = false;
+		n = WaitEventSetWait(set, remaining, events, lengthof(events), PG_WAIT_EXTENSION);
+		for (int i = 0; i < n; i++)
+		{
+			if (events[i].events & WL_LATCH_SET)
+			{
+				ResetLatch(MyLatch);
+				CHECK_FOR_INTERRUPTS();
+			}
+			else if (events[i].fd == redis_fd)
+				redis_readable = true;
+			else
+				broker_readable = true;
+		}
+	}
+}
+
+/*
+ * The conversation of one call: SUBSCRIBE (not awaited), publish (not
+ * awaited), wait for the subscription, GET once, then await the outcome.
+ * On an error or interrupt the Redis links are dropped: their state is
+ * unknown.
  */
 static void
 converse(CeleryMessage *msg, const char *channel, TimestampTz deadline,
 		 RpcResult *res)
 {
 	StringInfoData error;
+	WaitEventSet *volatile set = NULL;
 
 	initStringInfo(&error);
 
 	PG_TRY();
 	{
-		BrokerStatus status;
 		bool		failed;
 		char	   *value;
 
-		if (!RedisSubscribe(rpc_sub, channel, deadline, &error))
-			ereport(ERROR,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("could not subscribe to the RPC result in Redis"),
-					 errdetail_internal("%s", error.data)));
-
-		status = BrokerPublishBatch(rpc_broker, msg, 1, true, &error);
-		if (status == BROKER_RETURNED)
-			res->outcome = RPC_UNROUTABLE;
-		else if (status != BROKER_OK)
+		if (!RedisSubscribeSend(rpc_sub, channel, &error))
+			call_failed("could not subscribe to the RPC result in Redis", &error);
+		if (!BrokerSend(rpc_broker, msg, true, &error))
 		{
 			drop_broker();
-			ereport(ERROR,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("could not send the RPC request to the broker"),
-					 errdetail_internal("%s", error.data)));
+			call_failed("could not send the RPC request to the broker", &error);
 		}
+		if (!RedisSubscribeAwait(rpc_sub, channel, deadline, &error))
+			call_failed("could not subscribe to the RPC result in Redis", &error);
 
 		/* an answer written before the subscription took effect */
+		value = RedisGet(rpc_cmd, channel, &error, &failed);
+		if (failed)
+			call_failed("could not read the RPC result from Redis", &error);
+		if (value != NULL)
+			interpret_record(value, res);
+
 		if (res->outcome == RPC_PENDING)
 		{
-			value = RedisGet(rpc_cmd, channel, &error, &failed);
-			if (failed)
-				ereport(ERROR,
-						(errcode(ERRCODE_CONNECTION_FAILURE),
-						 errmsg("could not read the RPC result from Redis"),
-						 errdetail_internal("%s", error.data)));
-			if (value != NULL)
-				interpret_record(value, res);
+			set = CreateWaitEventSet(CurrentMemoryContext, 4);
+			AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+			AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+			AddWaitEventToSet(set, WL_SOCKET_READABLE, RedisSocket(rpc_sub), NULL, NULL);
+			AddWaitEventToSet(set, WL_SOCKET_READABLE, BrokerSocket(rpc_broker), NULL, NULL);
+			await_outcome(set, channel, deadline, res, &error);
+			FreeWaitEventSet(set);
+			set = NULL;
 		}
 
-		while (res->outcome == RPC_PENDING)
-		{
-			int			rc = RedisWaitMessage(rpc_sub, deadline, &value, &error);
-
-			if (rc < 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_CONNECTION_FAILURE),
-						 errmsg("lost the Redis connection while waiting for the RPC result"),
-						 errdetail_internal("%s", error.data)));
-			if (rc == 0)
-				res->outcome = RPC_TIMEOUT;
-			else
-				interpret_record(value, res);
-		}
-
-		if (!RedisUnsubscribe(rpc_sub, TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-																	 celerysalt_broker_timeout_ms)))
+		/* the next call skips its confirmation */
+		if (!RedisUnsubscribeSend(rpc_sub, &error))
 			drop_redis();
 	}
 	PG_CATCH();
 	{
-		/* interrupted or failed mid-conversation: the links' state is unknown */
+		if (set != NULL)
+			FreeWaitEventSet(set);
 		drop_redis();
 		PG_RE_THROW();
 	}
