@@ -1,0 +1,440 @@
+/*-------------------------------------------------------------------------
+ *
+ * jsonschema.h
+ *		The JSON Schema validator: compiled schema representation and the
+ *		functions the jsonschema*.c files offer each other.
+ *
+ * A schema document (jsonb) is compiled once into a graph of JsNode, one
+ * per subschema, with $ref/$dynamicRef resolved to node pointers.  The
+ * validator then walks that graph and the instance jsonb side by side
+ * without converting either to text.
+ *
+ *	jsonschema_compile.c	schema jsonb -> JsNode graph, resources, anchors,
+ *							$ref resolution, metaschema-independent checks
+ *	jsonschema_validate.c	instance validation, annotations (unevaluated*),
+ *							error collection ("basic" output)
+ *	jsonschema_jsonb.c		allocation-free access to jsonb containers, JSON
+ *							equality and hashing
+ *	jsonschema_uri.c		RFC 3986 reference resolution
+ *	jsonschema_regex.c		ECMA-262 -> PostgreSQL ARE translation, matching
+ *	jsonschema_format.c		"format" checkers
+ *	jsonschema_meta.c		embedded metaschemas (draft 2020-12, draft-07)
+ *	jsonschema_sql.c		SQL-callable functions and the compiled-schema cache
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef JSONSCHEMA_H
+#define JSONSCHEMA_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "regex/regex.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+/* SQLSTATE of a malformed or unsupported schema (documented in docs/jsonschema.md) */
+#define JSONSCHEMA_ERRCODE_INVALID_SCHEMA	ERRCODE_INVALID_PARAMETER_VALUE
+
+typedef enum JsDraft
+{
+	JS_DRAFT7 = 7,
+	JS_DRAFT2020 = 2020
+} JsDraft;
+
+/* Vocabularies of draft 2020-12 (draft-07 behaves as if all were on) */
+#define JS_VOCAB_CORE				0x01
+#define JS_VOCAB_APPLICATOR			0x02
+#define JS_VOCAB_UNEVALUATED		0x04
+#define JS_VOCAB_VALIDATION			0x08
+#define JS_VOCAB_METADATA			0x10
+#define JS_VOCAB_FORMAT_ANNOTATION	0x20
+#define JS_VOCAB_FORMAT_ASSERTION	0x40
+#define JS_VOCAB_CONTENT			0x80
+#define JS_VOCAB_DEFAULT			(0xFF & ~JS_VOCAB_FORMAT_ASSERTION)
+
+/* Instance types, for "type" */
+#define JS_T_NULL		0x01
+#define JS_T_BOOLEAN	0x02
+#define JS_T_OBJECT		0x04
+#define JS_T_ARRAY		0x08
+#define JS_T_NUMBER		0x10
+#define JS_T_STRING		0x20
+#define JS_T_INTEGER	0x40
+
+/* Keyword presence bits (JsNode.kw) */
+#define JSK_REF				(UINT64CONST(1) << 0)
+#define JSK_DYNREF			(UINT64CONST(1) << 1)
+#define JSK_TYPE			(UINT64CONST(1) << 2)
+#define JSK_ENUM			(UINT64CONST(1) << 3)
+#define JSK_CONST			(UINT64CONST(1) << 4)
+#define JSK_MULTIPLEOF		(UINT64CONST(1) << 5)
+#define JSK_MAXIMUM			(UINT64CONST(1) << 6)
+#define JSK_EXMAXIMUM		(UINT64CONST(1) << 7)
+#define JSK_MINIMUM			(UINT64CONST(1) << 8)
+#define JSK_EXMINIMUM		(UINT64CONST(1) << 9)
+#define JSK_MAXLENGTH		(UINT64CONST(1) << 10)
+#define JSK_MINLENGTH		(UINT64CONST(1) << 11)
+#define JSK_PATTERN			(UINT64CONST(1) << 12)
+#define JSK_FORMAT			(UINT64CONST(1) << 13)
+#define JSK_MAXITEMS		(UINT64CONST(1) << 14)
+#define JSK_MINITEMS		(UINT64CONST(1) << 15)
+#define JSK_UNIQUEITEMS		(UINT64CONST(1) << 16)
+#define JSK_MAXCONTAINS		(UINT64CONST(1) << 17)
+#define JSK_MINCONTAINS		(UINT64CONST(1) << 18)
+#define JSK_MAXPROPERTIES	(UINT64CONST(1) << 19)
+#define JSK_MINPROPERTIES	(UINT64CONST(1) << 20)
+#define JSK_REQUIRED		(UINT64CONST(1) << 21)
+#define JSK_DEPREQUIRED		(UINT64CONST(1) << 22)
+#define JSK_ALLOF			(UINT64CONST(1) << 23)
+#define JSK_ANYOF			(UINT64CONST(1) << 24)
+#define JSK_ONEOF			(UINT64CONST(1) << 25)
+#define JSK_NOT				(UINT64CONST(1) << 26)
+#define JSK_IF				(UINT64CONST(1) << 27)
+#define JSK_THEN			(UINT64CONST(1) << 28)
+#define JSK_ELSE			(UINT64CONST(1) << 29)
+#define JSK_DEPSCHEMAS		(UINT64CONST(1) << 30)
+#define JSK_PREFIXITEMS		(UINT64CONST(1) << 31)
+#define JSK_ITEMS			(UINT64CONST(1) << 32)
+#define JSK_CONTAINS		(UINT64CONST(1) << 33)
+#define JSK_PROPERTIES		(UINT64CONST(1) << 34)
+#define JSK_PATTERNPROPS	(UINT64CONST(1) << 35)
+#define JSK_ADDITIONALPROPS (UINT64CONST(1) << 36)
+#define JSK_PROPERTYNAMES	(UINT64CONST(1) << 37)
+#define JSK_UNEVALITEMS		(UINT64CONST(1) << 38)
+#define JSK_UNEVALPROPS		(UINT64CONST(1) << 39)
+
+/* keywords that only apply to one instance type */
+#define JSK_NUMERIC_KW	(JSK_MULTIPLEOF | JSK_MAXIMUM | JSK_EXMAXIMUM | \
+						 JSK_MINIMUM | JSK_EXMINIMUM)
+#define JSK_STRING_KW	(JSK_MAXLENGTH | JSK_MINLENGTH | JSK_PATTERN | JSK_FORMAT)
+#define JSK_ARRAY_KW	(JSK_MAXITEMS | JSK_MINITEMS | JSK_UNIQUEITEMS | \
+						 JSK_PREFIXITEMS | JSK_ITEMS | JSK_CONTAINS | \
+						 JSK_UNEVALITEMS)
+#define JSK_OBJECT_KW	(JSK_MAXPROPERTIES | JSK_MINPROPERTIES | JSK_REQUIRED | \
+						 JSK_DEPREQUIRED | JSK_DEPSCHEMAS | JSK_PROPERTIES | \
+						 JSK_PATTERNPROPS | JSK_ADDITIONALPROPS | \
+						 JSK_PROPERTYNAMES | JSK_UNEVALPROPS)
+#define JSK_INPLACE_KW	(JSK_REF | JSK_DYNREF | JSK_ALLOF | JSK_ANYOF | \
+						 JSK_ONEOF | JSK_NOT | JSK_IF | JSK_DEPSCHEMAS)
+
+/* Formats we know (JsNode.format) */
+typedef enum JsFormat
+{
+	JSF_UNKNOWN = 0,
+	JSF_DATE_TIME,
+	JSF_DATE,
+	JSF_TIME,
+	JSF_DURATION,
+	JSF_EMAIL,
+	JSF_IDN_EMAIL,
+	JSF_HOSTNAME,
+	JSF_IDN_HOSTNAME,
+	JSF_IPV4,
+	JSF_IPV6,
+	JSF_URI,
+	JSF_URI_REFERENCE,
+	JSF_IRI,
+	JSF_IRI_REFERENCE,
+	JSF_URI_TEMPLATE,
+	JSF_UUID,
+	JSF_JSON_POINTER,
+	JSF_RELATIVE_JSON_POINTER,
+	JSF_REGEX
+} JsFormat;
+
+typedef struct JsNode JsNode;
+typedef struct JsResource JsResource;
+
+/* A compiled regular expression ("pattern", "patternProperties") */
+typedef struct JsRegex
+{
+	regex_t		re;
+	char	   *source;			/* the ECMA-262 text, for messages */
+	struct SimpleRe *simple;	/* fast matcher for simple patterns, or NULL */
+} JsRegex;
+
+/* A named property with its subschema, sorted in jsonb key order */
+typedef struct JsProp
+{
+	const char *name;
+	int			len;
+	JsNode	   *node;			/* properties / dependentSchemas */
+	const char **req;			/* dependentRequired: names */
+	int		   *reqlen;
+	int			nreq;
+} JsProp;
+
+typedef struct JsPatternProp
+{
+	JsRegex    *re;
+	JsNode	   *node;
+} JsPatternProp;
+
+/* $anchor / $dynamicAnchor of a resource */
+typedef struct JsAnchor
+{
+	char	   *name;
+	bool		dynamic;
+	JsNode	   *node;
+} JsAnchor;
+
+/* A schema resource: a document root or a subschema with $id */
+struct JsResource
+{
+	char	   *uri;			/* absolute URI without fragment */
+	JsonbValue	json;			/* the resource's root schema (jbvBinary or jbvBool) */
+	JsNode	   *node;			/* its compiled root */
+	List	   *anchors;		/* of JsAnchor */
+	char	   *location;		/* schema path prefix for messages */
+	int			draft;
+	uint32		vocab;
+};
+
+struct JsNode
+{
+	uint64		kw;				/* JSK_* present */
+	int8		boolean;		/* -1: object schema; 0: false; 1: true */
+	uint8		types;			/* JS_T_* accepted by "type" */
+	bool		has_unevaluated;	/* this node has unevaluated* */
+	JsFormat	format;
+	JsResource *resource;		/* enclosing resource (dynamic scope) */
+	char	   *base;			/* base URI in effect */
+	char	   *location;		/* JSON pointer of this subschema, for messages */
+	JsonbContainer *container;	/* the schema object (NULL for booleans) */
+
+	/* $ref, $dynamicRef */
+	char	   *ref;
+	JsNode	   *ref_node;
+	char	   *dynref;
+	JsNode	   *dynref_node;
+	char	   *dynref_anchor;	/* non-NULL when the bookend applies */
+
+	/* validation vocabulary */
+	JsonbValue	constval;
+	JsonbValue *enumvals;
+	int			nenum;
+	Numeric		multipleof;
+	Numeric		maximum;
+	Numeric		exmaximum;
+	Numeric		minimum;
+	Numeric		exminimum;
+	int64		maxlength;
+	int64		minlength;
+	JsRegex    *pattern;
+	char	   *format_name;
+	int64		maxitems;
+	int64		minitems;
+	int64		maxcontains;
+	int64		mincontains;
+	int64		maxproperties;
+	int64		minproperties;
+	JsProp	   *required;		/* sorted, unique; node unused */
+	int			nrequired;
+	JsProp	   *deprequired;	/* dependentRequired + draft-07 array deps */
+	int			ndeprequired;
+
+	/* applicators */
+	JsNode	  **allof;
+	int			nallof;
+	JsNode	  **anyof;
+	int			nanyof;
+	JsNode	  **oneof;
+	int			noneof;
+	JsNode	   *not;
+	JsNode	   *if_;
+	JsNode	   *then_;
+	JsNode	   *else_;
+	JsProp	   *depschemas;
+	int			ndepschemas;
+	JsNode	  **prefixitems;
+	int			nprefixitems;
+	JsNode	   *items;
+	JsNode	   *contains;
+	JsProp	   *properties;		/* sorted in jsonb key order */
+	int			nproperties;
+	JsPatternProp *patternprops;
+	int			npatternprops;
+	JsNode	   *additionalprops;
+	JsNode	   *propertynames;
+	JsNode	   *unevalitems;
+	JsNode	   *unevalprops;
+};
+
+/* A compiled schema: everything lives in its own memory context */
+typedef struct JsSchema
+{
+	MemoryContext cxt;
+	JsNode	   *root;
+	int			draft;
+	int			nnodes;
+	List	   *resources;		/* of JsResource */
+	List	   *regexes;		/* of JsRegex, freed by a reset callback */
+	List	   *errors;			/* collected compile errors (JsError) */
+	Jsonb	   *schema;			/* private copy of the schema */
+	Jsonb	   *registry;		/* private copy of the extra documents, or NULL */
+	uint32		hash;
+	Size		size;			/* bytes of the key (schema + registry) */
+} JsSchema;
+
+/* One error of the output ("basic" output format) */
+typedef struct JsError
+{
+	char	   *path;			/* JSON pointer into the instance */
+	char	   *schema_path;	/* JSON pointer into the schema */
+	const char *keyword;
+	char	   *message;
+} JsError;
+
+/* jsonschema_compile.c */
+extern JsSchema *JsonschemaCompile(Jsonb *schema, Jsonb *registry,
+								   MemoryContext parent, bool raise);
+extern void JsonschemaFree(JsSchema *s);
+
+/* jsonschema_validate.c */
+extern bool JsonschemaValidate(JsSchema *s, Jsonb *instance, bool assert_formats,
+							   List **errors);
+extern bool JsonschemaValidateValue(JsSchema *s, JsonbValue *instance,
+									bool assert_formats, List **errors);
+extern Jsonb *JsonschemaErrorsToJsonb(List *errors, bool with_path);
+
+/* Sequential access to the children of an array or object container */
+typedef struct JsIter
+{
+	JsonbContainer *c;
+	char	   *base;
+	int			n;
+	int			i;
+	uint32		koff;
+	uint32		voff;
+	bool		object;
+} JsIter;
+
+/* jsonschema_jsonb.c */
+extern void JsonschemaIterInit(JsIter *it, JsonbContainer *c);
+extern void JsonschemaRootValue(Jsonb *jb, JsonbValue *out);
+extern void JsonschemaGetElem(JsonbContainer *c, int i, JsonbValue *out);
+extern void JsonschemaGetPair(JsonbContainer *c, int i, JsonbValue *key,
+							  JsonbValue *val);
+extern bool JsonschemaFindKey(JsonbContainer *c, const char *key, int len,
+							  JsonbValue *out);
+extern bool JsonschemaEqual(const JsonbValue *a, const JsonbValue *b);
+extern uint32 JsonschemaHash(const JsonbValue *v);
+extern int	JsonschemaTypeOf(const JsonbValue *v);
+extern const char *JsonschemaTypeName(const JsonbValue *v);
+extern bool JsonschemaIsInteger(Numeric n);
+extern int	JsonschemaNumCmp(Numeric a, Numeric b);
+extern int64 JsonschemaStrLen(const char *s, int len);
+extern void JsonschemaAppendPointerToken(StringInfo buf, const char *s, int len);
+extern char *JsonschemaValueToText(const JsonbValue *v, int maxlen);
+
+/* jsonschema_uri.c */
+extern char *JsonschemaUriResolve(const char *base, const char *ref);
+extern char *JsonschemaUriStripFragment(const char *uri, char **fragment);
+extern char *JsonschemaPercentDecode(const char *s);
+extern bool JsonschemaUriIsAbsolute(const char *s);
+
+/* jsonschema_regex.c */
+extern JsRegex *JsonschemaRegexCompile(const char *pattern, int len,
+									   char **errmsg);
+extern bool JsonschemaRegexMatch(JsRegex *re, const char *s, int len);
+extern void JsonschemaRegexFree(JsRegex *re);
+extern bool JsonschemaRegexIsEcma(const char *s, int len);
+
+/* jsonschema_format.c */
+extern JsFormat JsonschemaFormatLookup(const char *name, int len);
+extern bool JsonschemaFormatCheck(JsFormat f, const char *s, int len);
+
+/* jsonschema_meta.c */
+extern Jsonb *JsonschemaBuiltinDocument(const char *uri);
+extern const char *JsonschemaMetaschemaUri(int draft);
+
+/*
+ * Fill *out with child 'index' of container c, whose data starts at
+ * base_addr + offset.
+ */
+static inline void
+JsonschemaFillValue(JsonbContainer *c, int index, char *base_addr, uint32 offset,
+		   JsonbValue *out)
+{
+	JEntry		entry = c->children[index];
+	uint32		len;
+
+	if (JBE_HAS_OFF(entry))
+		len = JBE_OFFLENFLD(entry) - offset;
+	else
+		len = JBE_OFFLENFLD(entry);
+
+	if (JBE_ISNULL(entry))
+		out->type = jbvNull;
+	else if (JBE_ISSTRING(entry))
+	{
+		out->type = jbvString;
+		out->val.string.val = base_addr + offset;
+		out->val.string.len = len;
+	}
+	else if (JBE_ISNUMERIC(entry))
+	{
+		out->type = jbvNumeric;
+		out->val.numeric = (Numeric) (base_addr + INTALIGN(offset));
+	}
+	else if (JBE_ISBOOL_TRUE(entry))
+	{
+		out->type = jbvBool;
+		out->val.boolean = true;
+	}
+	else if (JBE_ISBOOL_FALSE(entry))
+	{
+		out->type = jbvBool;
+		out->val.boolean = false;
+	}
+	else
+	{
+		Assert(JBE_ISCONTAINER(entry));
+		out->type = jbvBinary;
+		out->val.binary.data = (JsonbContainer *) (base_addr + INTALIGN(offset));
+		out->val.binary.len = len - (INTALIGN(offset) - offset);
+	}
+}
+
+/*
+ * Next pair (objects: key and value) or element (arrays: into *val, key
+ * untouched) of a JsIter.  false at the end.
+ */
+static inline bool
+JsonschemaIterNext(JsIter *it, JsonbValue *key, JsonbValue *val)
+{
+	if (it->i >= it->n)
+		return false;
+	if (it->object)
+	{
+		JsonschemaFillValue(it->c, it->i, it->base, it->koff, key);
+		JsonschemaFillValue(it->c, it->i + it->n, it->base, it->voff, val);
+		JBE_ADVANCE_OFFSET(it->koff, it->c->children[it->i]);
+		JBE_ADVANCE_OFFSET(it->voff, it->c->children[it->i + it->n]);
+	}
+	else
+	{
+		JsonschemaFillValue(it->c, it->i, it->base, it->koff, val);
+		JBE_ADVANCE_OFFSET(it->koff, it->c->children[it->i]);
+	}
+	it->i++;
+	return true;
+}
+
+/* jsonb's key order: shorter first, then bytewise */
+static inline int
+JsonschemaKeyCmp(const char *a, int alen, const char *b, int blen)
+{
+	int			i;
+
+	if (alen != blen)
+		return alen < blen ? -1 : 1;
+	for (i = 0; i < alen; i++)
+		if (a[i] != b[i])
+			return (unsigned char) a[i] < (unsigned char) b[i] ? -1 : 1;
+	return 0;
+}
+
+#endif							/* JSONSCHEMA_H */

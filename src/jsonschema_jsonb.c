@@ -1,0 +1,441 @@
+/*-------------------------------------------------------------------------
+ *
+ * jsonschema_jsonb.c
+ *		Allocation-free access to jsonb containers for the JSON Schema
+ *		validator, plus JSON equality, canonical hashing, type names and the
+ *		small string helpers the validator needs.
+ *
+ * The exported jsonb API (getIthJsonbValueFromContainer, iterators) pallocs
+ * a JsonbValue per call; validation touches every value, so we read the
+ * JEntry array directly, exactly like jsonb_util.c's fillJsonbValue.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/hashfn.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+
+#include "jsonschema.h"
+
+/*
+ * The value of a whole jsonb datum: a scalar for a scalar root, else a
+ * jbvBinary pointing at the root container.  *out points into jb.
+ */
+void
+JsonschemaRootValue(Jsonb *jb, JsonbValue *out)
+{
+	if (JB_ROOT_IS_SCALAR(jb))
+		JsonschemaGetElem(&jb->root, 0, out);
+	else
+	{
+		out->type = jbvBinary;
+		out->val.binary.data = &jb->root;
+		out->val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	}
+}
+
+/* Element i of an array container (also works on the raw-scalar root). */
+void
+JsonschemaGetElem(JsonbContainer *c, int i, JsonbValue *out)
+{
+	int			n = JsonContainerSize(c);
+	char	   *base = (char *) &c->children[n];
+
+	JsonschemaFillValue(c, i, base, getJsonbOffset(c, i), out);
+}
+
+/* Pair i of an object container. */
+void
+JsonschemaGetPair(JsonbContainer *c, int i, JsonbValue *key, JsonbValue *val)
+{
+	int			n = JsonContainerSize(c);
+	char	   *base = (char *) &c->children[n * 2];
+
+	JsonschemaFillValue(c, i, base, getJsonbOffset(c, i), key);
+	JsonschemaFillValue(c, i + n, base, getJsonbOffset(c, i + n), val);
+}
+
+/* Start a sequential walk of an array or object container. */
+void
+JsonschemaIterInit(JsIter *it, JsonbContainer *c)
+{
+	it->c = c;
+	it->n = JsonContainerSize(c);
+	it->i = 0;
+	it->object = JsonContainerIsObject(c);
+	it->koff = 0;
+	if (it->object)
+	{
+		it->base = (char *) &c->children[it->n * 2];
+		it->voff = it->n > 0 ? getJsonbOffset(c, it->n) : 0;
+	}
+	else
+	{
+		it->base = (char *) &c->children[it->n];
+		it->voff = 0;
+	}
+}
+
+/*
+ * Binary search for a key in an object container; true and *out filled
+ * when found.  No allocation.
+ */
+bool
+JsonschemaFindKey(JsonbContainer *c, const char *key, int len, JsonbValue *out)
+{
+	int			n = JsonContainerSize(c);
+	char	   *base = (char *) &c->children[n * 2];
+	int			lo = 0,
+				hi = n;
+
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+		uint32		off = getJsonbOffset(c, mid);
+		uint32		klen = getJsonbLength(c, mid);
+		int			cmp = JsonschemaKeyCmp(base + off, klen, key, len);
+
+		if (cmp == 0)
+		{
+			JsonschemaFillValue(c, mid + n, base, getJsonbOffset(c, mid + n), out);
+			return true;
+		}
+		if (cmp < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/* JS_T_* of a value (integers report JS_T_NUMBER | JS_T_INTEGER) */
+int
+JsonschemaTypeOf(const JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return JS_T_NULL;
+		case jbvBool:
+			return JS_T_BOOLEAN;
+		case jbvString:
+			return JS_T_STRING;
+		case jbvNumeric:
+			return JsonschemaIsInteger(v->val.numeric) ?
+				(JS_T_NUMBER | JS_T_INTEGER) : JS_T_NUMBER;
+		case jbvBinary:
+			return JsonContainerIsObject(v->val.binary.data) ?
+				JS_T_OBJECT : JS_T_ARRAY;
+		default:
+			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
+	}
+	return 0;
+}
+
+const char *
+JsonschemaTypeName(const JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvBool:
+			return "boolean";
+		case jbvString:
+			return "string";
+		case jbvNumeric:
+			return JsonschemaIsInteger(v->val.numeric) ? "integer" : "number";
+		case jbvBinary:
+			return JsonContainerIsObject(v->val.binary.data) ? "object" : "array";
+		default:
+			return "unknown";
+	}
+}
+
+/*
+ * Direct reads of the numeric on-disk format (stable since PostgreSQL 9.1,
+ * mirrored from numeric.c): base-10000 digits, no leading or trailing zero
+ * digits, a weight.  jsonb never stores NaN or infinities.
+ */
+#define NUM_SIGN_MASK	0xC000
+#define NUM_NEG			0x4000
+#define NUM_SHORT		0x8000
+#define NUM_SPECIAL		0xC000
+#define NUM_SHORT_SIGN_MASK			0x2000
+#define NUM_SHORT_WEIGHT_SIGN_MASK	0x0040
+#define NUM_SHORT_WEIGHT_MASK		0x003F
+
+typedef struct NumParts
+{
+	bool		neg;
+	int			weight;
+	int			ndigits;
+	const int16 *digits;
+} NumParts;
+
+static inline bool
+num_parts(Numeric n, NumParts *p)
+{
+	const char *data = VARDATA_ANY(n);
+	int			len = VARSIZE_ANY_EXHDR(n);
+	uint16		header;
+
+	memcpy(&header, data, sizeof(uint16));
+	if ((header & NUM_SIGN_MASK) == NUM_SPECIAL)
+		return false;
+	if ((header & NUM_SIGN_MASK) == NUM_SHORT)
+	{
+		p->neg = (header & NUM_SHORT_SIGN_MASK) != 0;
+		p->weight = (header & NUM_SHORT_WEIGHT_SIGN_MASK) ?
+			(int) (~NUM_SHORT_WEIGHT_MASK | (header & NUM_SHORT_WEIGHT_MASK)) :
+			(int) (header & NUM_SHORT_WEIGHT_MASK);
+		p->digits = (const int16 *) (data + sizeof(uint16));
+		p->ndigits = (len - sizeof(uint16)) / sizeof(int16);
+	}
+	else
+	{
+		int16		weight;
+
+		memcpy(&weight, data + sizeof(uint16), sizeof(int16));
+		p->neg = (header & NUM_SIGN_MASK) == NUM_NEG;
+		p->weight = weight;
+		p->digits = (const int16 *) (data + 2 * sizeof(uint16));
+		p->ndigits = (len - 2 * sizeof(uint16)) / sizeof(int16);
+	}
+	return true;
+}
+
+/* Is the numeric a mathematical integer (1.0 is)? */
+bool
+JsonschemaIsInteger(Numeric n)
+{
+	NumParts	p;
+
+	if (num_parts(n, &p))
+		return p.ndigits == 0 || p.weight >= p.ndigits - 1;
+	return DatumGetInt32(DirectFunctionCall1(numeric_min_scale,
+											 NumericGetDatum(n))) == 0;
+}
+
+int
+JsonschemaNumCmp(Numeric a, Numeric b)
+{
+	NumParts	x,
+				y;
+
+	if (num_parts(a, &x) && num_parts(b, &y))
+	{
+		int			sx = x.ndigits == 0 ? 0 : (x.neg ? -1 : 1);
+		int			sy = y.ndigits == 0 ? 0 : (y.neg ? -1 : 1);
+		int			cmp = 0;
+		int			i;
+
+		if (sx != sy)
+			return sx < sy ? -1 : 1;
+		if (sx == 0)
+			return 0;
+		/* same sign, both non-zero: compare absolute values */
+		if (x.weight != y.weight)
+			cmp = x.weight > y.weight ? 1 : -1;
+		else
+		{
+			for (i = 0; i < x.ndigits && i < y.ndigits; i++)
+				if (x.digits[i] != y.digits[i])
+				{
+					cmp = x.digits[i] > y.digits[i] ? 1 : -1;
+					break;
+				}
+			if (cmp == 0 && x.ndigits != y.ndigits)
+				cmp = x.ndigits > y.ndigits ? 1 : -1;
+		}
+		return sx > 0 ? cmp : -cmp;
+	}
+	return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
+											 NumericGetDatum(a),
+											 NumericGetDatum(b)));
+}
+
+/* Length in characters (code points in a UTF-8 database) */
+int64
+JsonschemaStrLen(const char *s, int len)
+{
+	if (GetDatabaseEncoding() == PG_UTF8)
+	{
+		int64		n = 0;
+		int			i;
+
+		for (i = 0; i < len; i++)
+			if (((unsigned char) s[i] & 0xC0) != 0x80)
+				n++;
+		return n;
+	}
+	return pg_mbstrlen_with_len(s, len);
+}
+
+static bool
+containers_equal(JsonbContainer *a, JsonbContainer *b)
+{
+	int			n = JsonContainerSize(a);
+	int			i;
+
+	if (JsonContainerIsObject(a) != JsonContainerIsObject(b) ||
+		n != (int) JsonContainerSize(b))
+		return false;
+
+	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
+
+	if (JsonContainerIsObject(a))
+	{
+		for (i = 0; i < n; i++)
+		{
+			JsonbValue	ka,
+						va,
+						kb,
+						vb;
+
+			JsonschemaGetPair(a, i, &ka, &va);
+			JsonschemaGetPair(b, i, &kb, &vb);
+			if (ka.val.string.len != kb.val.string.len ||
+				memcmp(ka.val.string.val, kb.val.string.val, ka.val.string.len) != 0)
+				return false;
+			if (!JsonschemaEqual(&va, &vb))
+				return false;
+		}
+	}
+	else
+	{
+		for (i = 0; i < n; i++)
+		{
+			JsonbValue	ea,
+						eb;
+
+			JsonschemaGetElem(a, i, &ea);
+			JsonschemaGetElem(b, i, &eb);
+			if (!JsonschemaEqual(&ea, &eb))
+				return false;
+		}
+	}
+	return true;
+}
+
+/* JSON equality: numbers by value (1 == 1.0), objects regardless of order */
+bool
+JsonschemaEqual(const JsonbValue *a, const JsonbValue *b)
+{
+	if (a->type != b->type)
+		return false;
+	switch (a->type)
+	{
+		case jbvNull:
+			return true;
+		case jbvBool:
+			return a->val.boolean == b->val.boolean;
+		case jbvString:
+			return a->val.string.len == b->val.string.len &&
+				memcmp(a->val.string.val, b->val.string.val, a->val.string.len) == 0;
+		case jbvNumeric:
+			return JsonschemaNumCmp(a->val.numeric, b->val.numeric) == 0;
+		case jbvBinary:
+			return containers_equal(a->val.binary.data, b->val.binary.data);
+		default:
+			elog(ERROR, "unexpected jsonb value type %d", (int) a->type);
+	}
+	return false;
+}
+
+/* A hash consistent with JsonschemaEqual */
+uint32
+JsonschemaHash(const JsonbValue *v)
+{
+	uint32		h = 0;
+
+	if (v->type != jbvBinary)
+	{
+		JsonbHashScalarValue(v, &h);
+		return h;
+	}
+	else
+	{
+		JsonbContainer *c = v->val.binary.data;
+		int			n = JsonContainerSize(c);
+		int			i;
+
+		check_stack_depth();
+		if (JsonContainerIsObject(c))
+		{
+			h = 0x5bd1e995;
+			for (i = 0; i < n; i++)
+			{
+				JsonbValue	k,
+							val;
+
+				JsonschemaGetPair(c, i, &k, &val);
+				h = hash_combine(h, JsonschemaHash(&k));
+				h = hash_combine(h, JsonschemaHash(&val));
+			}
+		}
+		else
+		{
+			h = 0x9e3779b9;
+			for (i = 0; i < n; i++)
+			{
+				JsonbValue	e;
+
+				JsonschemaGetElem(c, i, &e);
+				h = hash_combine(h, JsonschemaHash(&e));
+			}
+		}
+	}
+	return h;
+}
+
+/* Append s as one JSON Pointer reference token, "/" included (RFC 6901) */
+void
+JsonschemaAppendPointerToken(StringInfo buf, const char *s, int len)
+{
+	int			i;
+
+	appendStringInfoChar(buf, '/');
+	for (i = 0; i < len; i++)
+	{
+		if (s[i] == '~')
+			appendBinaryStringInfo(buf, "~0", 2);
+		else if (s[i] == '/')
+			appendBinaryStringInfo(buf, "~1", 2);
+		else
+			appendStringInfoChar(buf, s[i]);
+	}
+}
+
+/* A short JSON rendering of a value for messages, cut at about maxlen bytes */
+char *
+JsonschemaValueToText(const JsonbValue *v, int maxlen)
+{
+	StringInfoData buf;
+	char	   *s;
+
+	initStringInfo(&buf);
+	if (v->type == jbvBinary)
+		JsonbToCString(&buf, v->val.binary.data, v->val.binary.len);
+	else
+	{
+		Jsonb	   *jb = JsonbValueToJsonb((JsonbValue *) v);
+
+		JsonbToCString(&buf, &jb->root, VARSIZE(jb));
+	}
+	s = buf.data;
+	if (buf.len > maxlen)
+	{
+		int			cut = pg_mbcliplen(s, buf.len, maxlen);
+
+		s[cut] = '\0';
+		s = psprintf("%s...", s);
+	}
+	return s;
+}

@@ -1,0 +1,1106 @@
+/*-------------------------------------------------------------------------
+ *
+ * jsonschema_validate.c
+ *		Validate a jsonb instance against a compiled schema (JsNode graph).
+ *
+ * Owns: keyword semantics, the dynamic scope for $dynamicRef, annotation
+ * tracking for unevaluatedItems / unevaluatedProperties, detection of
+ * $ref cycles that make no progress through the instance, and the error
+ * list in "basic" output form (instance pointer, schema pointer, keyword,
+ * message).
+ *
+ * Two modes share one walk: boolean mode stops at the first failure;
+ * collecting mode (celerysalt_validation_errors) goes on and records one
+ * error per failing keyword.  Inside anyOf / oneOf / not / if / contains
+ * collection is switched off and a single summary error is recorded.
+ *
+ * All memory is palloc'd in the caller's context (the per-tuple context of
+ * a scan), nothing is retained.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+
+#include "jsonschema.h"
+
+typedef struct PathSeg
+{
+	const char *key;			/* NULL: array index */
+	int			len;
+	int			index;
+} PathSeg;
+
+typedef struct VCtx
+{
+	JsSchema   *s;
+	bool		assert_formats;
+	bool		collect;
+	List	   *errors;
+	PathSeg    *path;
+	int			depth;
+	int			maxdepth;
+	JsResource **scope;
+	int			nscope;
+	int			maxscope;
+	int			inplace;
+	int			inplace_limit;
+	Numeric		zero;
+} VCtx;
+
+/* Annotation results for one instance location: evaluated props / items */
+typedef struct Eval
+{
+	int			n;
+	bool	   *seen;
+} Eval;
+
+static bool validate(VCtx *V, JsNode *n, JsonbValue *inst, Eval *ev);
+
+/* ---- paths and errors ---- */
+
+static inline void
+push_key(VCtx *V, const char *key, int len)
+{
+	if (V->depth >= V->maxdepth)
+	{
+		V->maxdepth *= 2;
+		V->path = repalloc(V->path, sizeof(PathSeg) * V->maxdepth);
+	}
+	V->path[V->depth].key = key;
+	V->path[V->depth].len = len;
+	V->depth++;
+}
+
+static inline void
+push_index(VCtx *V, int i)
+{
+	if (V->depth >= V->maxdepth)
+	{
+		V->maxdepth *= 2;
+		V->path = repalloc(V->path, sizeof(PathSeg) * V->maxdepth);
+	}
+	V->path[V->depth].key = NULL;
+	V->path[V->depth].index = i;
+	V->depth++;
+}
+
+static inline void
+pop(VCtx *V)
+{
+	V->depth--;
+}
+
+static char *
+instance_pointer(VCtx *V)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < V->depth; i++)
+	{
+		if (V->path[i].key)
+			JsonschemaAppendPointerToken(&buf, V->path[i].key, V->path[i].len);
+		else
+			appendStringInfo(&buf, "/%d", V->path[i].index);
+	}
+	return buf.data;
+}
+
+static void
+add_error(VCtx *V, JsNode *n, const char *keyword, const char *fmt,...)
+	pg_attribute_printf(4, 5);
+
+static void
+add_error(VCtx *V, JsNode *n, const char *keyword, const char *fmt,...)
+{
+	JsError    *e;
+	StringInfoData msg;
+	va_list		ap;
+
+	if (!V->collect)
+		return;
+	initStringInfo(&msg);
+	for (;;)
+	{
+		int			needed;
+
+		va_start(ap, fmt);
+		needed = appendStringInfoVA(&msg, fmt, ap);
+		va_end(ap);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&msg, needed);
+	}
+	e = palloc(sizeof(JsError));
+	e->path = instance_pointer(V);
+	if (keyword)
+	{
+		StringInfoData sp;
+
+		initStringInfo(&sp);
+		appendStringInfoString(&sp, n->location);
+		JsonschemaAppendPointerToken(&sp, keyword, strlen(keyword));
+		e->schema_path = sp.data;
+	}
+	else
+		e->schema_path = pstrdup(n->location);
+	e->keyword = keyword ? keyword : "false";
+	e->message = msg.data;
+	V->errors = lappend(V->errors, e);
+}
+
+/* ---- annotations ---- */
+
+static Eval *
+eval_new(JsonbValue *inst)
+{
+	Eval	   *e = palloc(sizeof(Eval));
+
+	e->n = JsonContainerSize(inst->val.binary.data);
+	e->seen = palloc0(sizeof(bool) * (e->n + 1));
+	return e;
+}
+
+static inline void
+eval_reset(Eval *e)
+{
+	memset(e->seen, 0, sizeof(bool) * e->n);
+}
+
+static inline void
+eval_merge(Eval *into, Eval *from)
+{
+	int			i;
+
+	for (i = 0; i < into->n; i++)
+		into->seen[i] |= from->seen[i];
+}
+
+/*
+ * Apply an in-place applicator's subschema to the same instance.  With
+ * annotation tracking (evp), its annotations are merged on success only.
+ */
+static bool
+apply_inplace(VCtx *V, JsNode *child, JsonbValue *inst, Eval *evp,
+			  Eval **scratch)
+{
+	bool		ok;
+
+	V->inplace++;
+	if (V->inplace > V->inplace_limit)
+		ereport(ERROR,
+				(errcode(JSONSCHEMA_ERRCODE_INVALID_SCHEMA),
+				 errmsg("invalid JSON Schema"),
+				 errdetail("At schema location \"%s\": the schema refers to itself without descending into the instance.",
+						   child->location)));
+	if (evp == NULL)
+		ok = validate(V, child, inst, NULL);
+	else
+	{
+		if (*scratch == NULL)
+			*scratch = eval_new(inst);
+		else
+			eval_reset(*scratch);
+		ok = validate(V, child, inst, *scratch);
+		if (ok)
+			eval_merge(evp, *scratch);
+	}
+	V->inplace--;
+	return ok;
+}
+
+/* Validate a child instance (property value or array item). */
+static inline bool
+apply_child(VCtx *V, JsNode *child, JsonbValue *inst)
+{
+	int			saved = V->inplace;
+	bool		ok;
+
+	if (child->boolean == 1)
+		return true;
+	V->inplace = 0;
+	ok = validate(V, child, inst, NULL);
+	V->inplace = saved;
+	return ok;
+}
+
+static JsNode *
+dynamic_target(VCtx *V, JsNode *n)
+{
+	int			i;
+
+	if (n->dynref_anchor == NULL)
+		return n->dynref_node;
+	for (i = 0; i < V->nscope; i++)
+	{
+		ListCell   *lc;
+
+		foreach(lc, V->scope[i]->anchors)
+		{
+			JsAnchor   *a = lfirst(lc);
+
+			if (a->dynamic && strcmp(a->name, n->dynref_anchor) == 0)
+				return a->node;
+		}
+	}
+	return n->dynref_node;
+}
+
+static const char *
+types_text(uint8 types)
+{
+	StringInfoData buf;
+	static const char *names[] = {"null", "boolean", "object", "array", "number", "string", "integer"};
+	int			i;
+	int			cnt = 0;
+
+	initStringInfo(&buf);
+	for (i = 0; i < 7; i++)
+		if (types & (1 << i))
+		{
+			if (cnt++)
+				appendStringInfoString(&buf, " or ");
+			appendStringInfoString(&buf, names[i]);
+		}
+	return buf.data;
+}
+
+/* ---- numbers ---- */
+
+static bool
+check_number(VCtx *V, JsNode *n, JsonbValue *inst)
+{
+	Numeric		x = inst->val.numeric;
+	bool		ok = true;
+
+	if ((n->kw & JSK_MINIMUM) && JsonschemaNumCmp(x, n->minimum) < 0)
+	{
+		add_error(V, n, "minimum", "%s is less than the minimum of %s",
+				  numeric_normalize(x), numeric_normalize(n->minimum));
+		ok = false;
+	}
+	if ((n->kw & JSK_MAXIMUM) && JsonschemaNumCmp(x, n->maximum) > 0)
+	{
+		add_error(V, n, "maximum", "%s is greater than the maximum of %s",
+				  numeric_normalize(x), numeric_normalize(n->maximum));
+		ok = false;
+	}
+	if ((n->kw & JSK_EXMINIMUM) && JsonschemaNumCmp(x, n->exminimum) <= 0)
+	{
+		add_error(V, n, "exclusiveMinimum", "%s is less than or equal to the exclusive minimum of %s",
+				  numeric_normalize(x), numeric_normalize(n->exminimum));
+		ok = false;
+	}
+	if ((n->kw & JSK_EXMAXIMUM) && JsonschemaNumCmp(x, n->exmaximum) >= 0)
+	{
+		add_error(V, n, "exclusiveMaximum", "%s is greater than or equal to the exclusive maximum of %s",
+				  numeric_normalize(x), numeric_normalize(n->exmaximum));
+		ok = false;
+	}
+	if (n->kw & JSK_MULTIPLEOF)
+	{
+		Numeric		r = DatumGetNumeric(DirectFunctionCall2(numeric_mod,
+															NumericGetDatum(x),
+															NumericGetDatum(n->multipleof)));
+
+		if (JsonschemaNumCmp(r, V->zero) != 0)
+		{
+			add_error(V, n, "multipleOf", "%s is not a multiple of %s",
+					  numeric_normalize(x), numeric_normalize(n->multipleof));
+			ok = false;
+		}
+	}
+	return ok;
+}
+
+/* ---- strings ---- */
+
+static bool
+check_string(VCtx *V, JsNode *n, JsonbValue *inst)
+{
+	const char *s = inst->val.string.val;
+	int			len = inst->val.string.len;
+	bool		ok = true;
+
+	if (n->kw & (JSK_MINLENGTH | JSK_MAXLENGTH))
+	{
+		int64		chars = JsonschemaStrLen(s, len);
+
+		if ((n->kw & JSK_MINLENGTH) && chars < n->minlength)
+		{
+			add_error(V, n, "minLength", "string is shorter than %lld characters",
+					  (long long) n->minlength);
+			ok = false;
+		}
+		if ((n->kw & JSK_MAXLENGTH) && chars > n->maxlength)
+		{
+			add_error(V, n, "maxLength", "string is longer than %lld characters",
+					  (long long) n->maxlength);
+			ok = false;
+		}
+		if (!ok && !V->collect)
+			return false;
+	}
+	if ((n->kw & JSK_PATTERN) && !JsonschemaRegexMatch(n->pattern, s, len))
+	{
+		add_error(V, n, "pattern", "string does not match pattern \"%s\"", n->pattern->source);
+		ok = false;
+	}
+	if ((n->kw & JSK_FORMAT) && V->assert_formats &&
+		!JsonschemaFormatCheck(n->format, s, len))
+	{
+		add_error(V, n, "format", "string is not a valid \"%s\"", n->format_name);
+		ok = false;
+	}
+	return ok;
+}
+
+/* ---- arrays ---- */
+
+typedef struct HashIdx
+{
+	uint32		hash;
+	int			index;
+} HashIdx;
+
+static int
+hashidx_cmp(const void *a, const void *b)
+{
+	const HashIdx *x = a;
+	const HashIdx *y = b;
+
+	if (x->hash != y->hash)
+		return x->hash < y->hash ? -1 : 1;
+	return x->index - y->index;
+}
+
+/* uniqueItems in O(n log n): sort by canonical hash, compare equal hashes */
+static bool
+check_unique(VCtx *V, JsNode *n, JsonbContainer *c)
+{
+	int			cnt = JsonContainerSize(c);
+	HashIdx    *h;
+	JsonbValue *vals;
+	JsIter		it;
+	JsonbValue	dummy;
+	int			i,
+				j;
+
+	if (cnt < 2)
+		return true;
+	h = palloc(sizeof(HashIdx) * cnt);
+	vals = palloc(sizeof(JsonbValue) * cnt);
+	JsonschemaIterInit(&it, c);
+	for (i = 0; JsonschemaIterNext(&it, &dummy, &vals[i]); i++)
+	{
+		if ((i & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
+		h[i].hash = JsonschemaHash(&vals[i]);
+		h[i].index = i;
+	}
+	qsort(h, cnt, sizeof(HashIdx), hashidx_cmp);
+	for (i = 0; i < cnt; i = j)
+	{
+		for (j = i + 1; j < cnt && h[j].hash == h[i].hash; j++)
+			;
+		if (j - i > 1)
+		{
+			int			a,
+						b;
+
+			for (a = i; a < j; a++)
+				for (b = a + 1; b < j; b++)
+				{
+					CHECK_FOR_INTERRUPTS();
+					if (JsonschemaEqual(&vals[h[a].index], &vals[h[b].index]))
+					{
+						int			x = Min(h[a].index, h[b].index);
+						int			y = Max(h[a].index, h[b].index);
+
+						add_error(V, n, "uniqueItems", "array items %d and %d are equal", x, y);
+						return false;
+					}
+				}
+		}
+	}
+	return true;
+}
+
+static bool
+check_array(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
+{
+	JsonbContainer *c = inst->val.binary.data;
+	int			cnt = JsonContainerSize(c);
+	bool		ok = true;
+
+#define AFAIL() do { ok = false; if (!V->collect) return false; } while (0)
+
+	if ((n->kw & JSK_MINITEMS) && cnt < n->minitems)
+	{
+		add_error(V, n, "minItems", "array has fewer than %lld items", (long long) n->minitems);
+		AFAIL();
+	}
+	if ((n->kw & JSK_MAXITEMS) && cnt > n->maxitems)
+	{
+		add_error(V, n, "maxItems", "array has more than %lld items", (long long) n->maxitems);
+		AFAIL();
+	}
+	if ((n->kw & JSK_UNIQUEITEMS) && !check_unique(V, n, c))
+		AFAIL();
+
+	if (n->kw & (JSK_PREFIXITEMS | JSK_ITEMS))
+	{
+		JsIter		it;
+		JsonbValue	e,
+					dummy;
+		int			i;
+
+		JsonschemaIterInit(&it, c);
+		for (i = 0; JsonschemaIterNext(&it, &dummy, &e); i++)
+		{
+			JsNode	   *child;
+
+			if ((i & 255) == 255)
+				CHECK_FOR_INTERRUPTS();
+			if (i < n->nprefixitems)
+				child = n->prefixitems[i];
+			else if (n->kw & JSK_ITEMS)
+				child = n->items;
+			else
+				break;
+			push_index(V, i);
+			if (!apply_child(V, child, &e))
+			{
+				pop(V);
+				AFAIL();
+				continue;
+			}
+			pop(V);
+			if (evp)
+				evp->seen[i] = true;
+		}
+	}
+
+	if (n->kw & JSK_CONTAINS)
+	{
+		JsIter		it;
+		JsonbValue	e,
+					dummy;
+		int			i;
+		int64		matches = 0;
+		int64		mincontains = (n->kw & JSK_MINCONTAINS) ? n->mincontains : 1;
+		bool		need_all = evp != NULL || (n->kw & JSK_MAXCONTAINS);
+		bool		saved = V->collect;
+
+		V->collect = false;
+		JsonschemaIterInit(&it, c);
+		for (i = 0; JsonschemaIterNext(&it, &dummy, &e); i++)
+		{
+			if ((i & 255) == 255)
+				CHECK_FOR_INTERRUPTS();
+			push_index(V, i);
+			if (apply_child(V, n->contains, &e))
+			{
+				matches++;
+				if (evp)
+					evp->seen[i] = true;
+			}
+			pop(V);
+			if (!need_all && matches >= mincontains)
+				break;
+		}
+		V->collect = saved;
+		if (matches < mincontains)
+		{
+			if (n->kw & JSK_MINCONTAINS)
+				add_error(V, n, "minContains", "array contains fewer than %lld matching items",
+						  (long long) mincontains);
+			else
+				add_error(V, n, "contains", "array does not contain a matching item");
+			AFAIL();
+		}
+		if ((n->kw & JSK_MAXCONTAINS) && matches > n->maxcontains)
+		{
+			add_error(V, n, "maxContains", "array contains more than %lld matching items",
+					  (long long) n->maxcontains);
+			AFAIL();
+		}
+	}
+	return ok;
+}
+
+/* ---- objects ---- */
+
+static bool
+check_object(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
+{
+	JsonbContainer *c = inst->val.binary.data;
+	int			cnt = JsonContainerSize(c);
+	bool		ok = true;
+	int			i;
+
+#define OFAIL() do { ok = false; if (!V->collect) return false; } while (0)
+
+	if ((n->kw & JSK_MINPROPERTIES) && cnt < n->minproperties)
+	{
+		add_error(V, n, "minProperties", "object has fewer than %lld properties",
+				  (long long) n->minproperties);
+		OFAIL();
+	}
+	if ((n->kw & JSK_MAXPROPERTIES) && cnt > n->maxproperties)
+	{
+		add_error(V, n, "maxProperties", "object has more than %lld properties",
+				  (long long) n->maxproperties);
+		OFAIL();
+	}
+
+	if (n->kw & (JSK_REQUIRED | JSK_PROPERTIES | JSK_PATTERNPROPS |
+				 JSK_ADDITIONALPROPS | JSK_PROPERTYNAMES) || evp != NULL)
+	{
+		JsIter		it;
+		JsonbValue	k,
+					v;
+		int			pi = 0,
+					ri = 0,
+					found_required = 0;
+
+		JsonschemaIterInit(&it, c);
+		for (i = 0; JsonschemaIterNext(&it, &k, &v); i++)
+		{
+			const char *key = k.val.string.val;
+			int			klen = k.val.string.len;
+			bool		matched = false;
+
+			if ((i & 255) == 255)
+				CHECK_FOR_INTERRUPTS();
+
+			/* required: merge with the sorted list */
+			while (ri < n->nrequired &&
+				   JsonschemaKeyCmp(n->required[ri].name, n->required[ri].len, key, klen) < 0)
+				ri++;
+			if (ri < n->nrequired &&
+				JsonschemaKeyCmp(n->required[ri].name, n->required[ri].len, key, klen) == 0)
+			{
+				found_required++;
+				ri++;
+			}
+
+			if (n->kw & JSK_PROPERTYNAMES)
+			{
+				bool		saved = V->collect;
+				bool		pn_ok;
+
+				V->collect = false;
+				pn_ok = apply_child(V, n->propertynames, &k);
+				V->collect = saved;
+				if (!pn_ok)
+				{
+					push_key(V, key, klen);
+					add_error(V, n, "propertyNames", "property name \"%.*s\" is invalid",
+							  Min(klen, 100), key);
+					pop(V);
+					OFAIL();
+				}
+			}
+
+			push_key(V, key, klen);
+			while (pi < n->nproperties &&
+				   JsonschemaKeyCmp(n->properties[pi].name, n->properties[pi].len, key, klen) < 0)
+				pi++;
+			if (pi < n->nproperties &&
+				JsonschemaKeyCmp(n->properties[pi].name, n->properties[pi].len, key, klen) == 0)
+			{
+				matched = true;
+				if (!apply_child(V, n->properties[pi].node, &v))
+				{
+					pop(V);
+					OFAIL();
+					continue;
+				}
+			}
+			if (n->npatternprops > 0)
+			{
+				int			j;
+				bool		pp_ok = true;
+
+				for (j = 0; j < n->npatternprops; j++)
+				{
+					if (!JsonschemaRegexMatch(n->patternprops[j].re, key, klen))
+						continue;
+					matched = true;
+					if (!apply_child(V, n->patternprops[j].node, &v))
+					{
+						pp_ok = false;
+						if (!V->collect)
+							break;
+					}
+				}
+				if (!pp_ok)
+				{
+					pop(V);
+					OFAIL();
+					continue;
+				}
+			}
+			if (!matched && (n->kw & JSK_ADDITIONALPROPS))
+			{
+				matched = true;
+				if (n->additionalprops->boolean == 0)
+				{
+					add_error(V, n, "additionalProperties",
+							  "additional property \"%.*s\" is not allowed",
+							  Min(klen, 100), key);
+					pop(V);
+					OFAIL();
+					continue;
+				}
+				if (!apply_child(V, n->additionalprops, &v))
+				{
+					pop(V);
+					OFAIL();
+					continue;
+				}
+			}
+			pop(V);
+			if (matched && evp)
+				evp->seen[i] = true;
+		}
+
+		if (found_required < n->nrequired)
+		{
+			if (V->collect)
+			{
+				int			j;
+
+				for (j = 0; j < n->nrequired; j++)
+				{
+					JsonbValue	tmp;
+
+					if (!JsonschemaFindKey(c, n->required[j].name, n->required[j].len, &tmp))
+						add_error(V, n, "required", "required property \"%.*s\" is missing",
+								  Min(n->required[j].len, 100), n->required[j].name);
+				}
+			}
+			OFAIL();
+		}
+	}
+
+	if (n->kw & JSK_DEPREQUIRED)
+	{
+		for (i = 0; i < n->ndeprequired; i++)
+		{
+			JsProp	   *p = &n->deprequired[i];
+			JsonbValue	tmp;
+			int			j;
+
+			if (!JsonschemaFindKey(c, p->name, p->len, &tmp))
+				continue;
+			for (j = 0; j < p->nreq; j++)
+				if (!JsonschemaFindKey(c, p->req[j], p->reqlen[j], &tmp))
+				{
+					add_error(V, n, n->resource->draft == JS_DRAFT7 ? "dependencies" : "dependentRequired",
+							  "property \"%.*s\" is required when \"%.*s\" is present",
+							  Min(p->reqlen[j], 100), p->req[j], Min(p->len, 100), p->name);
+					OFAIL();
+				}
+		}
+	}
+	return ok;
+}
+
+/* ---- the node ---- */
+
+static bool
+validate(VCtx *V, JsNode *n, JsonbValue *inst, Eval *ev)
+{
+	bool		ok = true;
+	bool		pushed = false;
+	Eval	   *evp = ev;
+	Eval	   *scratch = NULL;
+	uint64		kw;
+	int			itype;
+
+#define FAIL() do { ok = false; if (!V->collect) goto done; } while (0)
+
+	if (n->boolean >= 0)
+	{
+		if (n->boolean == 0)
+		{
+			add_error(V, n, NULL, "no value is allowed here (false schema)");
+			return false;
+		}
+		return true;
+	}
+
+	check_stack_depth();
+	kw = n->kw;
+
+	if (V->nscope == 0 || V->scope[V->nscope - 1] != n->resource)
+	{
+		if (V->nscope >= V->maxscope)
+		{
+			V->maxscope *= 2;
+			V->scope = repalloc(V->scope, sizeof(JsResource *) * V->maxscope);
+		}
+		V->scope[V->nscope++] = n->resource;
+		pushed = true;
+	}
+
+	/* base type, without the integer test unless needed */
+	switch (inst->type)
+	{
+		case jbvNull:
+			itype = JS_T_NULL;
+			break;
+		case jbvBool:
+			itype = JS_T_BOOLEAN;
+			break;
+		case jbvString:
+			itype = JS_T_STRING;
+			break;
+		case jbvNumeric:
+			itype = JS_T_NUMBER;
+			break;
+		default:
+			itype = JsonContainerIsObject(inst->val.binary.data) ? JS_T_OBJECT : JS_T_ARRAY;
+			break;
+	}
+
+	if (n->has_unevaluated && (itype & (JS_T_OBJECT | JS_T_ARRAY)))
+		evp = eval_new(inst);
+
+	if (kw & JSK_TYPE)
+	{
+		bool		type_ok = (n->types & itype) != 0;
+
+		if (!type_ok && itype == JS_T_NUMBER && (n->types & JS_T_INTEGER))
+			type_ok = JsonschemaIsInteger(inst->val.numeric);
+		if (!type_ok)
+		{
+			add_error(V, n, "type", "expected %s, got %s", types_text(n->types),
+					  JsonschemaTypeName(inst));
+			FAIL();
+		}
+	}
+	if ((kw & JSK_CONST) && !JsonschemaEqual(inst, &n->constval))
+	{
+		add_error(V, n, "const", "value must be %s", JsonschemaValueToText(&n->constval, 100));
+		FAIL();
+	}
+	if (kw & JSK_ENUM)
+	{
+		int			i;
+
+		for (i = 0; i < n->nenum; i++)
+			if (JsonschemaEqual(inst, &n->enumvals[i]))
+				break;
+		if (i == n->nenum)
+		{
+			add_error(V, n, "enum", "value %s is not one of the allowed values",
+					  JsonschemaValueToText(inst, 100));
+			FAIL();
+		}
+	}
+
+	switch (itype)
+	{
+		case JS_T_NUMBER:
+			if ((kw & JSK_NUMERIC_KW) && !check_number(V, n, inst))
+				FAIL();
+			break;
+		case JS_T_STRING:
+			if ((kw & JSK_STRING_KW) && !check_string(V, n, inst))
+				FAIL();
+			break;
+		case JS_T_ARRAY:
+			if ((kw & JSK_ARRAY_KW) && !check_array(V, n, inst, evp))
+				FAIL();
+			break;
+		case JS_T_OBJECT:
+			if ((kw & JSK_OBJECT_KW) && !check_object(V, n, inst, evp))
+				FAIL();
+			break;
+	}
+
+	if (kw & JSK_INPLACE_KW)
+	{
+		int			i;
+
+		if ((kw & JSK_REF) && !apply_inplace(V, n->ref_node, inst, evp, &scratch))
+			FAIL();
+		if ((kw & JSK_DYNREF) &&
+			!apply_inplace(V, dynamic_target(V, n), inst, evp, &scratch))
+			FAIL();
+		if (kw & JSK_ALLOF)
+		{
+			for (i = 0; i < n->nallof; i++)
+				if (!apply_inplace(V, n->allof[i], inst, evp, &scratch))
+					FAIL();
+		}
+		if (kw & JSK_ANYOF)
+		{
+			bool		saved = V->collect;
+			int			matched = 0;
+
+			V->collect = false;
+			for (i = 0; i < n->nanyof; i++)
+				if (apply_inplace(V, n->anyof[i], inst, evp, &scratch))
+				{
+					matched++;
+					if (evp == NULL)
+						break;
+				}
+			V->collect = saved;
+			if (matched == 0)
+			{
+				add_error(V, n, "anyOf", "value does not match any of the %d subschemas of anyOf",
+						  n->nanyof);
+				FAIL();
+			}
+		}
+		if (kw & JSK_ONEOF)
+		{
+			bool		saved = V->collect;
+			int			matched = 0;
+			int			first = -1,
+						second = -1;
+			Eval	   *keep = NULL;
+
+			V->collect = false;
+			for (i = 0; i < n->noneof; i++)
+			{
+				Eval	   *sub = NULL;
+
+				if (evp)
+					sub = eval_new(inst);
+				if (apply_inplace(V, n->oneof[i], inst, sub, &scratch))
+				{
+					matched++;
+					if (first < 0)
+					{
+						first = i;
+						keep = sub;
+					}
+					else
+					{
+						second = i;
+						break;
+					}
+				}
+			}
+			V->collect = saved;
+			if (matched != 1)
+			{
+				if (matched == 0)
+					add_error(V, n, "oneOf", "value does not match any of the %d subschemas of oneOf",
+							  n->noneof);
+				else
+					add_error(V, n, "oneOf", "value matches subschemas %d and %d of oneOf, expected exactly one",
+							  first, second);
+				FAIL();
+			}
+			else if (evp && keep)
+				eval_merge(evp, keep);
+		}
+		if (kw & JSK_NOT)
+		{
+			bool		saved = V->collect;
+			bool		r;
+
+			V->collect = false;
+			r = apply_inplace(V, n->not, inst, NULL, &scratch);
+			V->collect = saved;
+			if (r)
+			{
+				add_error(V, n, "not", "value must not be valid against the \"not\" subschema");
+				FAIL();
+			}
+		}
+		if (kw & JSK_IF)
+		{
+			bool		saved = V->collect;
+			bool		r;
+
+			V->collect = false;
+			r = apply_inplace(V, n->if_, inst, evp, &scratch);
+			V->collect = saved;
+			if (r && (kw & JSK_THEN))
+			{
+				if (!apply_inplace(V, n->then_, inst, evp, &scratch))
+					FAIL();
+			}
+			else if (!r && (kw & JSK_ELSE))
+			{
+				if (!apply_inplace(V, n->else_, inst, evp, &scratch))
+					FAIL();
+			}
+		}
+		if ((kw & JSK_DEPSCHEMAS) && itype == JS_T_OBJECT)
+		{
+			JsonbContainer *c = inst->val.binary.data;
+
+			for (i = 0; i < n->ndepschemas; i++)
+			{
+				JsonbValue	tmp;
+
+				if (JsonschemaFindKey(c, n->depschemas[i].name, n->depschemas[i].len, &tmp) &&
+					!apply_inplace(V, n->depschemas[i].node, inst, evp, &scratch))
+					FAIL();
+			}
+		}
+	}
+
+	/* unevaluated*: after every other keyword of this schema */
+	if ((kw & JSK_UNEVALPROPS) && itype == JS_T_OBJECT)
+	{
+		JsIter		it;
+		JsonbValue	k,
+					v;
+		int			i;
+
+		JsonschemaIterInit(&it, inst->val.binary.data);
+		for (i = 0; JsonschemaIterNext(&it, &k, &v); i++)
+		{
+			if (evp->seen[i])
+				continue;
+			push_key(V, k.val.string.val, k.val.string.len);
+			if (n->unevalprops->boolean == 0)
+			{
+				add_error(V, n, "unevaluatedProperties",
+						  "unevaluated property \"%.*s\" is not allowed",
+						  Min(k.val.string.len, 100), k.val.string.val);
+				pop(V);
+				FAIL();
+				continue;
+			}
+			if (!apply_child(V, n->unevalprops, &v))
+			{
+				pop(V);
+				FAIL();
+				continue;
+			}
+			pop(V);
+			evp->seen[i] = true;
+		}
+	}
+	if ((kw & JSK_UNEVALITEMS) && itype == JS_T_ARRAY)
+	{
+		JsIter		it;
+		JsonbValue	e,
+					dummy;
+		int			i;
+
+		JsonschemaIterInit(&it, inst->val.binary.data);
+		for (i = 0; JsonschemaIterNext(&it, &dummy, &e); i++)
+		{
+			if (evp->seen[i])
+				continue;
+			push_index(V, i);
+			if (n->unevalitems->boolean == 0)
+			{
+				add_error(V, n, "unevaluatedItems", "unevaluated item %d is not allowed", i);
+				pop(V);
+				FAIL();
+				continue;
+			}
+			if (!apply_child(V, n->unevalitems, &e))
+			{
+				pop(V);
+				FAIL();
+				continue;
+			}
+			pop(V);
+			evp->seen[i] = true;
+		}
+	}
+
+	if (ok && evp != ev && ev != NULL)
+		eval_merge(ev, evp);
+
+done:
+	if (pushed)
+		V->nscope--;
+	return ok;
+}
+
+/*
+ * Validate instance against s.  With errors != NULL, collect every error
+ * (JsError, palloc'd in the current context) into *errors.
+ */
+bool
+JsonschemaValidateValue(JsSchema *s, JsonbValue *instance, bool assert_formats,
+						List **errors)
+{
+	VCtx		V;
+	bool		ok;
+
+	memset(&V, 0, sizeof(V));
+	V.s = s;
+	V.assert_formats = assert_formats;
+	V.collect = errors != NULL;
+	V.maxdepth = 16;
+	V.path = palloc(sizeof(PathSeg) * V.maxdepth);
+	V.maxscope = 16;
+	V.scope = palloc(sizeof(JsResource *) * V.maxscope);
+	V.inplace_limit = s->nnodes * 2 + 32;
+	V.zero = int64_to_numeric(0);
+
+	ok = validate(&V, s->root, instance, NULL);
+	if (errors)
+		*errors = V.errors;
+	return ok;
+}
+
+bool
+JsonschemaValidate(JsSchema *s, Jsonb *instance, bool assert_formats,
+				   List **errors)
+{
+	JsonbValue	v;
+
+	JsonschemaRootValue(instance, &v);
+	return JsonschemaValidateValue(s, &v, assert_formats, errors);
+}
+
+/* The output array: [{"path", "schema_path", "keyword", "message"}, ...] */
+Jsonb *
+JsonschemaErrorsToJsonb(List *errors, bool with_path)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue *res;
+	ListCell   *lc;
+
+	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+	foreach(lc, errors)
+	{
+		JsError    *e = lfirst(lc);
+		JsonbValue	k,
+					v;
+
+#define PUSH_STR(name, value) \
+		do { \
+			k.type = jbvString; k.val.string.val = (name); k.val.string.len = strlen(name); \
+			pushJsonbValue(&st, WJB_KEY, &k); \
+			if ((value) == NULL) v.type = jbvNull; \
+			else { v.type = jbvString; v.val.string.val = (char *) (value); \
+				   v.val.string.len = strlen(value); } \
+			pushJsonbValue(&st, WJB_VALUE, &v); \
+		} while (0)
+
+		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		if (with_path)
+			PUSH_STR("path", e->path);
+		PUSH_STR("schema_path", e->schema_path);
+		if (with_path)
+			PUSH_STR("keyword", e->keyword);
+		PUSH_STR("message", e->message);
+		pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	}
+	res = pushJsonbValue(&st, WJB_END_ARRAY, NULL);
+	return JsonbValueToJsonb(res);
+}
