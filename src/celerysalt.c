@@ -23,6 +23,7 @@ _PG_init(void)
 {
 	GucDefineAll();
 	RedactInstallHook();
+	RegistryInit();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -170,4 +170,13 @@ PGDLLEXPORT void CelerysaltWorkerMain(Datum main_arg);
 extern void LauncherRegister(void);
 extern void WorkerStopForDatabase(Oid dboid);
 
+/* ---- follow.c ---- */
+extern void FollowDefineGucs(void);
+
+/* ---- registry.c ---- */
+extern bool celerysalt_require_registration;
+extern char *celerysalt_service_name;
+extern void RegistryInit(void);
+extern void RegistryDefineGucs(void);
+
 #endif							/* CELERYSALT_H */

@@ -271,5 +271,7 @@ GucDefineAll(void)
 								PGC_POSTMASTER, 0,
 								NULL, NULL, NULL);
 
+	FollowDefineGucs();
+	RegistryDefineGucs();
 	MarkGUCPrefixReserved("celerysalt");
 }

@@ -1,0 +1,1296 @@
+-- celerysalt install script, part 30: the schema registry (docs/registry.md).
+-- C side: src/registry.c (validate on publish, cache, counters), src/compat.c
+-- (compatibility rules).  Everything here follows ../shared/wire-protocol.md §4.
+
+-- ------------------------------------------------------------------ roles
+-- Roles are cluster-wide: created by the first database that installs the
+-- extension, reused by the others, left in place by DROP EXTENSION.
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'celerysalt_reader') THEN
+        CREATE ROLE celerysalt_reader NOLOGIN;
+        COMMENT ON ROLE celerysalt_reader IS
+            'celerysalt: reads the schema registry, its catalog views and the delivery status.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'celerysalt_publisher') THEN
+        CREATE ROLE celerysalt_publisher NOLOGIN;
+        COMMENT ON ROLE celerysalt_publisher IS
+            'celerysalt: publishes events and tracks publishers and subscribers; includes celerysalt_reader.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'celerysalt_admin') THEN
+        CREATE ROLE celerysalt_admin NOLOGIN;
+        COMMENT ON ROLE celerysalt_admin IS
+            'celerysalt: registers and deprecates schemas, sets compatibility modes, replays events; includes celerysalt_publisher.';
+    END IF;
+    IF NOT pg_catalog.pg_has_role('celerysalt_publisher', 'celerysalt_reader', 'MEMBER') THEN
+        GRANT celerysalt_reader TO celerysalt_publisher;
+    END IF;
+    IF NOT pg_catalog.pg_has_role('celerysalt_admin', 'celerysalt_publisher', 'MEMBER') THEN
+        GRANT celerysalt_publisher TO celerysalt_admin;
+    END IF;
+END
+$roles$;
+
+-- ----------------------------------------------------------------- tables
+CREATE TABLE celerysalt_topics (
+    topic           text        PRIMARY KEY,
+    compatibility   text        NOT NULL DEFAULT 'BACKWARD'
+                    CHECK (compatibility IN ('NONE', 'BACKWARD', 'BACKWARD_TRANSITIVE',
+                                             'FORWARD', 'FORWARD_TRANSITIVE',
+                                             'FULL', 'FULL_TRANSITIVE')),
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_by      text        NOT NULL DEFAULT CURRENT_USER
+);
+COMMENT ON TABLE celerysalt_topics IS
+    'One row per registered topic: its compatibility mode (default BACKWARD), enforced when a new version is registered.';
+
+CREATE TABLE celerysalt_schemas (
+    id                  bigserial   PRIMARY KEY,
+    topic               text        NOT NULL REFERENCES celerysalt_topics (topic),
+    version             text        NOT NULL,
+    mode                text        NOT NULL DEFAULT 'broadcast' CHECK (mode IN ('broadcast', 'rpc')),
+    schema              jsonb       NOT NULL,
+    response_schema     jsonb,
+    error_schema        jsonb,
+    description         text,
+    publisher_service   text,
+    publisher_module    text,
+    publisher_class     text,
+    publisher_version   text,
+    created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    created_by          text        NOT NULL DEFAULT CURRENT_USER,
+    active              boolean     NOT NULL DEFAULT true,
+    deprecated_at       timestamptz,
+    deprecated_reason   text,
+    UNIQUE (topic, version),
+    CHECK ((deprecated_at IS NULL) = (deprecated_reason IS NULL))
+);
+CREATE INDEX celerysalt_schemas_active ON celerysalt_schemas (topic) WHERE active;
+COMMENT ON TABLE celerysalt_schemas IS
+    'Registered event schemas, one row per (topic, version), stored exactly as registered (pydantic model_json_schema() output). First writer wins.';
+
+CREATE TABLE celerysalt_schema_fields (
+    schema_id       bigint      NOT NULL REFERENCES celerysalt_schemas (id) ON DELETE CASCADE,
+    path            text        NOT NULL,
+    name            text        NOT NULL,
+    type            text        NOT NULL,
+    required        boolean     NOT NULL,
+    nullable        boolean     NOT NULL,
+    format          text,
+    description     text,
+    default_value   jsonb,
+    PRIMARY KEY (schema_id, path)
+);
+COMMENT ON TABLE celerysalt_schema_fields IS
+    'The fields of each registered schema, nested models included (path "addr.city", array items "lines[].sku"); filled at registration.';
+
+CREATE TABLE celerysalt_publishers (
+    topic           text        NOT NULL,
+    service         text        NOT NULL,
+    service_version text,
+    module          text,
+    class           text,
+    registered_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_seen_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (topic, service)
+);
+COMMENT ON TABLE celerysalt_publishers IS
+    'Services that declared they publish a topic (celerysalt_track_publisher, or publisher_service at registration).';
+
+CREATE TABLE celerysalt_subscribers (
+    topic           text        NOT NULL,
+    service         text        NOT NULL,
+    handler         text        NOT NULL,
+    registered_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_seen_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (topic, service, handler)
+);
+COMMENT ON TABLE celerysalt_subscribers IS
+    'Handlers subscribed to a topic (or a wildcard pattern), as reported by celerysalt_track_subscriber.';
+
+-- Append-only: every committing transaction that published adds one row per
+-- (topic, service); nobody updates a shared row.  celerysalt_catalog sums
+-- them, celerysalt_registry_compact() folds them.
+CREATE TABLE _celerysalt_publish_stats (
+    topic               text        NOT NULL,
+    service             text        NOT NULL,
+    published           bigint      NOT NULL,
+    first_published_at  timestamptz NOT NULL,
+    last_published_at   timestamptz NOT NULL
+);
+CREATE INDEX _celerysalt_publish_stats_topic ON _celerysalt_publish_stats (topic, service);
+
+SELECT pg_catalog.pg_extension_config_dump('celerysalt_topics', '');
+SELECT pg_catalog.pg_extension_config_dump('celerysalt_schemas', '');
+SELECT pg_catalog.pg_extension_config_dump('celerysalt_schemas_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('celerysalt_schema_fields', '');
+SELECT pg_catalog.pg_extension_config_dump('celerysalt_publishers', '');
+SELECT pg_catalog.pg_extension_config_dump('celerysalt_subscribers', '');
+SELECT pg_catalog.pg_extension_config_dump('_celerysalt_publish_stats', '');
+
+-- Every change to the registry invalidates the publish validator's cache in
+-- every backend (at commit).
+CREATE FUNCTION _celerysalt_registry_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', '_celerysalt_registry_changed'
+LANGUAGE C;
+
+CREATE TRIGGER _celerysalt_schemas_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON celerysalt_schemas
+    FOR EACH STATEMENT EXECUTE FUNCTION _celerysalt_registry_changed();
+
+-- ---------------------------------------------------------- C helpers
+CREATE FUNCTION _celerysalt_check_names(topic text, version text)
+RETURNS void
+AS 'MODULE_PATHNAME', '_celerysalt_check_names'
+LANGUAGE C STABLE;
+
+CREATE FUNCTION _celerysalt_schema_first_difference(registered jsonb, given jsonb,
+    OUT path text, OUT registered_value jsonb, OUT given_value jsonb)
+AS 'MODULE_PATHNAME', '_celerysalt_schema_first_difference'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION _celerysalt_schema_diff(old jsonb, new jsonb)
+RETURNS TABLE (path text, schema_path text, change text, old_value jsonb, new_value jsonb,
+               backward boolean, forward boolean, description text)
+AS 'MODULE_PATHNAME', '_celerysalt_schema_diff'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- celery-salt's compare_versions as a sort key: strip, drop one leading v/V,
+-- split on '.', integers, missing parts = 0 (so trailing zeros are dropped),
+-- any non-integer part makes the key empty.  v2 < v10, v1.2 < v1.10, v1 = v1.0.
+CREATE FUNCTION _celerysalt_version_key(version text)
+RETURNS numeric[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN p ~ '^[0-9]+(\.[0-9]+)*$' THEN
+            (SELECT coalesce(array_agg(x::numeric ORDER BY i), '{}')
+               FROM unnest(string_to_array(p, '.')) WITH ORDINALITY u(x, i)
+              WHERE i <= (SELECT coalesce(max(j), 0)
+                            FROM unnest(string_to_array(p, '.')) WITH ORDINALITY w(y, j)
+                           WHERE y::numeric <> 0))
+        ELSE '{}'::numeric[]
+    END
+    FROM (SELECT regexp_replace(btrim(version), '^[vV]', '') AS p) s
+$$;
+
+-- --------------------------------------------------------------- hints
+CREATE FUNCTION _celerysalt_topics_hint()
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(*) = 0 THEN 'No schema is registered yet.'
+                ELSE 'Registered topics: '
+                     || string_agg(topic, ', ' ORDER BY topic) FILTER (WHERE n <= 20)
+                     || CASE WHEN count(*) > 20 THEN format(' and %s more', count(*) - 20) ELSE '' END
+                     || '.'
+           END
+      FROM (SELECT t.topic, row_number() OVER (ORDER BY t.topic) AS n
+              FROM (SELECT DISTINCT c.topic FROM @extschema@.celerysalt_schemas c WHERE c.active) t) s
+$$;
+
+-- Raise 42704 for an unknown topic or version, with a hint naming what exists.
+CREATE FUNCTION _celerysalt_raise_unknown(topic text, version text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    known text;
+BEGIN
+    SELECT string_agg(c.version, ', ' ORDER BY @extschema@._celerysalt_version_key(c.version), c.id)
+      INTO known
+      FROM @extschema@.celerysalt_schemas c WHERE c.topic = topic AND c.active;
+    IF known IS NULL THEN
+        RAISE EXCEPTION 'topic "%" has no registered schema', topic
+            USING ERRCODE = 'undefined_object', HINT = @extschema@._celerysalt_topics_hint();
+    END IF;
+    RAISE EXCEPTION 'topic "%" has no registered schema version "%"', topic, version
+        USING ERRCODE = 'undefined_object', HINT = format('Registered versions: %s.', known);
+END
+$$;
+
+-- ------------------------------------------------------------- reading
+CREATE FUNCTION celerysalt_get_schema(topic text, version text DEFAULT 'latest')
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    result jsonb;
+BEGIN
+    IF version IS NULL OR version = 'latest' THEN
+        SELECT c.schema INTO result
+          FROM @extschema@.celerysalt_schemas c
+         WHERE c.topic = topic AND c.active
+         ORDER BY @extschema@._celerysalt_version_key(c.version) DESC, c.id
+         LIMIT 1;
+    ELSE
+        SELECT c.schema INTO result
+          FROM @extschema@.celerysalt_schemas c
+         WHERE c.topic = topic AND c.version = version AND c.active;
+    END IF;
+    IF result IS NULL THEN
+        PERFORM @extschema@._celerysalt_raise_unknown(topic, version);
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION celerysalt_get_schema(text, text) IS
+    'The JSON Schema registered for (topic, version); "latest" is the highest version in celery-salt''s order (v2 < v10, v1.2 < v1.10).';
+
+CREATE FUNCTION celerysalt_validate_event(topic text, payload jsonb, version text DEFAULT 'latest')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'celerysalt_validate_event'
+LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION celerysalt_validate_event(text, jsonb, text) IS
+    'True if payload is valid against the registered schema of (topic, version), formats asserted, as celerysalt_publish checks it; usable in CHECK constraints.';
+
+CREATE FUNCTION celerysalt_event_errors(topic text, payload jsonb, version text DEFAULT 'latest')
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT @extschema@.celerysalt_validation_errors(@extschema@.celerysalt_get_schema(topic, version),
+                                                    payload, true)
+$$;
+COMMENT ON FUNCTION celerysalt_event_errors(text, jsonb, text) IS
+    'Why payload is invalid against the registered schema of (topic, version): [] when valid, else [{path, schema_path, keyword, message}].';
+
+-- ------------------------------------------------------- compatibility
+CREATE FUNCTION _celerysalt_check_mode(compatibility text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m text := upper(btrim(compatibility));
+BEGIN
+    IF m IS NULL OR m NOT IN ('NONE', 'BACKWARD', 'BACKWARD_TRANSITIVE', 'FORWARD',
+                              'FORWARD_TRANSITIVE', 'FULL', 'FULL_TRANSITIVE') THEN
+        RAISE EXCEPTION 'unknown compatibility mode "%"', compatibility
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL or FULL_TRANSITIVE.';
+    END IF;
+    RETURN m;
+END
+$$;
+
+CREATE FUNCTION celerysalt_get_compatibility(topic text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT t.compatibility FROM @extschema@.celerysalt_topics t WHERE t.topic = $1),
+                    'BACKWARD')
+$$;
+COMMENT ON FUNCTION celerysalt_get_compatibility(text) IS
+    'The compatibility mode of topic (BACKWARD when never set).';
+
+CREATE FUNCTION celerysalt_set_compatibility(topic text, compatibility text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    m text := @extschema@._celerysalt_check_mode(compatibility);
+    previous text := @extschema@.celerysalt_get_compatibility(topic);
+BEGIN
+    PERFORM @extschema@._celerysalt_check_names(topic, NULL);
+    INSERT INTO @extschema@.celerysalt_topics AS t (topic, compatibility)
+    VALUES (topic, m)
+    ON CONFLICT ON CONSTRAINT celerysalt_topics_pkey DO UPDATE
+       SET compatibility = excluded.compatibility, updated_at = now(), updated_by = CURRENT_USER;
+    RETURN previous;
+END
+$$;
+COMMENT ON FUNCTION celerysalt_set_compatibility(text, text) IS
+    'Sets the compatibility mode new versions of topic must satisfy (NONE, BACKWARD, FORWARD, FULL, optionally _TRANSITIVE); returns the previous mode.';
+
+-- The changes from earlier versions of topic to schema, with verdicts for
+-- mode.  new_version: only versions ordered before it count as earlier
+-- (registration); NULL: all versions (celerysalt_check_compatibility).
+-- Non-transitive modes compare with the highest earlier version only.
+CREATE FUNCTION _celerysalt_compat_changes(topic text, schema jsonb, compatibility text,
+                                           new_version text)
+RETURNS TABLE (against_version text, path text, schema_path text, change text,
+               old_value jsonb, new_value jsonb, backward boolean, forward boolean,
+               compatible boolean, description text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH earlier AS (
+        SELECT c.version, c.schema, c.id, @extschema@._celerysalt_version_key(c.version) AS key,
+               row_number() OVER (ORDER BY @extschema@._celerysalt_version_key(c.version) DESC, c.id) AS n
+          FROM @extschema@.celerysalt_schemas c
+         WHERE c.topic = $1 AND c.active
+           AND ($4 IS NULL OR @extschema@._celerysalt_version_key(c.version)
+                              < @extschema@._celerysalt_version_key($4))
+    )
+    SELECT e.version, d.path, d.schema_path, d.change, d.old_value, d.new_value,
+           d.backward, d.forward,
+           CASE split_part($3, '_', 1)
+               WHEN 'NONE' THEN true
+               WHEN 'BACKWARD' THEN d.backward
+               WHEN 'FORWARD' THEN d.forward
+               ELSE d.backward AND d.forward
+           END,
+           d.description
+      FROM earlier e,
+           LATERAL @extschema@._celerysalt_schema_diff(e.schema, $2) d
+     WHERE $3 LIKE '%\_TRANSITIVE' OR e.n = 1
+     ORDER BY e.key DESC, e.id, d.path, d.change, d.schema_path
+$$;
+
+CREATE FUNCTION celerysalt_check_compatibility(topic text, schema jsonb,
+                                               compatibility text DEFAULT NULL)
+RETURNS TABLE (against_version text, path text, schema_path text, change text,
+               old_value jsonb, new_value jsonb, backward boolean, forward boolean,
+               compatible boolean, description text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    IF schema IS NULL THEN
+        RAISE EXCEPTION 'schema must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN QUERY
+        SELECT * FROM @extschema@._celerysalt_compat_changes(
+            topic, schema,
+            @extschema@._celerysalt_check_mode(coalesce(compatibility,
+                                               @extschema@.celerysalt_get_compatibility(topic))),
+            NULL);
+END
+$$;
+COMMENT ON FUNCTION celerysalt_check_compatibility(text, jsonb, text) IS
+    'Every change from the registered versions of topic (the latest, or all for _TRANSITIVE modes) to schema, with its JSON path and whether it is compatible under the mode (default: the topic''s).';
+
+-- ------------------------------------------------------------- fields
+-- Follow local $ref (and single-member allOf) from s within document root.
+CREATE FUNCTION _celerysalt_resolve(root jsonb, s jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    FOR hop IN 1..16 LOOP
+        EXIT WHEN s IS NULL OR jsonb_typeof(s) <> 'object';
+        IF jsonb_typeof(s->'$ref') = 'string' AND left(s->>'$ref', 1) = '#' THEN
+            s := root #> (SELECT coalesce(array_agg(replace(replace(t, '~1', '/'), '~0', '~') ORDER BY i), '{}')
+                            FROM unnest(string_to_array(substr(s->>'$ref', 3), '/')) WITH ORDINALITY u(t, i)
+                           WHERE substr(s->>'$ref', 2) <> '');
+        ELSIF jsonb_typeof(s->'allOf') = 'array' AND jsonb_array_length(s->'allOf') = 1
+              AND NOT s ? 'properties' AND NOT s ? 'type' THEN
+            s := s->'allOf'->0;
+        ELSE
+            EXIT;
+        END IF;
+    END LOOP;
+    RETURN s;
+END
+$$;
+
+-- A short type label: "integer", "string|null", "Addr|null", "array<string>".
+CREATE FUNCTION _celerysalt_type_label(root jsonb, s jsonb)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    label text;
+BEGIN
+    IF s IS NULL OR jsonb_typeof(s) <> 'object' THEN
+        RETURN 'any';
+    ELSIF jsonb_typeof(s->'$ref') = 'string' THEN
+        RETURN regexp_replace(s->>'$ref', '^.*/', '');
+    ELSIF jsonb_typeof(s->'allOf') = 'array' AND jsonb_array_length(s->'allOf') = 1 THEN
+        RETURN @extschema@._celerysalt_type_label(root, s->'allOf'->0);
+    ELSIF jsonb_typeof(coalesce(s->'anyOf', s->'oneOf')) = 'array' THEN
+        SELECT string_agg(@extschema@._celerysalt_type_label(root, b), '|' ORDER BY i) INTO label
+          FROM jsonb_array_elements(coalesce(s->'anyOf', s->'oneOf')) WITH ORDINALITY a(b, i);
+        RETURN label;
+    ELSIF jsonb_typeof(s->'type') = 'array' THEN
+        SELECT string_agg(t, '|' ORDER BY i) INTO label
+          FROM jsonb_array_elements_text(s->'type') WITH ORDINALITY a(t, i);
+        RETURN label;
+    ELSIF s->>'type' = 'array' AND s ? 'items' THEN
+        RETURN 'array<' || @extschema@._celerysalt_type_label(root, s->'items') || '>';
+    ELSIF s ? 'type' THEN
+        RETURN s->>'type';
+    ELSIF s ? 'const' THEN
+        RETURN 'const';
+    ELSIF s ? 'enum' THEN
+        RETURN 'enum';
+    END IF;
+    RETURN 'any';
+END
+$$;
+
+-- The fields of schema node (default: the root), nested models included.
+CREATE FUNCTION _celerysalt_schema_fields(root jsonb, node jsonb DEFAULT NULL,
+                                          prefix text DEFAULT '', depth integer DEFAULT 0,
+                                          seen text[] DEFAULT '{}')
+RETURNS TABLE (path text, name text, type text, required boolean, nullable boolean,
+               format text, description text, default_value jsonb)
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    obj jsonb := @extschema@._celerysalt_resolve(root, coalesce(node, root));
+    prop record;
+    sub record;
+    label text;
+    inner_s jsonb;
+BEGIN
+    IF depth > 8 OR obj IS NULL OR jsonb_typeof(obj->'properties') IS DISTINCT FROM 'object' THEN
+        RETURN;
+    END IF;
+    FOR prop IN SELECT p.key, p.value FROM jsonb_each(obj->'properties') p ORDER BY p.key LOOP
+        label := @extschema@._celerysalt_type_label(root, prop.value);
+        -- the non-null alternative of Optional[X] carries format and description
+        inner_s := @extschema@._celerysalt_resolve(root, coalesce(
+            (SELECT b FROM jsonb_array_elements(coalesce(prop.value->'anyOf', prop.value->'oneOf')) b
+              WHERE b->>'type' IS DISTINCT FROM 'null' LIMIT 1),
+            prop.value));
+        path := prefix || prop.key;
+        name := prop.key;
+        type := label;
+        required := coalesce(obj->'required' ? prop.key, false);
+        nullable := label ~ '(^|\|)null($|\|)';
+        format := coalesce(prop.value->>'format', inner_s->>'format');
+        description := coalesce(prop.value->>'description', inner_s->>'description');
+        default_value := prop.value->'default';
+        RETURN NEXT;
+        -- nested models: the property itself, its alternatives, array items
+        FOR sub IN
+            SELECT c.s, c.suffix
+              FROM (SELECT prop.value AS s, '' AS suffix
+                    UNION ALL
+                    SELECT b, '' FROM jsonb_array_elements(
+                        CASE WHEN jsonb_typeof(coalesce(prop.value->'anyOf', prop.value->'oneOf')) = 'array'
+                             THEN coalesce(prop.value->'anyOf', prop.value->'oneOf') ELSE '[]' END) b
+                    UNION ALL
+                    SELECT inner_s->'items', '[]' WHERE jsonb_typeof(inner_s->'items') = 'object') c
+        LOOP
+            CONTINUE WHEN coalesce(sub.s->>'$ref', '') <> '' AND (sub.s->>'$ref') = ANY (seen);
+            CONTINUE WHEN jsonb_typeof(@extschema@._celerysalt_resolve(root, sub.s)->'properties') IS DISTINCT FROM 'object';
+            RETURN QUERY
+                SELECT * FROM @extschema@._celerysalt_schema_fields(
+                    root, @extschema@._celerysalt_resolve(root, sub.s),
+                    prefix || prop.key || sub.suffix || '.', depth + 1,
+                    seen || coalesce(sub.s->>'$ref', ''));
+            EXIT WHEN sub.suffix = '';  -- a model reached directly needs no second visit
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+-- ---------------------------------------------------------- registering
+CREATE FUNCTION _celerysalt_check_schema(what text, topic text, version text, s jsonb)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    errors jsonb;
+BEGIN
+    IF jsonb_typeof(s) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION '% of topic "%" version "%" must be a JSON object', what, topic, version
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It is a JSON %s.', jsonb_typeof(s)),
+                  HINT = 'Register the output of the pydantic model''s model_json_schema().';
+    END IF;
+    errors := @extschema@.celerysalt_schema_errors(s);
+    IF jsonb_array_length(errors) > 0 THEN
+        RAISE EXCEPTION '% of topic "%" version "%" is not a valid JSON Schema', what, topic, version
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = (SELECT string_agg(format('%s: %s', coalesce(nullif(e->>'schema_path', ''), '(root)'),
+                                                     e->>'message'), E'\n' ORDER BY i)
+                              FROM jsonb_array_elements(errors) WITH ORDINALITY a(e, i));
+    END IF;
+END
+$$;
+
+-- Raise 23505 naming the first place where the registered and given documents differ.
+CREATE FUNCTION _celerysalt_raise_conflict(topic text, version text, what text,
+                                           registered jsonb, given jsonb)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record;
+    shown text;
+BEGIN
+    d := @extschema@._celerysalt_schema_first_difference(registered, given);
+    shown := CASE WHEN d.path = '' THEN '(root)' ELSE d.path END;
+    RAISE EXCEPTION 'schema conflict for topic "%" version "%"', topic, version
+        USING ERRCODE = 'unique_violation',
+              DETAIL = format('The %s differs from the registered one at %s: %s.', what, shown,
+                              CASE WHEN d.registered_value IS NULL
+                                       THEN format('the registered %s has nothing there, the given one has %s',
+                                                   what, left(d.given_value::text, 200))
+                                   WHEN d.given_value IS NULL
+                                       THEN format('the registered %s has %s, the given one has nothing there',
+                                                   what, left(d.registered_value::text, 200))
+                                   ELSE format('registered %s, given %s', left(d.registered_value::text, 200),
+                                               left(d.given_value::text, 200))
+                              END),
+              HINT = 'A registered version never changes: register the new schema as a new version.';
+END
+$$;
+
+CREATE FUNCTION celerysalt_register_schema(
+    topic text,
+    schema jsonb,
+    version text DEFAULT 'v1',
+    mode text DEFAULT 'broadcast',
+    description text DEFAULT NULL,
+    response_schema jsonb DEFAULT NULL,
+    error_schema jsonb DEFAULT NULL,
+    publisher_service text DEFAULT NULL,
+    publisher_module text DEFAULT NULL,
+    publisher_class text DEFAULT NULL,
+    publisher_version text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    existing @extschema@.celerysalt_schemas;
+    compat text;
+    bad record;
+    bad_detail text;
+    new_id bigint;
+BEGIN
+    PERFORM @extschema@._celerysalt_check_names(topic, version);
+    IF mode IS NULL OR mode NOT IN ('broadcast', 'rpc') THEN
+        RAISE EXCEPTION 'unknown event mode "%"', mode
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use "broadcast" or "rpc".';
+    END IF;
+    IF schema IS NULL THEN
+        RAISE EXCEPTION 'schema must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM @extschema@._celerysalt_check_schema('schema', topic, version, schema);
+    IF response_schema IS NOT NULL THEN
+        PERFORM @extschema@._celerysalt_check_schema('response schema', topic, version, response_schema);
+    END IF;
+    IF error_schema IS NOT NULL THEN
+        PERFORM @extschema@._celerysalt_check_schema('error schema', topic, version, error_schema);
+    END IF;
+
+    -- One registration per topic at a time: compatibility is checked against
+    -- a stable set of versions.
+    INSERT INTO @extschema@.celerysalt_topics AS t (topic) VALUES (topic)
+    ON CONFLICT ON CONSTRAINT celerysalt_topics_pkey DO NOTHING;
+    SELECT t.compatibility INTO compat
+      FROM @extschema@.celerysalt_topics t WHERE t.topic = topic FOR UPDATE;
+
+    SELECT * INTO existing FROM @extschema@.celerysalt_schemas c
+     WHERE c.topic = topic AND c.version = version;
+    IF FOUND THEN
+        IF existing.schema <> schema THEN
+            PERFORM @extschema@._celerysalt_raise_conflict(topic, version, 'schema', existing.schema, schema);
+        END IF;
+        -- first writer wins; a response or error schema may be added later
+        -- (celery-salt registers them only on the first call()), never changed
+        IF existing.response_schema IS NOT NULL AND response_schema IS NOT NULL
+           AND existing.response_schema <> response_schema THEN
+            PERFORM @extschema@._celerysalt_raise_conflict(topic, version, 'response schema',
+                                                           existing.response_schema, response_schema);
+        END IF;
+        IF existing.error_schema IS NOT NULL AND error_schema IS NOT NULL
+           AND existing.error_schema <> error_schema THEN
+            PERFORM @extschema@._celerysalt_raise_conflict(topic, version, 'error schema',
+                                                           existing.error_schema, error_schema);
+        END IF;
+        IF (existing.response_schema IS NULL AND response_schema IS NOT NULL)
+           OR (existing.error_schema IS NULL AND error_schema IS NOT NULL) THEN
+            UPDATE @extschema@.celerysalt_schemas c
+               SET response_schema = coalesce(c.response_schema, response_schema),
+                   error_schema = coalesce(c.error_schema, error_schema)
+             WHERE c.id = existing.id;
+        END IF;
+        IF publisher_service IS NOT NULL THEN
+            PERFORM @extschema@.celerysalt_track_publisher(topic, publisher_service, publisher_version,
+                                                           publisher_module, publisher_class);
+        END IF;
+        RETURN jsonb_build_object('created', false, 'id', existing.id, 'topic', topic,
+                                  'version', version, 'existing_schema', existing.schema);
+    END IF;
+
+    -- "v1.0" next to "v1" would make "latest" ambiguous
+    SELECT c.version INTO bad FROM @extschema@.celerysalt_schemas c
+     WHERE c.topic = topic
+       AND @extschema@._celerysalt_version_key(c.version) = @extschema@._celerysalt_version_key(version)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'schema version "%" of topic "%" orders the same as registered version "%"',
+                        version, topic, bad.version
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Versions compare like celery-salt''s compare_versions: a leading v is dropped, missing parts are 0 and a non-numeric version orders as 0.',
+                  HINT = 'Choose a version that orders after the registered ones, such as the next "vN".';
+    END IF;
+
+    SELECT string_agg(format('against %s: %s: %s (%s)', c.against_version,
+                             CASE WHEN c.path = '' THEN '(root)' ELSE c.path END,
+                             c.description, c.change), E'\n')
+      INTO bad_detail
+      FROM (SELECT * FROM @extschema@._celerysalt_compat_changes(topic, schema, compat, version) x
+             WHERE NOT x.compatible LIMIT 20) c;
+    IF bad_detail IS NOT NULL THEN
+        RAISE EXCEPTION 'schema version "%" of topic "%" is not % compatible', version, topic, compat
+            USING ERRCODE = 'invalid_object_definition',
+                  DETAIL = bad_detail,
+                  HINT = format('celerysalt_check_compatibility(%L, schema) lists every change; '
+                                'celerysalt_set_compatibility() changes the topic''s mode.', topic);
+    END IF;
+
+    INSERT INTO @extschema@.celerysalt_schemas AS c
+           (topic, version, mode, schema, response_schema, error_schema, description,
+            publisher_service, publisher_module, publisher_class, publisher_version)
+    VALUES (topic, version, mode, schema, response_schema, error_schema, description,
+            publisher_service, publisher_module, publisher_class, publisher_version)
+    RETURNING c.id INTO new_id;
+
+    INSERT INTO @extschema@.celerysalt_schema_fields
+           (schema_id, path, name, type, required, nullable, format, description, default_value)
+    SELECT new_id, f.path, f.name, f.type, f.required, f.nullable, f.format, f.description, f.default_value
+      FROM @extschema@._celerysalt_schema_fields(schema) f
+    ON CONFLICT DO NOTHING;
+
+    IF publisher_service IS NOT NULL THEN
+        PERFORM @extschema@.celerysalt_track_publisher(topic, publisher_service, publisher_version,
+                                                       publisher_module, publisher_class);
+    END IF;
+    RETURN jsonb_build_object('created', true, 'id', new_id, 'topic', topic, 'version', version);
+END
+$$;
+COMMENT ON FUNCTION celerysalt_register_schema(text, jsonb, text, text, text, jsonb, jsonb, text, text, text, text) IS
+    'Registers the JSON Schema of (topic, version). Identical re-registration returns created false; a different schema raises 23505; a version incompatible under the topic''s mode raises 42P17.';
+
+CREATE FUNCTION celerysalt_deprecate_schema(topic text, version text, reason text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    IF coalesce(btrim(reason), '') = '' THEN
+        RAISE EXCEPTION 'a deprecation needs a reason' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Say what publishers should use instead, for example ''use v3: amount is now in cents''.';
+    END IF;
+    UPDATE @extschema@.celerysalt_schemas c
+       SET deprecated_at = coalesce(c.deprecated_at, now()), deprecated_reason = reason
+     WHERE c.topic = topic AND c.version = version AND c.active;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._celerysalt_raise_unknown(topic, version);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION celerysalt_deprecate_schema(text, text, text) IS
+    'Marks a registered schema version deprecated with a reason; publishing it then raises a warning (01P01).';
+
+-- ------------------------------------------------------------- tracking
+CREATE FUNCTION celerysalt_track_publisher(topic text, service text,
+                                           service_version text DEFAULT NULL,
+                                           module text DEFAULT NULL, class text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM @extschema@._celerysalt_check_names(topic, NULL);
+    IF coalesce(service, '') = '' THEN
+        RAISE EXCEPTION 'service must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO @extschema@.celerysalt_publishers AS p (topic, service, service_version, module, class)
+    VALUES (topic, service, service_version, module, class)
+    ON CONFLICT ON CONSTRAINT celerysalt_publishers_pkey DO UPDATE
+       SET service_version = coalesce(excluded.service_version, p.service_version),
+           module = coalesce(excluded.module, p.module),
+           class = coalesce(excluded.class, p.class),
+           last_seen_at = now();
+END
+$$;
+COMMENT ON FUNCTION celerysalt_track_publisher(text, text, text, text, text) IS
+    'Records that service publishes topic (upsert; publish counts are kept separately, without contention).';
+
+CREATE FUNCTION celerysalt_track_subscriber(topic text, service text, handler text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    IF coalesce(topic, '') = '' OR length(topic) > 255 THEN
+        RAISE EXCEPTION 'topic must have between 1 and 255 bytes' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF coalesce(service, '') = '' OR coalesce(handler, '') = '' THEN
+        RAISE EXCEPTION 'service and handler must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO @extschema@.celerysalt_subscribers AS s (topic, service, handler)
+    VALUES (topic, service, handler)
+    ON CONFLICT ON CONSTRAINT celerysalt_subscribers_pkey DO UPDATE SET last_seen_at = now();
+END
+$$;
+COMMENT ON FUNCTION celerysalt_track_subscriber(text, text, text) IS
+    'Records that handler of service subscribes to topic (a concrete topic or a wildcard pattern); upsert.';
+
+CREATE FUNCTION celerysalt_registry_compact()
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH gone AS (
+        DELETE FROM @extschema@._celerysalt_publish_stats RETURNING *
+    ), kept AS (
+        INSERT INTO @extschema@._celerysalt_publish_stats
+        SELECT g.topic, g.service, sum(g.published), min(g.first_published_at), max(g.last_published_at)
+          FROM gone g GROUP BY g.topic, g.service
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM gone) - (SELECT count(*) FROM kept)
+$$;
+COMMENT ON FUNCTION celerysalt_registry_compact() IS
+    'Folds the append-only publish counters into one row per (topic, service); returns how many rows it saved.';
+
+-- ---------------------------------------------------------------- views
+CREATE VIEW celerysalt_catalog AS
+SELECT t.topic,
+       v.versions,
+       l.version AS latest_version,
+       l.mode,
+       l.description,
+       t.compatibility,
+       v.deprecated_versions,
+       coalesce(p.publishers, '{}') AS publishers,
+       coalesce(s.subscribers, '{}') AS subscribers,
+       coalesce(st.publish_count, 0) AS publish_count,
+       st.last_published_at,
+       l.created_at AS latest_registered_at
+  FROM @extschema@.celerysalt_topics t
+  JOIN LATERAL (SELECT c.version, c.mode, c.description, c.created_at
+                  FROM @extschema@.celerysalt_schemas c
+                 WHERE c.topic = t.topic AND c.active
+                 ORDER BY @extschema@._celerysalt_version_key(c.version) DESC, c.id
+                 LIMIT 1) l ON true
+  CROSS JOIN LATERAL (
+        SELECT pg_catalog.array_agg(c.version ORDER BY @extschema@._celerysalt_version_key(c.version), c.id) AS versions,
+               pg_catalog.array_agg(c.version ORDER BY @extschema@._celerysalt_version_key(c.version), c.id)
+                   FILTER (WHERE c.deprecated_at IS NOT NULL) AS deprecated_versions
+          FROM @extschema@.celerysalt_schemas c
+         WHERE c.topic = t.topic AND c.active) v
+  LEFT JOIN LATERAL (
+        SELECT pg_catalog.array_agg(DISTINCT x.service ORDER BY x.service) AS publishers
+          FROM (SELECT pb.service FROM @extschema@.celerysalt_publishers pb WHERE pb.topic = t.topic
+                UNION
+                SELECT ps.service FROM @extschema@._celerysalt_publish_stats ps WHERE ps.topic = t.topic) x) p ON true
+  LEFT JOIN LATERAL (
+        SELECT pg_catalog.array_agg(sb.service || ':' || sb.handler ORDER BY sb.service, sb.handler) AS subscribers
+          FROM @extschema@.celerysalt_subscribers sb WHERE sb.topic = t.topic) s ON true
+  LEFT JOIN LATERAL (
+        SELECT pg_catalog.sum(ps.published)::bigint AS publish_count,
+               pg_catalog.max(ps.last_published_at) AS last_published_at
+          FROM @extschema@._celerysalt_publish_stats ps WHERE ps.topic = t.topic) st ON true;
+COMMENT ON VIEW celerysalt_catalog IS
+    'One row per registered topic: versions (oldest first), latest version, mode, description, compatibility, deprecated versions, publishers, subscribers ("service:handler"), publish count and last publish.';
+
+CREATE VIEW celerysalt_catalog_fields AS
+SELECT c.topic,
+       c.version,
+       c.version = (SELECT l.version FROM @extschema@.celerysalt_schemas l
+                     WHERE l.topic = c.topic AND l.active
+                     ORDER BY @extschema@._celerysalt_version_key(l.version) DESC, l.id LIMIT 1) AS is_latest,
+       f.path, f.name, f.type, f.required, f.nullable, f.format, f.description, f.default_value
+  FROM @extschema@.celerysalt_schema_fields f
+  JOIN @extschema@.celerysalt_schemas c ON c.id = f.schema_id
+ WHERE c.active;
+COMMENT ON VIEW celerysalt_catalog_fields IS
+    'The fields of every registered schema version, nested models included.';
+
+CREATE VIEW celerysalt_catalog_events AS
+SELECT e.id AS message_id,
+       e.topic,
+       e.version AS schema_version,
+       (c.id IS NOT NULL) AS registered,
+       e.correlation_id,
+       e.enqueued_at AS published_at,
+       e.delivered_at,
+       e.size AS payload_size_bytes
+  FROM @extschema@.celerysalt_events e
+  LEFT JOIN @extschema@.celerysalt_schemas c ON c.topic = e.topic AND c.version = e.version;
+COMMENT ON VIEW celerysalt_catalog_events IS
+    'Delivered events (celerysalt_events, within celerysalt.delivered_retention) with their schema version, without payloads.';
+
+-- ------------------------------------------------------ generated code
+-- Python helpers for celerysalt_pydantic_model.
+CREATE FUNCTION _celerysalt_py_ident(name text, is_class boolean)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN n IN ('False', 'None', 'True', 'and', 'as', 'assert', 'async', 'await', 'break',
+                           'class', 'continue', 'def', 'del', 'elif', 'else', 'except', 'finally',
+                           'for', 'from', 'global', 'if', 'import', 'in', 'is', 'lambda', 'nonlocal',
+                           'not', 'or', 'pass', 'raise', 'return', 'try', 'while', 'with', 'yield')
+                THEN n || '_' ELSE n END
+      FROM (SELECT CASE WHEN s ~ '^[0-9]' OR s = '' OR (NOT is_class AND s ~ '^(_|model_)')
+                        THEN CASE WHEN is_class THEN 'M' ELSE 'f_' END || s ELSE s END AS n
+              FROM (SELECT regexp_replace(name, '[^A-Za-z0-9_]', '_', 'g') AS s) a) b
+$$;
+
+CREATE FUNCTION _celerysalt_py_literal(v jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE jsonb_typeof(v)
+               WHEN 'null' THEN 'None'
+               WHEN 'boolean' THEN CASE WHEN v = 'true' THEN 'True' ELSE 'False' END
+               WHEN 'number' THEN v::text
+               WHEN 'string' THEN v::text
+               ELSE '_json.loads(' || to_jsonb(v::text)::text || ')'
+           END
+$$;
+
+-- The Field(...) keyword arguments for the constraints of s.
+CREATE FUNCTION _celerysalt_py_constraints(s jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(format('%s=%s', k.arg,
+                             CASE WHEN k.kw = 'pattern' THEN to_jsonb(s->>'pattern')::text ELSE (s->k.kw)::text END),
+                      ', ' ORDER BY k.ord)
+      FROM (VALUES (1, 'minimum', 'ge'), (2, 'exclusiveMinimum', 'gt'), (3, 'maximum', 'le'),
+                   (4, 'exclusiveMaximum', 'lt'), (5, 'multipleOf', 'multiple_of'),
+                   (6, 'minLength', 'min_length'), (7, 'maxLength', 'max_length'),
+                   (8, 'minItems', 'min_length'), (9, 'maxItems', 'max_length'),
+                   (10, 'pattern', 'pattern')) k(ord, kw, arg)
+     WHERE jsonb_typeof(s) = 'object' AND s ? k.kw
+       AND (k.kw = 'pattern' OR jsonb_typeof(s->k.kw) = 'number')
+$$;
+
+-- The Python type of subschema s; classes maps "$ref" strings to class names.
+CREATE FUNCTION _celerysalt_py_type(root jsonb, s jsonb, classes jsonb)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t text;
+    alts text[];
+    has_null boolean := false;
+    branch jsonb;
+    cons text;
+BEGIN
+    IF s IS NULL OR jsonb_typeof(s) <> 'object' THEN
+        RETURN '_t.Any';
+    END IF;
+    IF jsonb_typeof(s->'$ref') = 'string' THEN
+        RETURN coalesce(classes->>(s->>'$ref'), '_t.Any');
+    END IF;
+    IF jsonb_typeof(s->'allOf') = 'array' AND jsonb_array_length(s->'allOf') = 1 THEN
+        RETURN @extschema@._celerysalt_py_type(root, s->'allOf'->0, classes);
+    END IF;
+
+    IF jsonb_typeof(coalesce(s->'anyOf', s->'oneOf')) = 'array' THEN
+        FOR branch IN SELECT b FROM jsonb_array_elements(coalesce(s->'anyOf', s->'oneOf')) b LOOP
+            IF branch->>'type' = 'null' AND NOT branch ? 'enum' THEN
+                has_null := true;
+            ELSE
+                alts := alts || @extschema@._celerysalt_py_type(root, branch, classes);
+            END IF;
+        END LOOP;
+    ELSIF jsonb_typeof(s->'type') = 'array' THEN
+        FOR branch IN SELECT jsonb_build_object('type', x) || (s - 'type') FROM jsonb_array_elements(s->'type') x LOOP
+            IF branch->>'type' = 'null' THEN
+                has_null := true;
+            ELSE
+                alts := alts || @extschema@._celerysalt_py_type(root, branch, classes);
+            END IF;
+        END LOOP;
+    ELSE
+        IF s ? 'const' THEN
+            t := '_t.Literal[' || @extschema@._celerysalt_py_literal(s->'const') || ']';
+        ELSIF jsonb_typeof(s->'enum') = 'array' THEN
+            SELECT '_t.Literal[' || string_agg(@extschema@._celerysalt_py_literal(e), ', ' ORDER BY i) || ']'
+              INTO t FROM jsonb_array_elements(s->'enum') WITH ORDINALITY a(e, i);
+        ELSE
+            t := CASE s->>'type'
+                WHEN 'string' THEN
+                    CASE s->>'format'
+                        WHEN 'date-time' THEN '_dt.datetime'
+                        WHEN 'date' THEN '_dt.date'
+                        WHEN 'time' THEN '_dt.time'
+                        WHEN 'duration' THEN '_dt.timedelta'
+                        WHEN 'uuid' THEN '_uuid.UUID'
+                        ELSE '_p.StrictStr'
+                    END
+                WHEN 'integer' THEN '_p.StrictInt'
+                WHEN 'number' THEN '_p.StrictFloat'
+                WHEN 'boolean' THEN '_p.StrictBool'
+                WHEN 'null' THEN 'None'
+                WHEN 'array' THEN
+                    CASE WHEN jsonb_typeof(s->'prefixItems') = 'array' THEN
+                             '_t.Tuple[' || (SELECT string_agg(@extschema@._celerysalt_py_type(root, e, classes), ', ' ORDER BY i)
+                                              FROM jsonb_array_elements(s->'prefixItems') WITH ORDINALITY a(e, i)) || ']'
+                         ELSE '_t.List[' || @extschema@._celerysalt_py_type(root, s->'items', classes) || ']'
+                    END
+                WHEN 'object' THEN
+                    CASE WHEN jsonb_typeof(s->'additionalProperties') = 'object'
+                         THEN '_t.Dict[_p.StrictStr, ' || @extschema@._celerysalt_py_type(root, s->'additionalProperties', classes) || ']'
+                         ELSE '_t.Dict[_p.StrictStr, _t.Any]'
+                    END
+                ELSE '_t.Any'
+            END;
+        END IF;
+        cons := @extschema@._celerysalt_py_constraints(s);
+        IF cons IS NOT NULL THEN
+            t := '_t.Annotated[' || t || ', _p.Field(' || cons || ')]';
+        END IF;
+        RETURN t;
+    END IF;
+
+    IF alts IS NULL THEN
+        RETURN 'None';
+    END IF;
+    t := CASE WHEN cardinality(alts) = 1 THEN alts[1]
+              ELSE '_t.Union[' || array_to_string(alts, ', ') || ']' END;
+    IF has_null THEN
+        t := '_t.Optional[' || t || ']';
+    END IF;
+    RETURN t;
+END
+$$;
+
+-- One model class.
+CREATE FUNCTION _celerysalt_py_class(root jsonb, s jsonb, class_name text, classes jsonb)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    out text := format(E'class %s(_p.BaseModel):\n', class_name);
+    config text[];
+    prop record;
+    ident text;
+    args text[];
+    body text := '';
+BEGIN
+    IF s ? 'description' THEN
+        out := out || '    """' || replace(replace(s->>'description', '\', '\\'), '"""', '\"\"\"') || E'"""\n\n';
+    END IF;
+    IF s->'additionalProperties' = 'false' THEN
+        config := config || 'extra="forbid"'::text;
+    ELSIF s ? 'additionalProperties' THEN
+        config := config || 'extra="allow"'::text;
+    END IF;
+    FOR prop IN SELECT p.key, p.value FROM jsonb_each(coalesce(s->'properties', '{}')) p ORDER BY p.key LOOP
+        ident := @extschema@._celerysalt_py_ident(prop.key, false);
+        args := '{}';
+        IF prop.value ? 'default' THEN
+            args := args || ('default=' || @extschema@._celerysalt_py_literal(prop.value->'default'));
+        ELSIF NOT coalesce(s->'required' ? prop.key, false) THEN
+            args := args || 'default=None'::text;
+        END IF;
+        IF ident <> prop.key THEN
+            args := args || ('alias=' || to_jsonb(prop.key)::text);
+        END IF;
+        IF prop.value ? 'description' THEN
+            args := args || ('description=' || to_jsonb(prop.value->>'description')::text);
+        END IF;
+        body := body || format(E'    %s: %s%s\n', ident,
+                               @extschema@._celerysalt_py_type(root, prop.value, classes),
+                               CASE WHEN cardinality(args) > 0
+                                    THEN ' = _p.Field(' || array_to_string(args, ', ') || ')' ELSE '' END);
+    END LOOP;
+    IF body LIKE '%alias=%' THEN
+        config := config || 'populate_by_name=True'::text;
+    END IF;
+    IF config IS NOT NULL THEN
+        out := out || '    model_config = _p.ConfigDict(' || array_to_string(config, ', ') || E')\n';
+    END IF;
+    IF body = '' AND config IS NULL THEN
+        body := E'    pass\n';
+    END IF;
+    RETURN out || body;
+END
+$$;
+
+CREATE FUNCTION celerysalt_pydantic_model(topic text, version text DEFAULT 'latest')
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    root jsonb := @extschema@.celerysalt_get_schema(topic, version);
+    real_version text;
+    defs_key text := CASE WHEN root ? '$defs' THEN '$defs' ELSE 'definitions' END;
+    classes jsonb := '{}';
+    def record;
+    root_class text;
+    model_names text[] := '{}';
+    out text;
+    members text;
+BEGIN
+    SELECT c.version INTO real_version FROM @extschema@.celerysalt_schemas c
+     WHERE c.topic = topic AND c.active AND c.schema = root
+     ORDER BY @extschema@._celerysalt_version_key(c.version) DESC, c.id LIMIT 1;
+    IF version IS NOT NULL AND version <> 'latest' THEN
+        real_version := version;
+    END IF;
+
+    -- class names: one per $defs entry, the root last
+    FOR def IN SELECT d.key FROM jsonb_each(coalesce(root->defs_key, '{}')) d ORDER BY d.key LOOP
+        classes := classes || jsonb_build_object(
+            format('#/%s/%s', defs_key, replace(replace(def.key, '~', '~0'), '/', '~1')),
+            @extschema@._celerysalt_py_ident(def.key, true));
+    END LOOP;
+    root_class := @extschema@._celerysalt_py_ident(coalesce(root->>'title', 'Event'), true);
+    IF EXISTS (SELECT FROM jsonb_each_text(classes) c WHERE c.value = root_class) THEN
+        root_class := root_class || 'Event';
+    END IF;
+    classes := classes || jsonb_build_object('#', root_class);
+
+    out := format(E'# Generated by celerysalt_pydantic_model(%L, %L): pydantic v2 models of the\n'
+                  || E'# JSON Schema registered for this topic. Do not edit; generate again instead.\n'
+                  || E'from __future__ import annotations\n\n'
+                  || E'import datetime as _dt\nimport enum as _enum\nimport json as _json\n'
+                  || E'import typing as _t\nimport uuid as _uuid\n\nimport pydantic as _p\n\n'
+                  || E'TOPIC = %s\nVERSION = %s\n',
+                  topic, coalesce(real_version, version),
+                  to_jsonb(topic)::text, to_jsonb(coalesce(real_version, version))::text);
+
+    -- enums and aliases first, then models
+    FOR def IN SELECT d.key, d.value FROM jsonb_each(coalesce(root->defs_key, '{}')) d ORDER BY d.key LOOP
+        IF jsonb_typeof(def.value->'enum') = 'array' AND NOT def.value ? 'properties'
+           AND (SELECT bool_and(jsonb_typeof(e) = 'string') FROM jsonb_array_elements(def.value->'enum') e) THEN
+            SELECT string_agg(format('    %s = %s', m.ident, m.lit), E'\n' ORDER BY m.i) INTO members
+              FROM (SELECT i,
+                           @extschema@._celerysalt_py_ident(e #>> '{}', false)
+                               || CASE WHEN count(*) OVER (PARTITION BY @extschema@._celerysalt_py_ident(e #>> '{}', false)) > 1
+                                       THEN '_' || i ELSE '' END AS ident,
+                           e::text AS lit
+                      FROM jsonb_array_elements(def.value->'enum') WITH ORDINALITY a(e, i)) m;
+            out := out || format(E'\n\nclass %s(str, _enum.Enum):\n%s%s\n',
+                                 classes->>format('#/%s/%s', defs_key, def.key),
+                                 CASE WHEN def.value ? 'description'
+                                      THEN '    """' || replace(def.value->>'description', '"""', '\"\"\"') || E'"""\n\n'
+                                      ELSE '' END,
+                                 coalesce(members, '    pass'));
+        ELSIF NOT (def.value ? 'properties' OR def.value->>'type' = 'object') THEN
+            out := out || format(E'\n\n%s = %s\n', classes->>format('#/%s/%s', defs_key, def.key),
+                                 @extschema@._celerysalt_py_type(root, def.value, classes));
+        END IF;
+    END LOOP;
+    FOR def IN SELECT d.key, d.value FROM jsonb_each(coalesce(root->defs_key, '{}')) d ORDER BY d.key LOOP
+        IF def.value ? 'properties' OR def.value->>'type' = 'object' THEN
+            out := out || E'\n\n' || @extschema@._celerysalt_py_class(root, def.value,
+                                         classes->>format('#/%s/%s', defs_key, def.key), classes);
+            model_names := model_names || (classes->>format('#/%s/%s', defs_key, def.key));
+        END IF;
+    END LOOP;
+    out := out || E'\n\n' || @extschema@._celerysalt_py_class(root, root, root_class, classes);
+    model_names := model_names || root_class;
+
+    out := out || format(E'\n\nfor _model in (%s,):\n    _model.model_rebuild()\n\nModel = %s\n',
+                         array_to_string(model_names, ', '), root_class);
+    RETURN out;
+END
+$$;
+COMMENT ON FUNCTION celerysalt_pydantic_model(text, text) IS
+    'Python source of pydantic v2 models for the registered schema of (topic, version): nested $defs, Optional, Literal/Enum, Field constraints; Model is the event model.';
+
+-- ---------------------------------------------------------------- graph
+CREATE FUNCTION _celerysalt_dot_id(s text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '"' || replace(replace(replace(s, '\', '\\'), '"', '\"'), E'\n', '\n') || '"'
+$$;
+
+CREATE FUNCTION celerysalt_catalog_dot()
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH pubs AS (
+        SELECT p.topic, p.service, coalesce(sum(ps.published), 0)::bigint AS n
+          FROM (SELECT pb.topic, pb.service FROM @extschema@.celerysalt_publishers pb
+                UNION
+                SELECT ps.topic, ps.service FROM @extschema@._celerysalt_publish_stats ps) p
+          LEFT JOIN @extschema@._celerysalt_publish_stats ps
+                 ON ps.topic = p.topic AND ps.service = p.service
+         GROUP BY p.topic, p.service
+    ), subs AS (
+        SELECT s.topic, s.service, string_agg(s.handler, ', ' ORDER BY s.handler) AS handlers
+          FROM @extschema@.celerysalt_subscribers s GROUP BY s.topic, s.service
+    ), topics AS (
+        SELECT x.topic, c.versions, c.latest_version, c.deprecated_versions
+          FROM (SELECT topic FROM @extschema@.celerysalt_catalog
+                UNION SELECT topic FROM pubs UNION SELECT topic FROM subs) x
+          LEFT JOIN @extschema@.celerysalt_catalog c ON c.topic = x.topic
+    ), services AS (
+        SELECT service FROM pubs UNION SELECT service FROM subs
+    ), lines AS (
+        SELECT 1 AS part, service AS k1, '' AS k2,
+               format('  %s [shape=box, style=rounded, label=%s];',
+                      @extschema@._celerysalt_dot_id('service:' || service),
+                      @extschema@._celerysalt_dot_id(service)) AS line
+          FROM services
+        UNION ALL
+        SELECT 2, topic, '',
+               format('  %s [shape=ellipse, label=%s%s];',
+                      @extschema@._celerysalt_dot_id('topic:' || topic),
+                      @extschema@._celerysalt_dot_id(topic || E'\n' ||
+                          coalesce(array_to_string(versions, ', '), 'unregistered')),
+                      CASE WHEN versions IS NULL THEN ', style=dashed'
+                           WHEN latest_version = ANY (deprecated_versions) THEN ', color=gray'
+                           ELSE '' END)
+          FROM topics
+        UNION ALL
+        SELECT 3, service, topic,
+               format('  %s -> %s [label=%s];',
+                      @extschema@._celerysalt_dot_id('service:' || service),
+                      @extschema@._celerysalt_dot_id('topic:' || topic),
+                      @extschema@._celerysalt_dot_id(n || ' published'))
+          FROM pubs
+        UNION ALL
+        SELECT 4, topic, service,
+               format('  %s -> %s [label=%s];',
+                      @extschema@._celerysalt_dot_id('topic:' || topic),
+                      @extschema@._celerysalt_dot_id('service:' || service),
+                      @extschema@._celerysalt_dot_id(handlers))
+          FROM subs
+    )
+    SELECT E'digraph celerysalt {\n  rankdir=LR;\n  node [fontname="Helvetica"];\n  edge [fontname="Helvetica", fontsize=10];\n'
+           || coalesce(string_agg(line, E'\n' ORDER BY part, k1, k2) || E'\n', '')
+           || '}'
+      FROM lines
+$$;
+COMMENT ON FUNCTION celerysalt_catalog_dot() IS
+    'A Graphviz (dot) graph of publishing services -> topics (with versions) -> subscribing services.';
+
+-- ----------------------------------------------------------- privileges
+-- PUBLIC keeps only the pure JSON Schema functions.  Readers see the
+-- registry; publishers also publish and track; admins also change schemas
+-- and settings and replay events.
+REVOKE ALL ON FUNCTION
+    celerysalt_publish(text, jsonb, text, text),
+    celerysalt_wake(),
+    celerysalt_replay(uuid),
+    celerysalt_replay_since(timestamptz, timestamptz, text),
+    celerysalt_dead_letter_retry(uuid),
+    _celerysalt_registry_changed(),
+    _celerysalt_check_names(text, text),
+    _celerysalt_schema_first_difference(jsonb, jsonb),
+    _celerysalt_schema_diff(jsonb, jsonb),
+    _celerysalt_version_key(text),
+    _celerysalt_topics_hint(),
+    _celerysalt_raise_unknown(text, text),
+    celerysalt_get_schema(text, text),
+    celerysalt_validate_event(text, jsonb, text),
+    celerysalt_event_errors(text, jsonb, text),
+    _celerysalt_check_mode(text),
+    celerysalt_get_compatibility(text),
+    celerysalt_set_compatibility(text, text),
+    _celerysalt_compat_changes(text, jsonb, text, text),
+    celerysalt_check_compatibility(text, jsonb, text),
+    _celerysalt_resolve(jsonb, jsonb),
+    _celerysalt_type_label(jsonb, jsonb),
+    _celerysalt_schema_fields(jsonb, jsonb, text, integer, text[]),
+    _celerysalt_check_schema(text, text, text, jsonb),
+    _celerysalt_raise_conflict(text, text, text, jsonb, jsonb),
+    celerysalt_register_schema(text, jsonb, text, text, text, jsonb, jsonb, text, text, text, text),
+    celerysalt_deprecate_schema(text, text, text),
+    celerysalt_track_publisher(text, text, text, text, text),
+    celerysalt_track_subscriber(text, text, text),
+    celerysalt_registry_compact(),
+    _celerysalt_py_ident(text, boolean),
+    _celerysalt_py_literal(jsonb),
+    _celerysalt_py_constraints(jsonb),
+    _celerysalt_py_type(jsonb, jsonb, jsonb),
+    _celerysalt_py_class(jsonb, jsonb, text, jsonb),
+    celerysalt_pydantic_model(text, text),
+    _celerysalt_dot_id(text),
+    celerysalt_catalog_dot()
+FROM PUBLIC;
+
+GRANT SELECT ON celerysalt_topics, celerysalt_schemas, celerysalt_schema_fields,
+                celerysalt_publishers, celerysalt_subscribers,
+                celerysalt_catalog, celerysalt_catalog_fields, celerysalt_catalog_events,
+                celerysalt_status
+   TO celerysalt_reader;
+GRANT EXECUTE ON FUNCTION
+    _celerysalt_version_key(text),
+    _celerysalt_topics_hint(),
+    _celerysalt_raise_unknown(text, text),
+    _celerysalt_schema_diff(jsonb, jsonb),
+    _celerysalt_check_mode(text),
+    _celerysalt_compat_changes(text, jsonb, text, text),
+    _celerysalt_resolve(jsonb, jsonb),
+    _celerysalt_py_ident(text, boolean),
+    _celerysalt_py_literal(jsonb),
+    _celerysalt_py_constraints(jsonb),
+    _celerysalt_py_type(jsonb, jsonb, jsonb),
+    _celerysalt_py_class(jsonb, jsonb, text, jsonb),
+    _celerysalt_dot_id(text),
+    celerysalt_get_schema(text, text),
+    celerysalt_validate_event(text, jsonb, text),
+    celerysalt_event_errors(text, jsonb, text),
+    celerysalt_get_compatibility(text),
+    celerysalt_check_compatibility(text, jsonb, text),
+    celerysalt_pydantic_model(text, text),
+    celerysalt_catalog_dot()
+   TO celerysalt_reader;
+
+-- celerysalt_publish runs as the extension's owner, so publishers need no
+-- privilege on the outbox: an event can only enter it through the function,
+-- that is, validated against the registry.
+ALTER FUNCTION celerysalt_publish(text, jsonb, text, text)
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+GRANT EXECUTE ON FUNCTION _celerysalt_worker_state() TO celerysalt_reader;
+GRANT EXECUTE ON FUNCTION
+    celerysalt_publish(text, jsonb, text, text),
+    celerysalt_wake(),
+    _celerysalt_check_names(text, text),
+    celerysalt_track_publisher(text, text, text, text, text),
+    celerysalt_track_subscriber(text, text, text)
+   TO celerysalt_publisher;
+
+GRANT INSERT, UPDATE, DELETE ON celerysalt_topics, celerysalt_schemas, celerysalt_schema_fields,
+                                celerysalt_publishers, celerysalt_subscribers
+   TO celerysalt_admin;
+GRANT USAGE ON SEQUENCE celerysalt_schemas_id_seq TO celerysalt_admin;
+GRANT SELECT ON celerysalt_events, celerysalt_dead_letters TO celerysalt_admin;
+GRANT DELETE ON celerysalt_dead_letters TO celerysalt_admin;
+GRANT EXECUTE ON FUNCTION
+    _celerysalt_registry_changed(),
+    _celerysalt_schema_first_difference(jsonb, jsonb),
+    _celerysalt_type_label(jsonb, jsonb),
+    _celerysalt_schema_fields(jsonb, jsonb, text, integer, text[]),
+    _celerysalt_check_schema(text, text, text, jsonb),
+    _celerysalt_raise_conflict(text, text, text, jsonb, jsonb),
+    celerysalt_register_schema(text, jsonb, text, text, text, jsonb, jsonb, text, text, text, text),
+    celerysalt_deprecate_schema(text, text, text),
+    celerysalt_set_compatibility(text, text),
+    celerysalt_registry_compact(),
+    celerysalt_replay(uuid),
+    celerysalt_replay_since(timestamptz, timestamptz, text),
+    celerysalt_dead_letter_retry(uuid)
+   TO celerysalt_admin;

@@ -1,0 +1,138 @@
+-- Compatibility rules (src/compat.c): one example per rule of the table in
+-- docs/registry.md.  backward = consumers with the new schema accept events
+-- written with the old one; forward = consumers with the old schema accept
+-- events written with the new one.
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS celerysalt;
+RESET client_min_messages;
+
+CREATE TEMP TABLE rules (n int, rule text, old jsonb, new jsonb);
+INSERT INTO rules VALUES
+ (1, 'add an optional field (open model)',
+  '{"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]}',
+  '{"type": "object", "properties": {"id": {"type": "integer"}, "nick": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": null}}, "required": ["id"]}'),
+ (2, 'add an optional field (closed model)',
+  '{"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"], "additionalProperties": false}',
+  '{"type": "object", "properties": {"id": {"type": "integer"}, "nick": {"type": "string", "default": ""}}, "required": ["id"], "additionalProperties": false}'),
+ (3, 'add a required field',
+  '{"type": "object", "properties": {"id": {"type": "integer"}}}',
+  '{"type": "object", "properties": {"id": {"type": "integer"}, "email": {"type": "string"}}, "required": ["email"]}'),
+ (4, 'remove an optional field (open model)',
+  '{"type": "object", "properties": {"id": {"type": "integer"}, "nick": {"type": "string"}}}',
+  '{"type": "object", "properties": {"id": {"type": "integer"}}}'),
+ (5, 'remove an optional field (closed model)',
+  '{"type": "object", "properties": {"id": {"type": "integer"}, "nick": {"type": "string"}}, "additionalProperties": false}',
+  '{"type": "object", "properties": {"id": {"type": "integer"}}, "additionalProperties": false}'),
+ (6, 'remove a required field',
+  '{"type": "object", "properties": {"id": {"type": "integer"}, "email": {"type": "string"}}, "required": ["id", "email"]}',
+  '{"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]}'),
+ (7, 'make a field required',
+  '{"type": "object", "properties": {"email": {"type": "string"}}}',
+  '{"type": "object", "properties": {"email": {"type": "string"}}, "required": ["email"]}'),
+ (8, 'make a field optional with a default',
+  '{"type": "object", "properties": {"email": {"type": "string"}}, "required": ["email"]}',
+  '{"type": "object", "properties": {"email": {"type": "string", "default": ""}}}'),
+ (9, 'forbid extra keys (extra=forbid)',
+  '{"type": "object", "properties": {"id": {"type": "integer"}}}',
+  '{"type": "object", "properties": {"id": {"type": "integer"}}, "additionalProperties": false}'),
+ (10, 'allow extra keys again',
+  '{"type": "object", "properties": {"id": {"type": "integer"}}, "additionalProperties": false}',
+  '{"type": "object", "properties": {"id": {"type": "integer"}}}'),
+ (11, 'change a type',
+  '{"type": "object", "properties": {"id": {"type": "integer"}}}',
+  '{"type": "object", "properties": {"id": {"type": "string"}}}'),
+ (12, 'widen int to float',
+  '{"type": "object", "properties": {"amount": {"type": "integer"}}}',
+  '{"type": "object", "properties": {"amount": {"type": "number"}}}'),
+ (13, 'narrow float to int',
+  '{"type": "object", "properties": {"amount": {"type": "number"}}}',
+  '{"type": "object", "properties": {"amount": {"type": "integer"}}}'),
+ (14, 'X to Optional[X]',
+  '{"type": "object", "properties": {"note": {"type": "string"}}}',
+  '{"type": "object", "properties": {"note": {"anyOf": [{"type": "string"}, {"type": "null"}]}}}'),
+ (15, 'Optional[X] to X',
+  '{"type": "object", "properties": {"note": {"anyOf": [{"type": "string"}, {"type": "null"}]}}}',
+  '{"type": "object", "properties": {"note": {"type": "string"}}}'),
+ (16, 'extend an enum',
+  '{"type": "object", "properties": {"status": {"enum": ["new", "paid"], "type": "string"}}}',
+  '{"type": "object", "properties": {"status": {"enum": ["new", "paid", "void"], "type": "string"}}}'),
+ (17, 'narrow an enum',
+  '{"type": "object", "properties": {"status": {"enum": ["new", "paid"], "type": "string"}}}',
+  '{"type": "object", "properties": {"status": {"enum": ["new"], "type": "string"}}}'),
+ (18, 'change enum values',
+  '{"type": "object", "properties": {"status": {"enum": ["new", "paid"], "type": "string"}}}',
+  '{"type": "object", "properties": {"status": {"enum": ["new", "settled"], "type": "string"}}}'),
+ (19, 'str to Literal',
+  '{"type": "object", "properties": {"kind": {"type": "string"}}}',
+  '{"type": "object", "properties": {"kind": {"const": "order", "type": "string"}}}'),
+ (20, 'Literal to str',
+  '{"type": "object", "properties": {"kind": {"const": "order", "type": "string"}}}',
+  '{"type": "object", "properties": {"kind": {"type": "string"}}}'),
+ (21, 'add a format',
+  '{"type": "object", "properties": {"id": {"type": "string"}}}',
+  '{"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}}}'),
+ (22, 'drop a format',
+  '{"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}}}',
+  '{"type": "object", "properties": {"id": {"type": "string"}}}'),
+ (23, 'change a format',
+  '{"type": "object", "properties": {"at": {"type": "string", "format": "date"}}}',
+  '{"type": "object", "properties": {"at": {"type": "string", "format": "date-time"}}}'),
+ (24, 'tighten a bound (max_length 50 -> 20)',
+  '{"type": "object", "properties": {"name": {"type": "string", "maxLength": 50}}}',
+  '{"type": "object", "properties": {"name": {"type": "string", "maxLength": 20}}}'),
+ (25, 'relax a bound (ge=1 -> ge=0)',
+  '{"type": "object", "properties": {"qty": {"type": "integer", "minimum": 1}}}',
+  '{"type": "object", "properties": {"qty": {"type": "integer", "minimum": 0}}}'),
+ (26, 'add a pattern',
+  '{"type": "object", "properties": {"code": {"type": "string"}}}',
+  '{"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]+$"}}}'),
+ (27, 'change a pattern',
+  '{"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]+$"}}}',
+  '{"type": "object", "properties": {"code": {"type": "string", "pattern": "^[a-z]+$"}}}'),
+ (28, 'multiple_of 10 -> 5',
+  '{"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 10}}}',
+  '{"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 5}}}'),
+ (29, 'change a default',
+  '{"type": "object", "properties": {"source": {"type": "string", "default": "web"}}}',
+  '{"type": "object", "properties": {"source": {"type": "string", "default": "app"}}}'),
+ (30, 'change a nested model ($defs, through Optional)',
+  '{"$defs": {"Addr": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}, "type": "object", "properties": {"addr": {"anyOf": [{"$ref": "#/$defs/Addr"}, {"type": "null"}], "default": null}}}',
+  '{"$defs": {"Addr": {"type": "object", "properties": {"city": {"type": "string"}, "zip": {"type": "string"}}, "required": ["city", "zip"]}}, "type": "object", "properties": {"addr": {"anyOf": [{"$ref": "#/$defs/Addr"}, {"type": "null"}], "default": null}}}'),
+ (31, 'change array items',
+  '{"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}}}}',
+  '{"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "integer"}}}}'),
+ (32, 'change a tuple length',
+  '{"type": "object", "properties": {"pair": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}]}}}',
+  '{"type": "object", "properties": {"pair": {"type": "array", "prefixItems": [{"type": "string"}]}}}'),
+ (33, 'Any to a type',
+  '{"type": "object", "properties": {"data": {}}}',
+  '{"type": "object", "properties": {"data": {"type": "object"}}}'),
+ (34, 'a type to Any',
+  '{"type": "object", "properties": {"data": {"type": "object"}}}',
+  '{"type": "object", "properties": {"data": {"title": "Data"}}}'),
+ (35, 'a keyword the rules do not analyse',
+  '{"type": "object", "properties": {"n": {"type": "integer"}}}',
+  '{"type": "object", "properties": {"n": {"type": "integer", "not": {"const": 0}}}}'),
+ (36, 'titles and descriptions only',
+  '{"type": "object", "title": "A", "properties": {"n": {"type": "integer", "title": "N"}}}',
+  '{"type": "object", "title": "B", "description": "renamed", "properties": {"n": {"type": "integer", "title": "Count"}}}'),
+ (37, 'recursive model (terminates)',
+  '{"$defs": {"Node": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}}}, "$ref": "#/$defs/Node"}',
+  '{"$defs": {"Node": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/Node"}}, "name": {"type": "string"}}}}, "$ref": "#/$defs/Node"}');
+
+SELECT r.n, r.rule, d.path, d.change, d.backward, d.forward, d.description
+  FROM rules r LEFT JOIN LATERAL _celerysalt_schema_diff(r.old, r.new) d ON true
+ ORDER BY r.n, d.path, d.change;
+
+-- The verdict per mode for a few of them (FULL = both).
+SELECT r.n, r.rule,
+       bool_and(d.backward) AS "BACKWARD", bool_and(d.forward) AS "FORWARD",
+       bool_and(d.backward AND d.forward) AS "FULL"
+  FROM rules r JOIN LATERAL _celerysalt_schema_diff(r.old, r.new) d ON true
+ WHERE r.n IN (1, 6, 11, 17)
+ GROUP BY r.n, r.rule ORDER BY r.n;
+
+-- Identical schemas and boolean schemas.
+SELECT count(*) AS no_changes FROM _celerysalt_schema_diff('{"type": "string"}', '{"type": "string"}');
+SELECT path, change, backward, forward FROM _celerysalt_schema_diff('true', '{"type": "string"}');
+SELECT path, change, backward, forward FROM _celerysalt_schema_diff('{"type": "string"}', 'false');

@@ -1,0 +1,1115 @@
+/*-------------------------------------------------------------------------
+ *
+ * follow.c
+ *		The follow-action row trigger: on UPDATE, evaluate the rules stored in
+ *		the row's rules column (on_change_rules) against the old and new
+ *		row, enqueue an event in the outbox for every rule that matches, and
+ *		rewrite the rules column for persist "False" / "ForceFalse", all in
+ *		the UPDATE's own transaction.  Also celerysalt.follow_action_errors
+ *		and the failure log celerysalt_follow_action_failures.
+ *
+ * The trigger is a BEFORE UPDATE FOR EACH ROW trigger created by
+ * celerysalt_attach_follow_actions() (sql/install/40_follow.sql) with the
+ * rules column's name as its argument.  Its name sorts after ordinary
+ * trigger names, so it sees the row as other BEFORE triggers left it.
+ * Rules are read in place from the old row; reading, comparing and checking
+ * them is follow_rules.c's job.  docs/follow-actions.md has the semantics.
+ *
+ * Per relation we cache the rules column, the primary key and how each
+ * column becomes JSON; a relcache invalidation marks the entry stale.
+ * Everything per row is allocated in the per-tuple context the executor
+ * calls triggers in.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "follow.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/resowner.h"
+#include "utils/syscache.h"
+
+PG_FUNCTION_INFO_V1(_celerysalt_follow_actions_trigger);
+
+/* ---------------------------------------------------------------- setting */
+
+typedef enum FollowErrors
+{
+	FOLLOW_ERRORS_ERROR,
+	FOLLOW_ERRORS_DEAD_LETTER
+} FollowErrors;
+
+static const struct config_enum_entry follow_errors_options[] = {
+	{"error", FOLLOW_ERRORS_ERROR, false},
+	{"dead_letter", FOLLOW_ERRORS_DEAD_LETTER, false},
+	{NULL, 0, false}
+};
+
+static int	follow_action_errors = FOLLOW_ERRORS_ERROR;
+
+/*
+ * FollowDefineGucs
+ *		Define celerysalt.follow_action_errors (called by GucDefineAll).
+ */
+void
+FollowDefineGucs(void)
+{
+	DefineCustomEnumVariable("celerysalt.follow_action_errors",
+							 "Sets what happens when a follow-action rule cannot be evaluated or its event cannot be published.",
+							 "error fails the UPDATE; dead_letter records the failure in "
+							 "celerysalt_follow_action_failures, raises a WARNING and lets the UPDATE go on.",
+							 &follow_action_errors,
+							 FOLLOW_ERRORS_ERROR,
+							 follow_errors_options,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+}
+
+/* ---------------------------------------------------------- relation cache */
+
+typedef struct FollowRelCache
+{
+	Oid			relid;			/* hash key */
+	bool		valid;
+	MemoryContext cxt;			/* owns columns and names below */
+	char		rules_column[NAMEDATALEN];
+	AttrNumber	rules_attnum;
+	int			natts;
+	FollowColumn *columns;		/* [natts], filled lazily */
+	int			npk;			/* primary key columns, 0 = none */
+	AttrNumber	pk[INDEX_MAX_KEYS];
+	char	   *relname;		/* for messages */
+	char	   *qualname;		/* schema.table, for the default payload */
+
+	/*
+	 * The rules value of the last row and its parsed rules.  In a bulk
+	 * UPDATE rows usually carry byte-identical rules: then the next row
+	 * reuses them.  Lives in rules_cxt, a child of cxt.
+	 */
+	MemoryContext rules_cxt;
+	Jsonb	   *last_rules;
+	struct ParsedRule *last_parsed;
+} FollowRelCache;
+
+/* One rule of a rules array, read once. */
+typedef struct ParsedRule
+{
+	JsonbValue *elem;			/* the array element */
+	bool		readable;		/* rule and attnum are valid ... */
+	FollowFailure failure;		/* ... or why not */
+	FollowRule	rule;
+	AttrNumber	attnum;			/* column named by field_name */
+} ParsedRule;
+
+static HTAB *follow_cache = NULL;
+static MemoryContext follow_cache_cxt = NULL;
+static int	follow_depth = 0;	/* trigger calls in progress */
+
+static void
+follow_cache_invalidate(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	FollowRelCache *entry;
+
+	if (follow_cache == NULL)
+		return;
+	if (OidIsValid(relid))
+	{
+		entry = hash_search(follow_cache, &relid, HASH_FIND, NULL);
+		if (entry != NULL)
+			entry->valid = false;
+		return;
+	}
+	hash_seq_init(&seq, follow_cache);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+		entry->valid = false;
+}
+
+/*
+ * The cache entry of rel, (re)built when stale.  Raises an error when the
+ * rules column does not exist or is not jsonb: the trigger was set up for
+ * a table that has changed since.
+ */
+static FollowRelCache *
+follow_cache_entry(Relation rel, const char *rules_column)
+{
+	Oid			relid = RelationGetRelid(rel);
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	FollowRelCache *entry;
+	bool		found;
+	MemoryContext cxt;
+	int			attnum;
+	Oid			pkoid;
+
+	if (follow_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		follow_cache_cxt = AllocSetContextCreate(CacheMemoryContext,
+												 "celerysalt follow-action cache",
+												 ALLOCSET_SMALL_SIZES);
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(FollowRelCache);
+		ctl.hcxt = follow_cache_cxt;
+		follow_cache = hash_create("celerysalt follow-action relations", 16, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		CacheRegisterRelcacheCallback(follow_cache_invalidate, (Datum) 0);
+	}
+
+	entry = hash_search(follow_cache, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		entry->valid = false;
+		entry->cxt = NULL;
+	}
+	if (entry->valid && entry->natts == tupdesc->natts &&
+		strcmp(entry->rules_column, rules_column) == 0)
+		return entry;
+
+	attnum = FollowFindColumn(tupdesc, rules_column, strlen(rules_column));
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("follow-action rules column \"%s\" does not exist in table \"%s\"",
+						rules_column, RelationGetRelationName(rel)),
+				 errhint("Run celerysalt_attach_follow_actions() again with the rules column's name, or celerysalt_detach_follow_actions().")));
+	if (TupleDescAttr(tupdesc, attnum - 1)->atttypid != JSONBOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("follow-action rules column \"%s\" of table \"%s\" is not of type jsonb",
+						rules_column, RelationGetRelationName(rel))));
+
+	/*
+	 * A new context for the new entry.  The old one may still be in use by a
+	 * call further up the stack (a nested UPDATE of the same table): free it
+	 * only when no other call is running.
+	 */
+	cxt = AllocSetContextCreate(follow_cache_cxt, "celerysalt follow-action relation",
+								ALLOCSET_SMALL_SIZES);
+	if (entry->cxt != NULL && follow_depth <= 1)
+		MemoryContextDelete(entry->cxt);
+	entry->cxt = cxt;
+	entry->valid = false;
+
+	strlcpy(entry->rules_column, rules_column, NAMEDATALEN);
+	entry->rules_attnum = attnum;
+	entry->natts = tupdesc->natts;
+	entry->columns = MemoryContextAllocZero(cxt, sizeof(FollowColumn) * tupdesc->natts);
+	entry->relname = MemoryContextStrdup(cxt, RelationGetRelationName(rel));
+	entry->qualname = MemoryContextStrdup(cxt,
+										  psprintf("%s.%s",
+												   get_namespace_name(RelationGetNamespace(rel)),
+												   RelationGetRelationName(rel)));
+	entry->rules_cxt = AllocSetContextCreate(cxt, "celerysalt follow-action rules",
+											 ALLOCSET_SMALL_SIZES);
+	entry->last_rules = NULL;
+	entry->last_parsed = NULL;
+	entry->npk = 0;
+	pkoid = RelationGetPrimaryKeyIndex(rel);
+	if (OidIsValid(pkoid))
+	{
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(pkoid));
+		Form_pg_index index;
+
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for index %u", pkoid);
+		index = (Form_pg_index) GETSTRUCT(tup);
+		for (int i = 0; i < index->indnkeyatts; i++)
+			entry->pk[entry->npk++] = index->indkey.values[i];
+		ReleaseSysCache(tup);
+	}
+	entry->valid = true;
+	return entry;
+}
+
+/* ------------------------------------------------------------- row access */
+
+/* What one trigger call works with. */
+typedef struct FollowCall
+{
+	Relation	rel;
+	TupleDesc	tupdesc;
+	FollowRelCache *entry;
+	HeapTuple	oldtup;
+	HeapTuple	newtup;
+	int			rule_index;		/* rule being processed, for messages */
+	int			row_changed;	/* -1 unknown, else bool */
+	Datum	   *oldvals;		/* both rows deformed, once (NULL until then) */
+	bool	   *oldnulls;
+	Datum	   *newvals;
+	bool	   *newnulls;
+} FollowCall;
+
+/* Deform both rows once: cheaper than one heap_getattr per access. */
+static inline void
+deform_rows(FollowCall *call)
+{
+	int			natts = call->tupdesc->natts;
+
+	if (call->oldvals != NULL)
+		return;
+	call->oldvals = palloc(sizeof(Datum) * natts * 2);
+	call->newvals = call->oldvals + natts;
+	call->oldnulls = palloc(sizeof(bool) * natts * 2);
+	call->newnulls = call->oldnulls + natts;
+	heap_deform_tuple(call->oldtup, call->tupdesc, call->oldvals, call->oldnulls);
+	heap_deform_tuple(call->newtup, call->tupdesc, call->newvals, call->newnulls);
+}
+
+/* Column attnum of the old or new row. */
+static inline Datum
+row_attr(FollowCall *call, bool new_row, int attnum, bool *isnull)
+{
+	deform_rows(call);
+	if (new_row)
+	{
+		*isnull = call->newnulls[attnum - 1];
+		return call->newvals[attnum - 1];
+	}
+	*isnull = call->oldnulls[attnum - 1];
+	return call->oldvals[attnum - 1];
+}
+
+static FollowColumn *
+column_info(FollowCall *call, int attnum)
+{
+	FollowColumn *col = &call->entry->columns[attnum - 1];
+
+	if (col->kind == FOLLOW_KIND_UNSET)
+		FollowColumnInit(col, TupleDescAttr(call->tupdesc, attnum - 1)->atttypid,
+						 call->entry->cxt);
+	return col;
+}
+
+/* The JSON value of column attnum in the old or new row. */
+static void
+column_value(FollowCall *call, int attnum, bool new_row, JsonbValue *out)
+{
+	bool		isnull;
+	Datum		d = row_attr(call, new_row, attnum, &isnull);
+
+	FollowDatumToValue(column_info(call, attnum), d, isnull, out);
+}
+
+/*
+ * Whether column attnum differs between the old and the new row as JSON.
+ * Fills oldv and newv when it does.
+ */
+static bool
+column_changed(FollowCall *call, int attnum, JsonbValue *oldv, JsonbValue *newv)
+{
+	Form_pg_attribute att = TupleDescAttr(call->tupdesc, attnum - 1);
+	bool		oldnull;
+	bool		newnull;
+	Datum		o = row_attr(call, false, attnum, &oldnull);
+	Datum		n = row_attr(call, true, attnum, &newnull);
+	FollowColumn *col;
+
+	if (oldnull && newnull)
+		return false;
+	if (!oldnull && !newnull && datum_image_eq(o, n, att->attbyval, att->attlen))
+		return false;
+	col = column_info(call, attnum);
+	FollowDatumToValue(col, o, oldnull, oldv);
+	FollowDatumToValue(col, n, newnull, newv);
+	return !FollowValuesEqual(oldv, newv);
+}
+
+/* Whether any column but the rules column changed (binary comparison). */
+static bool
+row_changed(FollowCall *call)
+{
+	if (call->row_changed >= 0)
+		return call->row_changed;
+	call->row_changed = 0;
+	for (int i = 1; i <= call->tupdesc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(call->tupdesc, i - 1);
+		bool		oldnull;
+		bool		newnull;
+		Datum		o;
+		Datum		n;
+
+		if (att->attisdropped || i == call->entry->rules_attnum)
+			continue;
+		o = row_attr(call, false, i, &oldnull);
+		n = row_attr(call, true, i, &newnull);
+		if (oldnull != newnull ||
+			(!oldnull && !datum_image_eq(o, n, att->attbyval, att->attlen)))
+		{
+			call->row_changed = 1;
+			break;
+		}
+	}
+	return call->row_changed;
+}
+
+/* Push the primary key of the new row: its value, or an object for a
+ * composite key.  False when the table has none. */
+static bool
+push_pk(FollowCall *call, JsonbParseState **st, JsonbIteratorToken seq)
+{
+	FollowRelCache *entry = call->entry;
+	JsonbValue	v;
+
+	if (entry->npk == 0)
+		return false;
+	if (entry->npk == 1)
+	{
+		column_value(call, entry->pk[0], true, &v);
+		pushJsonbValue(st, seq, &v);
+		return true;
+	}
+	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < entry->npk; i++)
+	{
+		JsonbValue	key;
+
+		key.type = jbvString;
+		key.val.string.val = NameStr(TupleDescAttr(call->tupdesc, entry->pk[i] - 1)->attname);
+		key.val.string.len = strlen(key.val.string.val);
+		pushJsonbValue(st, WJB_KEY, &key);
+		column_value(call, entry->pk[i], true, &v);
+		pushJsonbValue(st, WJB_VALUE, &v);
+	}
+	pushJsonbValue(st, WJB_END_OBJECT, NULL);
+	return true;
+}
+
+/* The row's key for the failure log: {pk column: value, ...} or {"ctid": ...}. */
+static Jsonb *
+row_key(FollowCall *call)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue	key;
+	JsonbValue	v;
+	JsonbValue *res;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	key.type = jbvString;
+	if (call->entry->npk == 0)
+	{
+		key.val.string.val = "ctid";
+		key.val.string.len = 4;
+		pushJsonbValue(&st, WJB_KEY, &key);
+		v.type = jbvString;
+		v.val.string.val = psprintf("(%u,%u)",
+									ItemPointerGetBlockNumber(&call->oldtup->t_self),
+									ItemPointerGetOffsetNumber(&call->oldtup->t_self));
+		v.val.string.len = strlen(v.val.string.val);
+		pushJsonbValue(&st, WJB_VALUE, &v);
+	}
+	for (int i = 0; i < call->entry->npk; i++)
+	{
+		AttrNumber	a = call->entry->pk[i];
+
+		key.val.string.val = NameStr(TupleDescAttr(call->tupdesc, a - 1)->attname);
+		key.val.string.len = strlen(key.val.string.val);
+		pushJsonbValue(&st, WJB_KEY, &key);
+		column_value(call, a, false, &v);
+		pushJsonbValue(&st, WJB_VALUE, &v);
+	}
+	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+/* ------------------------------------------------------------- payloads */
+
+static bool push_template(FollowCall *call, JsonbParseState **st,
+						  JsonbIteratorToken seq, JsonbValue *tv,
+						  FollowFailure *failure);
+
+static bool
+string_is(const JsonbValue *v, const char *s)
+{
+	return v->type == jbvString && v->val.string.len == (int) strlen(s) &&
+		memcmp(v->val.string.val, s, v->val.string.len) == 0;
+}
+
+/* Push the value a placeholder stands for. */
+static bool
+push_placeholder(FollowCall *call, JsonbParseState **st, JsonbIteratorToken seq,
+				 JsonbValue *key, JsonbValue *arg, FollowFailure *failure)
+{
+	if (string_is(key, "$new") || string_is(key, "$old"))
+	{
+		int			attnum;
+		JsonbValue	v;
+
+		if (arg->type != jbvString ||
+			(attnum = FollowFindColumn(call->tupdesc, arg->val.string.val,
+									   arg->val.string.len)) == InvalidAttrNumber)
+		{
+			failure->sqlerrcode = ERRCODE_UNDEFINED_COLUMN;
+			failure->message = psprintf("The payload placeholder %.*s names no column of the table.",
+										key->val.string.len, key->val.string.val);
+			return false;
+		}
+		column_value(call, attnum, key->val.string.val[1] == 'n', &v);
+		pushJsonbValue(st, seq, &v);
+		return true;
+	}
+	if (string_is(key, "$pk"))
+	{
+		if (!push_pk(call, st, seq))
+		{
+			failure->sqlerrcode = ERRCODE_INVALID_COLUMN_REFERENCE;
+			failure->message = pstrdup("The payload uses $pk but the table has no primary key.");
+			return false;
+		}
+		return true;
+	}
+	if (string_is(key, "$literal"))
+	{
+		pushJsonbValue(st, seq, arg);
+		return true;
+	}
+	failure->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+	failure->message = psprintf("The payload has the unknown placeholder \"%.*s\".",
+								Min(key->val.string.len, 63), key->val.string.val);
+	return false;
+}
+
+/* Push template value tv (at position seq), replacing placeholders. */
+static bool
+push_template(FollowCall *call, JsonbParseState **st, JsonbIteratorToken seq,
+			  JsonbValue *tv, FollowFailure *failure)
+{
+	JsonbContainer *c;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbValue	key;
+	JsonbValue	arg;
+	JsonbIteratorToken tok;
+
+	check_stack_depth();
+
+	if (tv->type != jbvBinary)
+	{
+		pushJsonbValue(st, seq, tv);
+		return true;
+	}
+	c = tv->val.binary.data;
+	if (FollowIsPlaceholder(c, &key, &arg))
+		return push_placeholder(call, st, seq, &key, &arg, failure);
+
+	it = JsonbIteratorInit(c);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		switch (tok)
+		{
+			case WJB_BEGIN_OBJECT:
+			case WJB_END_OBJECT:
+			case WJB_BEGIN_ARRAY:
+			case WJB_END_ARRAY:
+				pushJsonbValue(st, tok, NULL);
+				break;
+			case WJB_KEY:
+				pushJsonbValue(st, WJB_KEY, &v);
+				break;
+			case WJB_VALUE:
+			case WJB_ELEM:
+				if (!push_template(call, st, tok, &v, failure))
+					return false;
+				break;
+			case WJB_DONE:
+				break;
+		}
+	}
+	return true;
+}
+
+/*
+ * The payload of a firing rule: its template with placeholders replaced,
+ * or the default {"table", "pk", "field", "old", "new"}.  NULL and failure
+ * filled when it cannot be built or is not an object.
+ */
+static Jsonb *
+build_payload(FollowCall *call, const FollowRule *rule, const JsonbValue *oldv,
+			  const JsonbValue *newv, FollowFailure *failure)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue *tmpl = FollowGetMember(rule->obj, "payload");
+	JsonbValue *res;
+	JsonbValue *root;
+	Jsonb	   *wrapped;
+
+	if (tmpl == NULL || tmpl->type == jbvNull)
+	{
+		JsonbValue	key;
+		JsonbValue	v;
+
+		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		key.type = jbvString;
+		key.val.string.val = "table";
+		key.val.string.len = 5;
+		pushJsonbValue(&st, WJB_KEY, &key);
+		v.type = jbvString;
+		v.val.string.val = call->entry->qualname;
+		v.val.string.len = strlen(v.val.string.val);
+		pushJsonbValue(&st, WJB_VALUE, &v);
+		key.val.string.val = "pk";
+		key.val.string.len = 2;
+		pushJsonbValue(&st, WJB_KEY, &key);
+		if (!push_pk(call, &st, WJB_VALUE))
+		{
+			v.type = jbvNull;
+			pushJsonbValue(&st, WJB_VALUE, &v);
+		}
+		key.val.string.val = "field";
+		key.val.string.len = 5;
+		pushJsonbValue(&st, WJB_KEY, &key);
+		v.type = jbvString;
+		v.val.string.val = (char *) rule->field;
+		v.val.string.len = rule->field_len;
+		pushJsonbValue(&st, WJB_VALUE, &v);
+		key.val.string.val = "old";
+		key.val.string.len = 3;
+		pushJsonbValue(&st, WJB_KEY, &key);
+		pushJsonbValue(&st, WJB_VALUE, unconstify(JsonbValue *, oldv));
+		key.val.string.val = "new";
+		key.val.string.len = 3;
+		pushJsonbValue(&st, WJB_KEY, &key);
+		pushJsonbValue(&st, WJB_VALUE, unconstify(JsonbValue *, newv));
+		res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+		return JsonbValueToJsonb(res);
+	}
+
+	/* Build [payload] so that a placeholder may stand for the whole payload. */
+	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+	if (!push_template(call, &st, WJB_ELEM, tmpl, failure))
+		return NULL;
+	res = pushJsonbValue(&st, WJB_END_ARRAY, NULL);
+	wrapped = JsonbValueToJsonb(res);
+	root = getIthJsonbValueFromContainer(&wrapped->root, 0);
+	if (root->type != jbvBinary || !JsonContainerIsObject(root->val.binary.data))
+	{
+		failure->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+		failure->message = pstrdup("The payload is not a JSON object once its placeholders are replaced.");
+		return NULL;
+	}
+	return JsonbValueToJsonb(root);
+}
+
+/* ------------------------------------------------------ failures and events */
+
+static SPIPlanPtr failure_plan = NULL;
+static Oid	failure_plan_schema = InvalidOid;
+
+/* Insert one row into celerysalt_follow_action_failures. */
+static void
+record_failure(FollowCall *call, JsonbValue *elem, int sqlerrcode,
+			   const char *reason, const char *topic, Jsonb *payload)
+{
+	Oid			argtypes[9] = {OIDOID, TEXTOID, JSONBOID, INT4OID, JSONBOID,
+	TEXTOID, JSONBOID, TEXTOID, TEXTOID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			schema;
+	int			rc;
+
+	values[0] = ObjectIdGetDatum(RelationGetRelid(call->rel));
+	values[1] = CStringGetTextDatum(call->entry->qualname);
+	values[2] = JsonbPGetDatum(row_key(call));
+	values[3] = Int32GetDatum(call->rule_index);
+	nulls[3] = call->rule_index >= 0 ? ' ' : 'n';
+	if (elem != NULL)
+		values[4] = JsonbPGetDatum(JsonbValueToJsonb(elem));
+	else
+		nulls[4] = 'n';
+	if (topic != NULL)
+		values[5] = CStringGetTextDatum(topic);
+	else
+		nulls[5] = 'n';
+	if (payload != NULL)
+		values[6] = JsonbPGetDatum(payload);
+	else
+		nulls[6] = 'n';
+	values[7] = CStringGetTextDatum(unpack_sql_state(sqlerrcode));
+	values[8] = CStringGetTextDatum(reason);
+
+	SPI_connect();
+	schema = CatalogExtensionSchema(false);
+	if (failure_plan == NULL || failure_plan_schema != schema)
+	{
+		char	   *sql;
+
+		if (failure_plan != NULL)
+			SPI_freeplan(failure_plan);
+		failure_plan = NULL;
+		sql = psprintf("INSERT INTO %s (table_oid, table_name, row_key, rule_index, rule,"
+					   " topic, payload, sqlstate, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+					   CatalogQualifiedName("celerysalt_follow_action_failures"));
+		failure_plan = SPI_prepare(sql, 9, argtypes);
+		if (failure_plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(failure_plan);
+		failure_plan_schema = schema;
+	}
+	rc = SPI_execute_plan(failure_plan, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not record a follow-action failure: %s", SPI_result_code_string(rc));
+	SPI_finish();
+}
+
+/*
+ * A rule could not be evaluated or published: fail the statement, or
+ * record the failure and warn, as celerysalt.follow_action_errors says.
+ */
+static void
+rule_failed(FollowCall *call, JsonbValue *elem, int sqlerrcode,
+			const char *reason, const char *topic, Jsonb *payload)
+{
+	/*
+	 * An UPDATE that changes nothing but the rules column evaluates no rule,
+	 * so that broken rules can always be repaired or removed.
+	 */
+	if (!row_changed(call))
+		return;
+
+	if (follow_action_errors == FOLLOW_ERRORS_ERROR)
+		ereport(ERROR,
+				(errcode(sqlerrcode),
+				 call->rule_index >= 0 ?
+				 errmsg("cannot evaluate follow-action rule %d of table \"%s\"",
+						call->rule_index, call->entry->relname) :
+				 errmsg("cannot evaluate the follow-action rules of table \"%s\"",
+						call->entry->relname),
+				 errdetail_internal("%s", reason),
+				 errhint("Fix or remove the rule (celerysalt_follow_action_check() shows what is wrong), "
+						 "or set celerysalt.follow_action_errors to 'dead_letter' to record such failures instead.")));
+
+	record_failure(call, elem, sqlerrcode, reason, topic, payload);
+	ereport(WARNING,
+			(errcode(sqlerrcode),
+			 call->rule_index >= 0 ?
+			 errmsg("follow-action rule %d of table \"%s\" failed; recorded in celerysalt_follow_action_failures",
+					call->rule_index, call->entry->relname) :
+			 errmsg("follow-action rules of table \"%s\" failed; recorded in celerysalt_follow_action_failures",
+					call->entry->relname),
+			 errdetail_internal("%s", reason)));
+}
+
+/* Check and enqueue one event; raises errors. */
+static void
+enqueue_event(const char *topic, Jsonb *payload, const char *version)
+{
+	RequirePreload();
+	OutboxCheckTopic(topic);
+	OutboxCheckPayload(payload);
+	if (celerysalt_publish_validator != NULL)
+		version = celerysalt_publish_validator(topic, payload, version);
+	(void) OutboxEnqueue(topic, payload, version, NULL);
+}
+
+static char *
+member_string(const FollowRule *rule, const char *name, bool *bad)
+{
+	JsonbValue *v = FollowGetMember(rule->obj, name);
+
+	*bad = false;
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type != jbvString)
+	{
+		*bad = true;
+		return NULL;
+	}
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/*
+ * Publish the event of a rule that matched.  Returns true when it was
+ * enqueued; false when the failure was recorded instead (dead_letter).
+ */
+static bool
+fire_rule(FollowCall *call, JsonbValue *elem, const FollowRule *rule,
+		  const JsonbValue *oldv, const JsonbValue *newv)
+{
+	FollowFailure failure;
+	bool		bad;
+	char	   *topic;
+	char	   *version;
+	Jsonb	   *payload;
+	MemoryContext oldcxt;
+	ResourceOwner oldowner;
+	volatile bool ok = true;
+
+	topic = member_string(rule, "topic", &bad);
+	if (topic == NULL)
+	{
+		rule_failed(call, elem, bad ? ERRCODE_INVALID_PARAMETER_VALUE : ERRCODE_NULL_VALUE_NOT_ALLOWED,
+					bad ? "The rule's topic is not a string." : "The rule has no topic.",
+					NULL, NULL);
+		return false;
+	}
+	version = member_string(rule, "version", &bad);
+	if (bad || (version != NULL && (strlen(version) == 0 || strlen(version) > 64)))
+	{
+		rule_failed(call, elem, ERRCODE_INVALID_PARAMETER_VALUE,
+					"The rule's version is not a string of 1 to 64 bytes.", topic, NULL);
+		return false;
+	}
+	payload = build_payload(call, rule, oldv, newv, &failure);
+	if (payload == NULL)
+	{
+		rule_failed(call, elem, failure.sqlerrcode, failure.message, topic, NULL);
+		return false;
+	}
+
+	if (follow_action_errors == FOLLOW_ERRORS_ERROR)
+	{
+		enqueue_event(topic, payload, version);
+		return true;
+	}
+
+	/* dead_letter: publish in a subtransaction and record what fails */
+	oldcxt = CurrentMemoryContext;
+	oldowner = CurrentResourceOwner;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		enqueue_event(topic, payload, version);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ok = false;
+
+		rule_failed(call, elem, edata->sqlerrcode,
+					edata->detail ? psprintf("%s: %s", edata->message, edata->detail)
+					: edata->message,
+					topic, payload);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+static void
+follow_error_context(void *arg)
+{
+	FollowCall *call = (FollowCall *) arg;
+
+	if (call->rule_index >= 0)
+		errcontext("follow-action rule %d of table \"%s\"",
+				   call->rule_index, call->entry->relname);
+}
+
+/* ------------------------------------------------------------- the trigger */
+
+/*
+ * Read element i of rules array c into out (allocating in the current
+ * context; out points into c).
+ */
+static void
+parse_rule(FollowCall *call, JsonbContainer *c, int i, ParsedRule *out)
+{
+	out->elem = getIthJsonbValueFromContainer(c, i);
+	out->readable = FollowReadRule(out->elem, &out->rule, &out->failure);
+	if (!out->readable)
+		return;
+	out->attnum = FollowFindColumn(call->tupdesc, out->rule.field, out->rule.field_len);
+	if (out->attnum == InvalidAttrNumber)
+	{
+		out->readable = false;
+		out->failure.sqlerrcode = ERRCODE_UNDEFINED_COLUMN;
+		out->failure.message =
+			psprintf("The rule's field_name \"%.*s\" names no column of the table.",
+					 Min(out->rule.field_len, 63), out->rule.field);
+	}
+}
+
+/*
+ * The parsed rules of rules value rules (n elements), from the relation's
+ * cache when the previous row had byte-identical rules.  The cache is left
+ * alone by nested calls (the outer call may be using it).
+ */
+static ParsedRule *
+parse_rules_cached(FollowCall *call, Jsonb *rules, int n)
+{
+	FollowRelCache *entry = call->entry;
+	MemoryContext old;
+	ParsedRule *parsed;
+	Jsonb	   *copy;
+
+	if (follow_depth > 1)
+	{
+		parsed = palloc(sizeof(ParsedRule) * n);
+		for (int i = 0; i < n; i++)
+			parse_rule(call, &rules->root, i, &parsed[i]);
+		return parsed;
+	}
+	if (entry->last_rules != NULL &&
+		VARSIZE(entry->last_rules) == VARSIZE(rules) &&
+		memcmp(entry->last_rules, rules, VARSIZE(rules)) == 0)
+		return entry->last_parsed;
+
+	MemoryContextReset(entry->rules_cxt);
+	entry->last_rules = NULL;
+	old = MemoryContextSwitchTo(entry->rules_cxt);
+	copy = palloc(VARSIZE(rules));
+	memcpy(copy, rules, VARSIZE(rules));
+	parsed = palloc(sizeof(ParsedRule) * n);
+	for (int i = 0; i < n; i++)
+		parse_rule(call, &copy->root, i, &parsed[i]);
+	MemoryContextSwitchTo(old);
+	entry->last_parsed = parsed;
+	entry->last_rules = copy;
+	return parsed;
+}
+
+/* Whether the rules value holds no rules: null, [] or {}. */
+static bool
+rules_empty(Jsonb *rules)
+{
+	if (JB_ROOT_IS_SCALAR(rules))
+	{
+		JsonbValue	v;
+
+		JsonbExtractScalar(&rules->root, &v);
+		return v.type == jbvNull;
+	}
+	return JB_ROOT_COUNT(rules) == 0;
+}
+
+/*
+ * Evaluate the rules of one UPDATE.  Returns the tuple the UPDATE should
+ * store: call->newtup, or a copy with a rewritten rules column.
+ */
+static HeapTuple
+follow_row(FollowCall *call)
+{
+	AttrNumber	rules_attnum = call->entry->rules_attnum;
+	Form_pg_attribute rules_att = TupleDescAttr(call->tupdesc, rules_attnum - 1);
+	bool		oldnull;
+	bool		newnull;
+	Datum		olddatum;
+	Datum		newdatum;
+	Jsonb	   *oldrules;
+	Jsonb	   *newrules;
+	int			n;
+	bool		evaluate_buf[32];
+	bool		drop_buf[32];
+	bool	   *evaluate;
+	bool	   *drop;
+	ParsedRule *parsed;
+	AttrNumber	last_attnum = InvalidAttrNumber;
+	bool		last_changed = false;
+	JsonbValue	oldv;
+	JsonbValue	newv;
+	bool		any_removed = false;
+
+	/* one attribute only: most rows of a table may carry no rules */
+	olddatum = heap_getattr(call->oldtup, rules_attnum, call->tupdesc, &oldnull);
+	if (oldnull)
+		return call->newtup;	/* no rules before this UPDATE */
+	oldrules = DatumGetJsonbP(olddatum);
+	if (rules_empty(oldrules))
+		return call->newtup;
+
+	newdatum = row_attr(call, true, rules_attnum, &newnull);
+	if (newnull)
+		return call->newtup;	/* this UPDATE removes every rule */
+
+	if (datum_image_eq(olddatum, newdatum, rules_att->attbyval, rules_att->attlen))
+		newrules = oldrules;
+	else
+	{
+		newrules = DatumGetJsonbP(newdatum);
+		if (rules_empty(newrules))
+			return call->newtup;
+	}
+
+	if (!JB_ROOT_IS_ARRAY(newrules) || JB_ROOT_IS_SCALAR(newrules) ||
+		!JB_ROOT_IS_ARRAY(oldrules) || JB_ROOT_IS_SCALAR(oldrules))
+	{
+		JsonbValue	whole;
+
+		if (newrules != oldrules)
+			return call->newtup;	/* this UPDATE replaces the rules */
+		whole.type = jbvBinary;
+		whole.val.binary.data = &oldrules->root;
+		whole.val.binary.len = VARSIZE(oldrules) - VARHDRSZ;
+		call->rule_index = -1;
+		rule_failed(call, &whole, ERRCODE_INVALID_PARAMETER_VALUE,
+					psprintf("The rules column \"%s\" does not hold a JSON array of rules.",
+							 call->entry->rules_column),
+					NULL, NULL);
+		return call->newtup;
+	}
+
+	/*
+	 * The rules evaluated are those of the old row that the new row still
+	 * has: a rule added by this UPDATE does not fire on it, nor does one it
+	 * removes.
+	 */
+	n = JB_ROOT_COUNT(newrules);
+	evaluate = n <= (int) lengthof(evaluate_buf) ? evaluate_buf : palloc(sizeof(bool) * n);
+	drop = n <= (int) lengthof(drop_buf) ? drop_buf : palloc(sizeof(bool) * n);
+	memset(drop, false, sizeof(bool) * n);
+	if (newrules == oldrules)
+	{
+		memset(evaluate, true, sizeof(bool) * n);
+		parsed = parse_rules_cached(call, oldrules, n);
+	}
+	else
+	{
+		int			nold = JB_ROOT_COUNT(oldrules);
+
+		parsed = palloc(sizeof(ParsedRule) * n);
+		for (int i = 0; i < n; i++)
+		{
+			JsonbValue *e = getIthJsonbValueFromContainer(&newrules->root, i);
+
+			evaluate[i] = false;
+			for (int j = 0; j < nold && !evaluate[i]; j++)
+				evaluate[i] = FollowValuesEqual(e, getIthJsonbValueFromContainer(&oldrules->root, j));
+			if (evaluate[i])
+				parse_rule(call, &newrules->root, i, &parsed[i]);
+		}
+	}
+
+	for (int i = 0; i < n; i++)
+	{
+		ParsedRule *pr = &parsed[i];
+		FollowFailure failure;
+		bool		matches;
+
+		if (!evaluate[i])
+			continue;
+		call->rule_index = i;
+		if (!pr->readable)
+		{
+			rule_failed(call, pr->elem, pr->failure.sqlerrcode, pr->failure.message, NULL, NULL);
+			continue;
+		}
+
+		if (pr->rule.persist == FOLLOW_PERSIST_FORCE_FALSE && row_changed(call))
+			drop[i] = true;
+
+		/* consecutive rules on the same column compare it once */
+		if (pr->attnum != last_attnum)
+		{
+			last_attnum = pr->attnum;
+			last_changed = column_changed(call, pr->attnum, &oldv, &newv);
+		}
+		if (!last_changed)
+			continue;
+		if (!FollowRuleMatches(&pr->rule, &oldv, &newv, &matches, &failure))
+		{
+			rule_failed(call, pr->elem, failure.sqlerrcode, failure.message, NULL, NULL);
+			continue;
+		}
+		if (!matches)
+			continue;
+		if (fire_rule(call, pr->elem, &pr->rule, &oldv, &newv) &&
+			pr->rule.persist == FOLLOW_PERSIST_FALSE)
+			drop[i] = true;
+	}
+	call->rule_index = -1;
+
+	for (int i = 0; i < n; i++)
+		any_removed |= drop[i];
+	if (any_removed)
+	{
+		JsonbParseState *st = NULL;
+		JsonbValue *res;
+		Datum		value;
+		bool		isnull = false;
+		int			col = rules_attnum;
+
+		pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+		for (int i = 0; i < n; i++)
+			if (!drop[i])
+				pushJsonbValue(&st, WJB_ELEM,
+							   getIthJsonbValueFromContainer(&newrules->root, i));
+		res = pushJsonbValue(&st, WJB_END_ARRAY, NULL);
+		value = JsonbPGetDatum(JsonbValueToJsonb(res));
+		return heap_modify_tuple_by_cols(call->newtup, call->tupdesc, 1, &col, &value, &isnull);
+	}
+	return call->newtup;
+}
+
+/*
+ * _celerysalt_follow_actions_trigger() RETURNS trigger
+ *		BEFORE UPDATE FOR EACH ROW; argument: the rules column's name.
+ */
+Datum
+_celerysalt_follow_actions_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	FollowCall	call;
+	ErrorContextCallback errcb;
+	volatile HeapTuple result = NULL;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("_celerysalt_follow_actions_trigger: must be called as trigger")));
+	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("_celerysalt_follow_actions_trigger: must be called BEFORE UPDATE FOR EACH ROW"),
+				 errhint("Use celerysalt_attach_follow_actions() to create the trigger.")));
+	if (trigdata->tg_trigger->tgnargs != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("_celerysalt_follow_actions_trigger: must be called with the rules column as its only argument")));
+
+	call.rel = trigdata->tg_relation;
+	call.tupdesc = RelationGetDescr(call.rel);
+	call.oldtup = trigdata->tg_trigtuple;
+	call.newtup = trigdata->tg_newtuple;
+	call.rule_index = -1;
+	call.row_changed = -1;
+	call.oldvals = NULL;
+
+	follow_depth++;
+	PG_TRY();
+	{
+		call.entry = follow_cache_entry(call.rel, trigdata->tg_trigger->tgargs[0]);
+
+		errcb.callback = follow_error_context;
+		errcb.arg = &call;
+		errcb.previous = error_context_stack;
+		error_context_stack = &errcb;
+
+		result = follow_row(&call);
+
+		error_context_stack = errcb.previous;
+	}
+	PG_FINALLY();
+	{
+		follow_depth--;
+	}
+	PG_END_TRY();
+
+	return PointerGetDatum(result);
+}

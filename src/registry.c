@@ -1,0 +1,984 @@
+/*-------------------------------------------------------------------------
+ *
+ * registry.c
+ *		The schema registry's C side: validate-on-publish (the publish
+ *		validator hook), its per-backend cache of registered schemas, publish
+ *		counters, conflict detection and the registry's settings.
+ *
+ * Registration itself, the catalog views, compatibility enforcement and
+ * code generation are SQL and PL/pgSQL (sql/install/30_registry.sql); the
+ * compatibility rules are in compat.c.
+ *
+ * Cache.  The first publish of a topic in a backend reads the topic's
+ * active versions from celerysalt_schemas (latest first) into a hash table
+ * under CacheMemoryContext; later publishes of that topic do one hash
+ * lookup and one call of the validator, whose compiled-schema cache is
+ * keyed by the schema bytes.  Topics without a registered schema are cached
+ * too (an entry without versions), so unregistered topics also cost one
+ * lookup.  A statement trigger on celerysalt_schemas sends a relcache
+ * invalidation for the table at every change; our relcache callback only
+ * bumps a counter, and the next lookup that sees a changed counter drops
+ * the whole cache.  Invalidation messages are transactional, so other
+ * backends see the change when the registering transaction commits, and a
+ * rolled back registration invalidates the registering backend too.  When
+ * the registry tables do not exist (the extension is not installed in this
+ * database) the callback treats every relcache invalidation as relevant, so
+ * CREATE EXTENSION is noticed.
+ *
+ * Reading the registry and writing publish counters run as the owner of
+ * the registry tables (as referential-integrity checks do), so a role that
+ * may publish needs no privilege on them.  The SQL is fully qualified and
+ * uses OPERATOR(pg_catalog.=), so the caller's search_path cannot redirect
+ * it.
+ *
+ * Publish counters.  Each backend counts the events it publishes per
+ * (topic, service) in the current transaction and, just before commit,
+ * appends one row per pair to _celerysalt_publish_stats.  Concurrent
+ * publishers never update a shared row; the catalog view sums the rows and
+ * celerysalt_registry_compact() folds them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "celerysalt.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(celerysalt_validate_event);
+PG_FUNCTION_INFO_V1(_celerysalt_registry_changed);
+PG_FUNCTION_INFO_V1(_celerysalt_check_names);
+PG_FUNCTION_INFO_V1(_celerysalt_schema_first_difference);
+
+#define REGISTRY_MAX_VERSION_LEN	64	/* as celerysalt_publish allows */
+#define REGISTRY_MAX_CACHED_TOPICS	4096
+#define REGISTRY_MAX_DETAIL_ERRORS	50
+#define REGISTRY_SERVICE_LEN		NAMEDATALEN
+
+/* ---- settings ---- */
+bool		celerysalt_require_registration = false;
+char	   *celerysalt_service_name = NULL;
+
+/* ---- the cache ---- */
+typedef struct RegistryVersion
+{
+	char	   *version;
+	Jsonb	   *schema;
+	bool		deprecated;
+	char	   *deprecated_reason;	/* NULL unless deprecated */
+	LocalTransactionId warned_lxid; /* the deprecation warning was given */
+	bool		fn_ready;
+	FmgrInfo	validate_fn;	/* celerysalt_validate(jsonb, jsonb, bool) */
+} RegistryVersion;
+
+typedef struct RegistryTopic
+{
+	char		topic[CELERYSALT_MAX_TOPIC_LEN + 1];	/* hash key */
+	int			nversions;		/* 0: no schema registered */
+	RegistryVersion *versions;	/* latest first */
+} RegistryTopic;
+
+static MemoryContext registry_cxt = NULL;
+static HTAB *registry_topics = NULL;
+static uint64 registry_inval_count = 1;
+static uint64 registry_built_at = 0;
+static Oid	registry_nsp = InvalidOid;
+static Oid	registry_relid = InvalidOid;	/* celerysalt_schemas */
+static Oid	registry_owner = InvalidOid;
+static Oid	validate_fn_oid = InvalidOid;
+static Oid	errors_fn_oid = InvalidOid;
+
+/* ---- publish counters of the current transaction ---- */
+typedef struct PublishCountKey
+{
+	char		topic[CELERYSALT_MAX_TOPIC_LEN + 1];
+	char		service[REGISTRY_SERVICE_LEN];
+} PublishCountKey;
+
+typedef struct PublishCount
+{
+	PublishCountKey key;
+	int64		published;
+	TimestampTz first;
+	TimestampTz last;
+} PublishCount;
+
+static MemoryContext counts_cxt = NULL;
+static HTAB *pending_counts = NULL;
+static bool xact_callback_registered = false;
+
+static const char *registry_publish_validator(const char *topic, Jsonb *payload,
+											  const char *version);
+
+/* ------------------------------------------------------------- settings */
+
+static bool
+check_service_name(char **newval, void **extra, GucSource source)
+{
+	if (*newval && strlen(*newval) >= REGISTRY_SERVICE_LEN)
+	{
+		GUC_check_errdetail("The service name must be shorter than %d bytes.",
+							REGISTRY_SERVICE_LEN);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * RegistryDefineGucs
+ *		Define the registry's settings; called from GucDefineAll.
+ */
+void
+RegistryDefineGucs(void)
+{
+	DefineCustomBoolVariable("celerysalt.require_registration",
+							 "Sets whether events may only be published to topics with a registered schema.",
+							 "When off, events of unregistered topics are published unvalidated.",
+							 &celerysalt_require_registration,
+							 false,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("celerysalt.service_name",
+							   "Sets the service name publish counts are recorded under.",
+							   "Empty means the name of the current database.",
+							   &celerysalt_service_name,
+							   "",
+							   PGC_USERSET, 0,
+							   check_service_name, NULL, NULL);
+}
+
+/* ---------------------------------------------------------------- cache */
+
+static void
+registry_relcache_callback(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || !OidIsValid(registry_relid) || relid == registry_relid)
+		registry_inval_count++;
+}
+
+/* The OID of function nspname.name(args), or InvalidOid. */
+static Oid
+lookup_function(const char *name, int nargs, const Oid *argtypes)
+{
+	List	   *qname = list_make2(makeString(get_namespace_name(registry_nsp)),
+								   makeString(pstrdup(name)));
+
+	return LookupFuncName(qname, nargs, argtypes, true);
+}
+
+/*
+ * Drop everything cached and find the registry again.  Counts as built for
+ * the current invalidation counter before it touches the catalogs, so an
+ * invalidation that arrives meanwhile causes another reset next time.
+ */
+static void
+registry_reset(void)
+{
+	HASHCTL		ctl;
+	HeapTuple	tup;
+
+	if (registry_cxt == NULL)
+		registry_cxt = AllocSetContextCreate(CacheMemoryContext,
+											 "celerysalt registry cache",
+											 ALLOCSET_DEFAULT_SIZES);
+	else
+		MemoryContextReset(registry_cxt);
+	registry_topics = NULL;
+	registry_relid = InvalidOid;
+	registry_owner = InvalidOid;
+	validate_fn_oid = InvalidOid;
+	errors_fn_oid = InvalidOid;
+	registry_built_at = registry_inval_count;
+
+	registry_nsp = CatalogExtensionSchema(true);
+	if (!OidIsValid(registry_nsp))
+		return;
+	registry_relid = get_relname_relid("celerysalt_schemas", registry_nsp);
+	if (!OidIsValid(registry_relid))
+		return;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(registry_relid));
+	if (!HeapTupleIsValid(tup))
+	{
+		registry_relid = InvalidOid;
+		return;
+	}
+	registry_owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+
+	{
+		Oid			args4[4] = {JSONBOID, JSONBOID, BOOLOID, JSONBOID};
+
+		validate_fn_oid = lookup_function("celerysalt_validate", 3, args4);
+		errors_fn_oid = lookup_function("celerysalt_validation_errors", 3, args4);
+		if (!OidIsValid(errors_fn_oid))
+			errors_fn_oid = lookup_function("celerysalt_validation_errors", 4, args4);
+	}
+
+	ctl.keysize = CELERYSALT_MAX_TOPIC_LEN + 1;
+	ctl.entrysize = sizeof(RegistryTopic);
+	ctl.hcxt = registry_cxt;
+	registry_topics = hash_create("celerysalt registry topics", 64, &ctl,
+								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+}
+
+/* Run the following SPI work as the owner of the registry tables. */
+static void
+become_registry_owner(Oid *save_userid, int *save_sec)
+{
+	GetUserIdAndSecContext(save_userid, save_sec);
+	SetUserIdAndSecContext(registry_owner,
+						   *save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
+/* Read the active versions of topic, latest first, into registry_cxt. */
+static RegistryTopic *
+registry_load(const char *topic)
+{
+	const char *nsp = quote_identifier(get_namespace_name(registry_nsp));
+	char	   *sql;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	Oid			save_userid;
+	int			save_sec;
+	int			rc;
+	RegistryVersion *versions = NULL;
+	int			n;
+	RegistryTopic *entry;
+	bool		found;
+
+	sql = psprintf("SELECT version, schema, deprecated_at IS NOT NULL, deprecated_reason"
+				   "  FROM %s.celerysalt_schemas"
+				   " WHERE topic OPERATOR(pg_catalog.=) $1 AND active"
+				   " ORDER BY %s._celerysalt_version_key(version) DESC, id",
+				   nsp, nsp);
+	args[0] = CStringGetTextDatum(topic);
+
+	SPI_connect();
+	become_registry_owner(&save_userid, &save_sec);
+	rc = SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 0);
+	SetUserIdAndSecContext(save_userid, save_sec);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read the schema registry: %s", SPI_result_code_string(rc));
+
+	n = (int) SPI_processed;
+	if (n > 0)
+		versions = MemoryContextAllocZero(registry_cxt, sizeof(RegistryVersion) * n);
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+		MemoryContext old;
+
+		old = MemoryContextSwitchTo(registry_cxt);
+		versions[i].version = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
+		d = SPI_getbinval(tup, desc, 2, &isnull);
+		versions[i].schema = DatumGetJsonbPCopy(d);
+		versions[i].deprecated = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+		d = SPI_getbinval(tup, desc, 4, &isnull);
+		versions[i].deprecated_reason = isnull ? NULL : TextDatumGetCString(d);
+		versions[i].warned_lxid = InvalidLocalTransactionId;
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+
+	entry = hash_search(registry_topics, topic, HASH_ENTER, &found);
+	entry->nversions = n;
+	entry->versions = versions;
+	return entry;
+}
+
+/*
+ * registry_lookup
+ *		The cached registration state of topic, loading it on first use.
+ *		NULL when the registry tables do not exist in this database.  The
+ *		result is valid until the next call.  The caller must be in a
+ *		transaction; topic must have at most CELERYSALT_MAX_TOPIC_LEN bytes.
+ */
+static RegistryTopic *
+registry_lookup(const char *topic)
+{
+	RegistryTopic *entry;
+
+	if (registry_built_at != registry_inval_count)
+		registry_reset();
+	if (!OidIsValid(registry_relid))
+		return NULL;
+
+	entry = hash_search(registry_topics, topic, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry;
+
+	if (hash_get_num_entries(registry_topics) >= REGISTRY_MAX_CACHED_TOPICS)
+	{
+		registry_reset();
+		if (!OidIsValid(registry_relid))
+			return NULL;
+	}
+	return registry_load(topic);
+}
+
+/* "v1, v2, v10", the versions of entry, oldest first. */
+static char *
+versions_list(RegistryTopic *entry)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = entry->nversions - 1; i >= 0; i--)
+		appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", entry->versions[i].version);
+	return buf.data;
+}
+
+/* The hint naming the registered topics, from SQL. */
+static char *
+topics_hint(void)
+{
+	char	   *sql = psprintf("SELECT %s._celerysalt_topics_hint()",
+							   quote_identifier(get_namespace_name(registry_nsp)));
+	char	   *hint = NULL;
+	Oid			save_userid;
+	int			save_sec;
+	int			rc;
+
+	SPI_connect();
+	become_registry_owner(&save_userid, &save_sec);
+	rc = SPI_execute(sql, true, 1);
+	SetUserIdAndSecContext(save_userid, save_sec);
+	if (rc == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		char	   *s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (s)
+		{
+			hint = SPI_palloc(strlen(s) + 1);
+			strcpy(hint, s);
+		}
+	}
+	SPI_finish();
+	return hint ? hint : pstrdup("");
+}
+
+/*
+ * The version of entry that version names: NULL or "latest" = the latest.
+ * Raises 42704 when there is no such version.
+ */
+static RegistryVersion *
+registry_find_version(const char *topic, RegistryTopic *entry, const char *version)
+{
+	if (version == NULL || strcmp(version, "latest") == 0)
+		return &entry->versions[0];
+	for (int i = 0; i < entry->nversions; i++)
+		if (strcmp(entry->versions[i].version, version) == 0)
+			return &entry->versions[i];
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("topic \"%s\" has no registered schema version \"%s\"", topic, version),
+			 errhint("Registered versions: %s.", versions_list(entry))));
+	return NULL;				/* keep compiler quiet */
+}
+
+static void
+raise_unregistered(const char *topic, bool publishing)
+{
+	char	   *hint = OidIsValid(registry_relid) ? topics_hint() : "";
+
+	if (publishing)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("topic \"%s\" has no registered schema", topic),
+				 errdetail("celerysalt.require_registration is on, so only registered topics can be published."),
+				 errhint("Register the schema with celerysalt_register_schema() first. %s", hint)));
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("topic \"%s\" has no registered schema", topic),
+				 errhint("%s", hint)));
+}
+
+/*
+ * True if payload is valid against version v of the topic, with formats
+ * asserted.  When it is not and errors is not NULL, *errors receives the
+ * validator's error array.
+ */
+static bool
+registry_check_payload(RegistryVersion *v, Jsonb *payload, Jsonb **errors)
+{
+	bool		ok;
+
+	if (!OidIsValid(validate_fn_oid) || !OidIsValid(errors_fn_oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the JSON Schema validator of celerysalt is not installed"),
+				 errhint("Update the extension with ALTER EXTENSION celerysalt UPDATE.")));
+	if (!v->fn_ready)
+	{
+		fmgr_info_cxt(validate_fn_oid, &v->validate_fn, registry_cxt);
+		v->fn_ready = true;
+	}
+	ok = DatumGetBool(FunctionCall3(&v->validate_fn, JsonbPGetDatum(v->schema),
+									JsonbPGetDatum(payload), BoolGetDatum(true)));
+	if (!ok && errors)
+		*errors = DatumGetJsonbP(OidFunctionCall3(errors_fn_oid, JsonbPGetDatum(v->schema),
+												  JsonbPGetDatum(payload),
+												  BoolGetDatum(true)));
+	return ok;
+}
+
+/* A text member of a validator error object, or "". */
+static char *
+error_member(JsonbValue *obj, const char *key)
+{
+	JsonbValue	v;
+
+	if (obj->type == jbvBinary &&
+		getKeyJsonValueFromContainer(obj->val.binary.data, key, strlen(key), &v) &&
+		v.type == jbvString)
+		return pnstrdup(v.val.string.val, v.val.string.len);
+	return pstrdup("");
+}
+
+static void
+raise_invalid_payload(const char *topic, const char *version, Jsonb *errors)
+{
+	StringInfoData detail;
+	int			n = 0;
+	int			total = 0;
+
+	initStringInfo(&detail);
+	if (JB_ROOT_IS_ARRAY(errors) && !JB_ROOT_IS_SCALAR(errors))
+	{
+		total = JB_ROOT_COUNT(errors);
+		for (n = 0; n < total && n < REGISTRY_MAX_DETAIL_ERRORS; n++)
+		{
+			JsonbValue *e = getIthJsonbValueFromContainer(&errors->root, n);
+			char	   *path = error_member(e, "path");
+
+			appendStringInfo(&detail, "\n%s: %s", path[0] ? path : "(root)",
+							 error_member(e, "message"));
+		}
+	}
+	if (total > n)
+		appendStringInfo(&detail, "\n... and %d more.", total - n);
+	ereport(ERROR,
+			(errcode(ERRCODE_CHECK_VIOLATION),
+			 errmsg("event payload does not match the schema of topic \"%s\" version \"%s\"",
+					topic, version),
+			 errdetail_internal("%d validation error%s:%s", total, total == 1 ? "" : "s",
+								detail.data),
+			 errhint("celerysalt_event_errors(topic, payload, version) lists the errors as JSON.")));
+}
+
+/* ------------------------------------------------------- publish counts */
+
+static void
+counts_flush(void)
+{
+	HTAB	   *counts = pending_counts;
+	HASH_SEQ_STATUS seq;
+	PublishCount *c;
+	Oid			nsp;
+	Oid			relid;
+	Oid			owner;
+	HeapTuple	tup;
+	char	   *sql;
+	Oid			argtypes[5] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Oid			save_userid;
+	int			save_sec;
+
+	pending_counts = NULL;
+	if (counts == NULL)
+		return;
+
+	nsp = CatalogExtensionSchema(true);
+	relid = OidIsValid(nsp) ? get_relname_relid("_celerysalt_publish_stats", nsp) : InvalidOid;
+	if (!OidIsValid(relid))
+		goto done;				/* the extension went away in this transaction */
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		goto done;
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+
+	sql = psprintf("INSERT INTO %s (topic, service, published, first_published_at, last_published_at)"
+				   " VALUES ($1, $2, $3, $4, $5)",
+				   quote_qualified_identifier(get_namespace_name(nsp), "_celerysalt_publish_stats"));
+	SPI_connect();
+	/* after the last statement: no snapshot is active any more */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	hash_seq_init(&seq, counts);
+	while ((c = hash_seq_search(&seq)) != NULL)
+	{
+		Datum		args[5];
+		int			rc;
+
+		args[0] = CStringGetTextDatum(c->key.topic);
+		args[1] = CStringGetTextDatum(c->key.service);
+		args[2] = Int64GetDatum(c->published);
+		args[3] = TimestampTzGetDatum(c->first);
+		args[4] = TimestampTzGetDatum(c->last);
+		rc = SPI_execute_with_args(sql, 5, argtypes, args, NULL, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "could not record publish counts: %s", SPI_result_code_string(rc));
+	}
+	SetUserIdAndSecContext(save_userid, save_sec);
+	PopActiveSnapshot();
+	SPI_finish();
+done:
+	MemoryContextReset(counts_cxt);
+}
+
+static void
+registry_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			if (pending_counts != NULL)
+				counts_flush();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PREPARE:
+			if (pending_counts != NULL)
+			{
+				pending_counts = NULL;
+				MemoryContextReset(counts_cxt);
+			}
+			break;
+		default:
+			break;
+	}
+}
+
+/* Count one event of topic published in this transaction. */
+static void
+counts_note(const char *topic)
+{
+	PublishCountKey key;
+	PublishCount *c;
+	bool		found;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (pending_counts == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (counts_cxt == NULL)
+			counts_cxt = AllocSetContextCreate(TopMemoryContext,
+											   "celerysalt publish counts",
+											   ALLOCSET_SMALL_SIZES);
+		if (!xact_callback_registered)
+		{
+			RegisterXactCallback(registry_xact_callback, NULL);
+			xact_callback_registered = true;
+		}
+		ctl.keysize = sizeof(PublishCountKey);
+		ctl.entrysize = sizeof(PublishCount);
+		ctl.hcxt = counts_cxt;
+		pending_counts = hash_create("celerysalt publish counts", 16, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+
+	memset(&key, 0, sizeof(key));
+	strlcpy(key.topic, topic, sizeof(key.topic));
+	if (celerysalt_service_name && celerysalt_service_name[0])
+		strlcpy(key.service, celerysalt_service_name, sizeof(key.service));
+	else
+	{
+		char	   *db = get_database_name(MyDatabaseId);
+
+		strlcpy(key.service, db ? db : "postgres", sizeof(key.service));
+	}
+	c = hash_search(pending_counts, &key, HASH_ENTER, &found);
+	if (!found)
+	{
+		c->published = 0;
+		c->first = now;
+	}
+	c->published++;
+	c->last = now;
+}
+
+/* ------------------------------------------------------------- the hook */
+
+/*
+ * registry_publish_validator
+ *		The PublishValidator: validate payload against the registered schema
+ *		of (topic, version or latest), warn about a deprecated version, count
+ *		the event, and return the version to stamp into _tchu_meta (palloc'd
+ *		in the caller's context).  Topics without a registered schema pass
+ *		unchanged unless celerysalt.require_registration is on.
+ */
+static const char *
+registry_publish_validator(const char *topic, Jsonb *payload, const char *version)
+{
+	RegistryTopic *entry = registry_lookup(topic);
+	RegistryVersion *v;
+	Jsonb	   *errors = NULL;
+
+	if (entry == NULL || entry->nversions == 0)
+	{
+		if (celerysalt_require_registration)
+			raise_unregistered(topic, true);
+		if (entry != NULL)
+			counts_note(topic);
+		return version;
+	}
+
+	v = registry_find_version(topic, entry, version);
+	if (!registry_check_payload(v, payload, &errors))
+		raise_invalid_payload(topic, v->version, errors);
+
+	if (v->deprecated && v->warned_lxid != MyProc->lxid)
+	{
+		v->warned_lxid = MyProc->lxid;
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING_DEPRECATED_FEATURE),
+				 errmsg("schema version \"%s\" of topic \"%s\" is deprecated", v->version, topic),
+				 errdetail("Reason: %s", v->deprecated_reason ? v->deprecated_reason : "none given."),
+				 entry->versions[0].deprecated ? 0 :
+				 errhint("The latest version is \"%s\".", entry->versions[0].version)));
+	}
+
+	counts_note(topic);
+	return pstrdup(v->version);
+}
+
+/*
+ * RegistryInit
+ *		Install the publish validator and the cache invalidation callback.
+ *		Called from _PG_init in every backend that loads the library.
+ */
+void
+RegistryInit(void)
+{
+	celerysalt_publish_validator = registry_publish_validator;
+	CacheRegisterRelcacheCallback(registry_relcache_callback, (Datum) 0);
+}
+
+/* ------------------------------------------------------ SQL functions */
+
+/*
+ * celerysalt_validate_event(topic text, payload jsonb, version text DEFAULT 'latest')
+ *		RETURNS boolean
+ *		Whether payload is valid against the registered schema, formats
+ *		asserted.  Unknown topic or version: error 42704.
+ */
+Datum
+celerysalt_validate_event(PG_FUNCTION_ARGS)
+{
+	char	   *topic = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Jsonb	   *payload = PG_GETARG_JSONB_P(1);
+	char	   *version = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	RegistryTopic *entry = NULL;
+	RegistryVersion *v;
+
+	if (strlen(topic) <= CELERYSALT_MAX_TOPIC_LEN)
+		entry = registry_lookup(topic);
+	if (entry == NULL || entry->nversions == 0)
+		raise_unregistered(topic, false);
+	v = registry_find_version(topic, entry, version);
+	PG_RETURN_BOOL(registry_check_payload(v, payload, NULL));
+}
+
+/*
+ * _celerysalt_registry_changed() RETURNS trigger
+ *		Statement trigger of celerysalt_schemas: invalidate every backend's
+ *		registry cache when the registering transaction commits.
+ */
+Datum
+_celerysalt_registry_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "_celerysalt_registry_changed: not called as a trigger");
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	PG_RETURN_POINTER(NULL);
+}
+
+/*
+ * _celerysalt_check_names(topic text, version text) RETURNS void
+ *		Raise 22023 unless topic is a publishable topic and version (unless
+ *		NULL) a usable version label: 1 to 64 bytes, no white space or
+ *		control characters, not "latest".
+ */
+Datum
+_celerysalt_check_names(PG_FUNCTION_ARGS)
+{
+	char	   *version;
+	size_t		len;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("topic must not be null")));
+	OutboxCheckTopic(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	if (PG_ARGISNULL(1))
+		PG_RETURN_VOID();		/* only the topic to check */
+	version = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	len = strlen(version);
+	if (len == 0 || len > REGISTRY_MAX_VERSION_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("schema version must have between 1 and %d bytes",
+						REGISTRY_MAX_VERSION_LEN)));
+	for (const unsigned char *p = (const unsigned char *) version; *p; p++)
+		if (*p <= ' ' || *p == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("schema version \"%s\" contains white space or a control character",
+							version)));
+	if (pg_strcasecmp(version, "latest") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"latest\" cannot be used as a schema version"),
+				 errdetail("\"latest\" always names the highest registered version."),
+				 errhint("Use versions such as \"v1\", \"v2\" or \"v1.2\".")));
+	PG_RETURN_VOID();
+}
+
+/* ---- first difference of two JSON documents ---- */
+
+static JsonbValue *
+keyed_values(JsonbContainer *c, int *n, JsonbValue **vals)
+{
+	int			count = JsonContainerSize(c);
+	JsonbValue *keys = palloc(sizeof(JsonbValue) * Max(count, 1));
+	JsonbIterator *it = JsonbIteratorInit(c);
+	JsonbValue	tok;
+	JsonbIteratorToken r;
+	int			i = 0;
+
+	*vals = palloc(sizeof(JsonbValue) * Max(count, 1));
+	while ((r = JsonbIteratorNext(&it, &tok, true)) != WJB_DONE)
+	{
+		if (r == WJB_KEY)
+			keys[i] = tok;
+		else if (r == WJB_VALUE)
+			(*vals)[i++] = tok;
+	}
+	*n = i;
+	return keys;
+}
+
+/* jsonb's key order: shorter first, then bytewise */
+static int
+key_cmp(const JsonbValue *a, const JsonbValue *b)
+{
+	if (a->val.string.len != b->val.string.len)
+		return a->val.string.len < b->val.string.len ? -1 : 1;
+	return memcmp(a->val.string.val, b->val.string.val, a->val.string.len);
+}
+
+static bool
+scalar_equal(const JsonbValue *a, const JsonbValue *b)
+{
+	if (a->type != b->type)
+		return false;
+	switch (a->type)
+	{
+		case jbvNull:
+			return true;
+		case jbvBool:
+			return a->val.boolean == b->val.boolean;
+		case jbvString:
+			return a->val.string.len == b->val.string.len &&
+				memcmp(a->val.string.val, b->val.string.val, a->val.string.len) == 0;
+		case jbvNumeric:
+			return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
+													 NumericGetDatum(a->val.numeric),
+													 NumericGetDatum(b->val.numeric))) == 0;
+		default:
+			return false;
+	}
+}
+
+static void
+pointer_append(StringInfo path, const char *s, int len)
+{
+	appendStringInfoChar(path, '/');
+	for (int i = 0; i < len; i++)
+	{
+		if (s[i] == '~')
+			appendStringInfoString(path, "~0");
+		else if (s[i] == '/')
+			appendStringInfoString(path, "~1");
+		else
+			appendStringInfoChar(path, s[i]);
+	}
+}
+
+/*
+ * Find the first place where a and b differ (in jsonb's key order, then
+ * array order).  Returns false if they are equal; otherwise path holds the
+ * JSON Pointer and *da / *db the differing values (NULL where missing).
+ */
+static bool
+first_difference(JsonbValue *a, JsonbValue *b, StringInfo path,
+				 JsonbValue **da, JsonbValue **db)
+{
+	bool		aobj = a->type == jbvBinary && JsonContainerIsObject(a->val.binary.data);
+	bool		bobj = b->type == jbvBinary && JsonContainerIsObject(b->val.binary.data);
+	bool		aarr = a->type == jbvBinary && JsonContainerIsArray(a->val.binary.data);
+	bool		barr = b->type == jbvBinary && JsonContainerIsArray(b->val.binary.data);
+
+	check_stack_depth();
+	if (aobj && bobj)
+	{
+		int			na,
+					nb,
+					i = 0,
+					j = 0;
+		JsonbValue *va,
+				   *vb;
+		JsonbValue *ka = keyed_values(a->val.binary.data, &na, &va);
+		JsonbValue *kb = keyed_values(b->val.binary.data, &nb, &vb);
+
+		while (i < na || j < nb)
+		{
+			int			c = i >= na ? 1 : j >= nb ? -1 : key_cmp(&ka[i], &kb[j]);
+
+			if (c < 0)
+			{
+				pointer_append(path, ka[i].val.string.val, ka[i].val.string.len);
+				*da = &va[i];
+				*db = NULL;
+				return true;
+			}
+			if (c > 0)
+			{
+				pointer_append(path, kb[j].val.string.val, kb[j].val.string.len);
+				*da = NULL;
+				*db = &vb[j];
+				return true;
+			}
+			{
+				int			save = path->len;
+
+				pointer_append(path, ka[i].val.string.val, ka[i].val.string.len);
+				if (first_difference(&va[i], &vb[j], path, da, db))
+					return true;
+				path->len = save;
+				path->data[save] = '\0';
+			}
+			i++, j++;
+		}
+		return false;
+	}
+	if (aarr && barr)
+	{
+		int			na = JsonContainerSize(a->val.binary.data);
+		int			nb = JsonContainerSize(b->val.binary.data);
+
+		for (int i = 0; i < Max(na, nb); i++)
+		{
+			int			save = path->len;
+
+			appendStringInfo(path, "/%d", i);
+			if (i >= na || i >= nb)
+			{
+				*da = i < na ? getIthJsonbValueFromContainer(a->val.binary.data, i) : NULL;
+				*db = i < nb ? getIthJsonbValueFromContainer(b->val.binary.data, i) : NULL;
+				return true;
+			}
+			if (first_difference(getIthJsonbValueFromContainer(a->val.binary.data, i),
+								 getIthJsonbValueFromContainer(b->val.binary.data, i),
+								 path, da, db))
+				return true;
+			path->len = save;
+			path->data[save] = '\0';
+		}
+		return false;
+	}
+	if (a->type != jbvBinary && b->type != jbvBinary && scalar_equal(a, b))
+		return false;
+	*da = a;
+	*db = b;
+	return true;
+}
+
+static void
+root_value(Jsonb *jb, JsonbValue *out)
+{
+	if (JB_ROOT_IS_SCALAR(jb))
+		*out = *getIthJsonbValueFromContainer(&jb->root, 0);
+	else
+	{
+		out->type = jbvBinary;
+		out->val.binary.data = &jb->root;
+		out->val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	}
+}
+
+/*
+ * _celerysalt_schema_first_difference(registered jsonb, given jsonb,
+ *		OUT path text, OUT registered_value jsonb, OUT given_value jsonb)
+ *		The JSON Pointer of the first difference (NULLs when equal).
+ */
+Datum
+_celerysalt_schema_first_difference(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *a = PG_GETARG_JSONB_P(0);
+	Jsonb	   *b = PG_GETARG_JSONB_P(1);
+	JsonbValue	va,
+				vb;
+	JsonbValue *da = NULL,
+			   *db = NULL;
+	StringInfoData path;
+	TupleDesc	desc;
+	Datum		values[3];
+	bool		nulls[3] = {true, true, true};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	desc = BlessTupleDesc(desc);
+
+	root_value(a, &va);
+	root_value(b, &vb);
+	initStringInfo(&path);
+	if (first_difference(&va, &vb, &path, &da, &db))
+	{
+		values[0] = CStringGetTextDatum(path.data);
+		nulls[0] = false;
+		if (da)
+		{
+			values[1] = JsonbPGetDatum(JsonbValueToJsonb(da));
+			nulls[1] = false;
+		}
+		if (db)
+		{
+			values[2] = JsonbPGetDatum(JsonbValueToJsonb(db));
+			nulls[2] = false;
+		}
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
