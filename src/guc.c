@@ -33,7 +33,7 @@ int			celerysalt_poll_interval_ms = 1000;
 int			celerysalt_broker_timeout_ms = 5000;
 int			celerysalt_reconnect_max_delay_ms = 30000;
 int			celerysalt_max_payload_size = 1024 * 1024;
-int			celerysalt_delivered_retention_s = 7 * 24 * 3600;
+int			celerysalt_delivered_retention_s = 24 * 3600;
 int			celerysalt_outbox_rotation_s = 10;
 int			celerysalt_max_databases = 32;
 
@@ -248,7 +248,7 @@ GucDefineAll(void)
 							"Sets how long delivered events stay in celerysalt_events for replay.",
 							"0 keeps no log of delivered events.",
 							&celerysalt_delivered_retention_s,
-							7 * 24 * 3600, 0, INT_MAX,
+							24 * 3600, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 

@@ -34,6 +34,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "storage/itemptr.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -58,6 +59,7 @@ typedef struct OutboxEvent
 	char	   *version;
 	char	   *correlation_id;
 	int16		slot;
+	ItemPointerData ctid;		/* in its partition: deleted by ctid */
 } OutboxEvent;
 
 typedef struct WorkerState
@@ -80,6 +82,11 @@ typedef struct WorkerState
 	int			isolate_remaining;
 	int64		rejected_event_id;
 	int			rejected_count;
+
+	/* saved plans, valid for plans_schema */
+	Oid			plans_schema;
+	SPIPlanPtr	read_plan;
+	SPIPlanPtr	finish_plans[CELERYSALT_OUTBOX_SLOTS][2];	/* [slot][log it?] */
 
 	/* outbox partitions */
 	bool		slot_clean[CELERYSALT_OUTBOX_SLOTS];	/* truncated, unused */
@@ -219,6 +226,37 @@ exit_extension_gone(void)
 }
 
 /*
+ * A saved plan, prepared on first use.  All plans are forgotten when the
+ * extension's schema changes (dropped and created again).
+ */
+static SPIPlanPtr
+saved_plan(SPIPlanPtr *plan, Oid schema, const char *sql, int nargs, Oid *argtypes)
+{
+	if (ws.plans_schema != schema)
+	{
+		if (ws.read_plan)
+			SPI_freeplan(ws.read_plan);
+		ws.read_plan = NULL;
+		for (int s = 0; s < CELERYSALT_OUTBOX_SLOTS; s++)
+			for (int l = 0; l < 2; l++)
+			{
+				if (ws.finish_plans[s][l])
+					SPI_freeplan(ws.finish_plans[s][l]);
+				ws.finish_plans[s][l] = NULL;
+			}
+		ws.plans_schema = schema;
+	}
+	if (*plan == NULL)
+	{
+		*plan = SPI_prepare(sql, nargs, argtypes);
+		if (*plan == NULL)
+			elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+		SPI_keepplan(*plan);
+	}
+	return *plan;
+}
+
+/*
  * Read up to limit committed events in enqueue order into ws.batch_cxt.
  * Returns the number read, or -1 when the outbox is locked (DROP EXTENSION
  * under way).
@@ -228,7 +266,9 @@ read_batch(int limit, OutboxEvent **events_out)
 {
 	Oid			schema = begin_xact();
 	Oid			outbox;
-	char	   *sql;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	SPIPlanPtr	plan;
 	int			rc;
 	OutboxEvent *events;
 
@@ -245,10 +285,15 @@ read_batch(int limit, OutboxEvent **events_out)
 	}
 
 	pgstat_report_activity(STATE_RUNNING, "celerysalt: reading outbox");
-	sql = psprintf("SELECT event_id, id, topic, payload, version, correlation_id, slot"
-				   " FROM %s ORDER BY event_id LIMIT %d",
-				   CatalogQualifiedName("_celerysalt_outbox"), limit);
-	rc = SPI_execute(sql, true, 0);
+	plan = ws.plans_schema == schema ? ws.read_plan : NULL;
+	if (plan == NULL)
+		plan = saved_plan(&ws.read_plan, schema,
+						  psprintf("SELECT event_id, id, topic, payload, version, correlation_id, slot, ctid"
+								   " FROM %s ORDER BY event_id LIMIT $1",
+								   CatalogQualifiedName("_celerysalt_outbox")),
+						  1, argtypes);
+	values[0] = Int32GetDatum(limit);
+	rc = SPI_execute_plan(plan, values, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read the outbox: %s", SPI_result_code_string(rc));
 
@@ -272,6 +317,7 @@ read_batch(int limit, OutboxEvent **events_out)
 		d = SPI_getbinval(tup, desc, 6, &isnull);
 		ev->correlation_id = isnull ? NULL : TextDatumGetCString(d);
 		ev->slot = DatumGetInt16(SPI_getbinval(tup, desc, 7, &isnull));
+		ev->ctid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 8, &isnull));
 		MemoryContextSwitchTo(old);
 	}
 	rc = (int) SPI_processed;
@@ -280,54 +326,69 @@ read_batch(int limit, OutboxEvent **events_out)
 	return rc;
 }
 
-/* An int8[] of the events' ids, for "= ANY($1)". */
-static Datum
-event_id_array(OutboxEvent *events, int n)
-{
-	Datum	   *ids = palloc(sizeof(Datum) * n);
-
-	for (int i = 0; i < n; i++)
-		ids[i] = Int64GetDatum(events[i].event_id);
-	return PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
 /*
- * Remove delivered events from the outbox and log them in celerysalt_events
- * (when retention is on), in one transaction.
+ * Remove delivered events from their outbox partitions, by ctid (a TID
+ * scan: no index, no plan that depends on the batch), and log them in
+ * celerysalt_events when retention is on — one transaction.
  */
 static void
 finish_batch(OutboxEvent *events, int n)
 {
-	Oid			argtypes[1] = {INT8ARRAYOID};
-	Datum		values[1];
-	char	   *sql;
-	int			rc;
+	Oid			argtypes[1] = {TIDARRAYOID};
+	bool		log_events = celerysalt_delivered_retention_s > 0;
+	Oid			schema;
 
-	if (!OidIsValid(begin_xact()))
+	schema = begin_xact();
+	if (!OidIsValid(schema))
 	{
 		end_xact();
 		exit_extension_gone();
 	}
 	pgstat_report_activity(STATE_RUNNING, "celerysalt: finishing batch");
-	values[0] = event_id_array(events, n);
-	if (celerysalt_delivered_retention_s > 0)
-		sql = psprintf("WITH d AS (DELETE FROM %s WHERE event_id = ANY($1) RETURNING *)"
-					   " INSERT INTO %s (id, event_id, topic, version, correlation_id, payload,"
-					   " enqueued_at, delivered_at, size)"
-					   " SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
-					   " pg_catalog.clock_timestamp(), pg_catalog.pg_column_size(payload) FROM d",
-					   CatalogQualifiedName("_celerysalt_outbox"),
-					   CatalogQualifiedName("celerysalt_events"));
-	else
-		sql = psprintf("DELETE FROM %s WHERE event_id = ANY($1)",
-					   CatalogQualifiedName("_celerysalt_outbox"));
-	rc = SPI_execute_with_args(sql, 1, argtypes, values, NULL, false, 0);
-	if (rc != SPI_OK_INSERT && rc != SPI_OK_DELETE)
-		elog(ERROR, "could not finish a delivered batch: %s", SPI_result_code_string(rc));
+
+	for (int s = 0; s < CELERYSALT_OUTBOX_SLOTS; s++)
+	{
+		Datum	   *tids = palloc(sizeof(Datum) * n);
+		int			ntids = 0;
+		char		partition[NAMEDATALEN];
+		SPIPlanPtr	plan;
+		Datum		values[1];
+		int			rc;
+
+		for (int i = 0; i < n; i++)
+			if (events[i].slot == s)
+				tids[ntids++] = PointerGetDatum(&events[i].ctid);
+		if (ntids == 0)
+			continue;
+
+		snprintf(partition, sizeof(partition), "_celerysalt_outbox_%d", s);
+		plan = ws.plans_schema == schema ? ws.finish_plans[s][log_events] : NULL;
+		if (plan == NULL)
+		{
+			char	   *sql;
+
+			if (log_events)
+				sql = psprintf("WITH d AS (DELETE FROM %s WHERE ctid = ANY($1) RETURNING *)"
+							   " INSERT INTO %s (id, event_id, topic, version, correlation_id, payload,"
+							   " enqueued_at, delivered_at, size)"
+							   " SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
+							   " pg_catalog.clock_timestamp(), pg_catalog.pg_column_size(payload) FROM d",
+							   CatalogQualifiedName(partition),
+							   CatalogQualifiedName("celerysalt_events"));
+			else
+				sql = psprintf("DELETE FROM %s WHERE ctid = ANY($1)", CatalogQualifiedName(partition));
+			plan = saved_plan(&ws.finish_plans[s][log_events], schema, sql, 1, argtypes);
+		}
+		values[0] = PointerGetDatum(construct_array(tids, ntids, TIDOID, sizeof(ItemPointerData),
+													false, TYPALIGN_SHORT));
+		rc = SPI_execute_plan(plan, values, NULL, false, 0);
+		if ((rc != SPI_OK_INSERT && rc != SPI_OK_DELETE) || SPI_processed != (uint64) ntids)
+			elog(ERROR, "could not finish a delivered batch: %s, %llu of %d rows",
+				 SPI_result_code_string(rc), (unsigned long long) SPI_processed, ntids);
+		ws.slot_dirty[s] = true;
+	}
 	end_xact();
 
-	for (int i = 0; i < n; i++)
-		ws.slot_dirty[events[i].slot] = true;
 	pg_atomic_fetch_add_u64(&ws.dbslot->delivered_total, n);
 	SpinLockAcquire(&ws.dbslot->mutex);
 	ws.dbslot->last_delivery_at = GetCurrentTimestamp();

@@ -18,9 +18,14 @@ CREATE TABLE _celerysalt_outbox (
     correlation_id  text,
     enqueued_at     timestamptz NOT NULL
 ) PARTITION BY LIST (slot);
-CREATE TABLE _celerysalt_outbox_0 PARTITION OF _celerysalt_outbox FOR VALUES IN (0);
-CREATE TABLE _celerysalt_outbox_1 PARTITION OF _celerysalt_outbox FOR VALUES IN (1);
-CREATE TABLE _celerysalt_outbox_2 PARTITION OF _celerysalt_outbox FOR VALUES IN (2);
+-- Autovacuum is off: the worker truncates drained partitions, and a
+-- VACUUM holding its lock would only postpone that.
+CREATE TABLE _celerysalt_outbox_0 PARTITION OF _celerysalt_outbox FOR VALUES IN (0)
+    WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false);
+CREATE TABLE _celerysalt_outbox_1 PARTITION OF _celerysalt_outbox FOR VALUES IN (1)
+    WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false);
+CREATE TABLE _celerysalt_outbox_2 PARTITION OF _celerysalt_outbox FOR VALUES IN (2)
+    WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false);
 CREATE INDEX _celerysalt_outbox_event_id ON _celerysalt_outbox (event_id);
 
 -- ----------------------------------------------------- delivered events
@@ -36,7 +41,6 @@ CREATE TABLE celerysalt_events (
     size            integer     NOT NULL
 );
 CREATE INDEX celerysalt_events_delivered_at ON celerysalt_events (delivered_at);
-CREATE INDEX celerysalt_events_topic ON celerysalt_events (topic, delivered_at);
 COMMENT ON TABLE celerysalt_events IS
     'Events confirmed by the broker, kept for celerysalt.delivered_retention; replay them with celerysalt_replay.';
 
