@@ -560,7 +560,9 @@ maintain_outbox(void)
 
 	if (TimestampDifferenceExceeds(ws.rotated_at, now, celerysalt_outbox_rotation_s * 1000))
 	{
-		for (int step = 1; step < CELERYSALT_OUTBOX_SLOTS; step++)
+		bool		rotated = false;
+
+		for (int step = 1; step < CELERYSALT_OUTBOX_SLOTS && !rotated; step++)
 		{
 			uint32		next = (current + step) % CELERYSALT_OUTBOX_SLOTS;
 
@@ -570,9 +572,11 @@ maintain_outbox(void)
 				ws.slot_clean[next] = false;
 				ws.slot_dirty[current] = true;
 				current = next;
-				break;
+				rotated = true;
 			}
 		}
+		if (!rotated)
+			elog(DEBUG1, "celerysalt: no truncated outbox partition to rotate to; staying on %u", current);
 		ws.rotated_at = now;
 	}
 
@@ -605,7 +609,11 @@ maintain_outbox(void)
 				ws.slot_dirty[s] = false;
 				ws.slot_clean[s] = true;
 			}
+			else
+				elog(DEBUG1, "celerysalt: outbox partition %d still holds events; truncation postponed", s);
 		}
+		else
+			elog(DEBUG1, "celerysalt: outbox partition %d is locked; truncation postponed", s);
 		end_xact();
 	}
 }

@@ -12,7 +12,7 @@ bench_build
 bench_venv
 bench_machine_info
 trap bench_cluster_stop EXIT
-bench_cluster_start
+bench_cluster_start "${BENCH_PGCONF:-}"
 echo "throwaway cluster on port $PGPORT_BENCH (PostgreSQL defaults; celerysalt.outbox_rotation = 10s, autovacuum on)"
 "$VENV/bin/python" "$BENCH_DIR/bloat.py" --conninfo "$CONNINFO" --rate "${BLOAT_RATE:-500}" \
 	--normal "${BLOAT_NORMAL:-60}" --window "${BLOAT_WINDOW:-30}" --held "${BLOAT_HELD:-300}"
