@@ -11,8 +11,7 @@ trap 'rm -rf "$W"' EXIT
 cp -a "$here/test" "$here/bench" "$W/"
 chown -R postgres:postgres "$W"
 # the integration rig's virtualenv (built by it on first use)
-CSIT_VENV_ONLY=1 bash "$here/test/integration/run.sh" --collect-only -q >/dev/null 2>&1 || true
-VENV=$(ls -d /var/tmp/celerysalt-venv-* | grep -v lock | head -1)
+VENV=$(bash "$here/test/integration/run.sh" --venv-path | tail -1)
 runuser -u postgres -- env -i HOME=/var/lib/postgresql LANG=C.UTF-8 \
 	PATH="$VENV/bin:/usr/lib/postgresql/15/bin:/usr/bin:/bin" BENCH_DIR="$W/run" \
 	"$VENV/bin/python" "$W/bench/rpc/bench.py"

@@ -61,6 +61,13 @@ for d in /var/tmp/celerysalt-venv-*/; do
 done
 flock -u 9
 
+# `run.sh --venv-path`: build the virtualenv if needed, print its path, run nothing
+# (bench/rpc uses the rig's venv and workers).
+if [ "${1:-}" = "--venv-path" ]; then
+	echo "$VENV"
+	exit 0
+fi
+
 LOGDIR=${CSIT_LOGDIR:-$ROOT/log/integration}
 install -d -o postgres -g postgres "$ROOT/log"
 rm -rf "$LOGDIR"
