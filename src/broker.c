@@ -98,29 +98,6 @@ BrokerRedactedUrl(const char *url)
 }
 
 /* Read the first line of celerysalt.broker_password_file, or NULL. */
-static char *
-read_password_file(StringInfo error)
-{
-	FILE	   *f;
-	char		line[1024];
-	size_t		len;
-
-	f = AllocateFile(celerysalt_broker_password_file, "r");
-	if (f == NULL)
-	{
-		appendStringInfo(error, "could not open broker password file \"%s\": %m",
-						 celerysalt_broker_password_file);
-		return NULL;
-	}
-	if (fgets(line, sizeof(line), f) == NULL)
-		line[0] = '\0';
-	FreeFile(f);
-	len = strlen(line);
-	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-		line[--len] = '\0';
-	return pstrdup(line);
-}
-
 /* Describe a failed library call or server exception into error. */
 static void
 describe_reply(StringInfo error, const char *what, amqp_rpc_reply_t reply)
@@ -247,7 +224,7 @@ BrokerConnect(StringInfo error)
 	password = url.password;
 	if (celerysalt_broker_password_file && celerysalt_broker_password_file[0])
 	{
-		password = read_password_file(error);
+		password = GucReadSecretFile(celerysalt_broker_password_file, "broker", error);
 		if (password == NULL)
 			return NULL;
 	}

@@ -51,6 +51,7 @@ extern int	celerysalt_outbox_rotation_s;
 extern int	celerysalt_max_databases;
 
 extern void GucDefineAll(void);
+extern char *GucReadSecretFile(const char *path, const char *what, StringInfo error);
 
 /* ---- shmem.c ---- */
 

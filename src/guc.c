@@ -14,6 +14,7 @@
 #include <limits.h>
 
 #include "miscadmin.h"
+#include "storage/fd.h"
 #include "utils/guc.h"
 
 #include "broker.h"
@@ -120,6 +121,32 @@ check_dispatcher_tasks(char **newval, void **extra, GucSource source)
 		return false;
 	}
 	return true;
+}
+
+/*
+ * GucReadSecretFile
+ *		The first line of the file a *_password_file setting names, palloc'd,
+ *		or NULL with a message in error.  what names the secret in that message.
+ */
+char *
+GucReadSecretFile(const char *path, const char *what, StringInfo error)
+{
+	FILE	   *f = AllocateFile(path, "r");
+	char		line[1024];
+	size_t		len;
+
+	if (f == NULL)
+	{
+		appendStringInfo(error, "could not open %s password file \"%s\": %m", what, path);
+		return NULL;
+	}
+	if (fgets(line, sizeof(line), f) == NULL)
+		line[0] = '\0';
+	FreeFile(f);
+	len = strlen(line);
+	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+		line[--len] = '\0';
+	return pstrdup(line);
 }
 
 void

@@ -129,27 +129,6 @@ RedisRedactedUrl(const char *url)
 	return psprintf("%.*s:***%s", (int) (colon - url), url, at);
 }
 
-static char *
-read_password_file(const char *path, StringInfo error)
-{
-	FILE	   *f = AllocateFile(path, "r");
-	char		line[1024];
-	size_t		len;
-
-	if (f == NULL)
-	{
-		appendStringInfo(error, "could not open Redis password file \"%s\": %m", path);
-		return NULL;
-	}
-	if (fgets(line, sizeof(line), f) == NULL)
-		line[0] = '\0';
-	FreeFile(f);
-	len = strlen(line);
-	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-		line[--len] = '\0';
-	return pstrdup(line);
-}
-
 static void
 set_timeval(struct timeval *tv, int ms)
 {
@@ -201,7 +180,7 @@ RedisConnect(bool select_db, StringInfo error)
 	}
 	if (celerysalt_redis_password_file && celerysalt_redis_password_file[0])
 	{
-		url.password = read_password_file(celerysalt_redis_password_file, error);
+		url.password = GucReadSecretFile(celerysalt_redis_password_file, "Redis", error);
 		if (url.password == NULL)
 			return NULL;
 	}
