@@ -36,6 +36,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/numeric.h"
+#include "jsonschema.h"
 
 PG_FUNCTION_INFO_V1(_celerysalt_schema_diff);
 
@@ -176,39 +177,13 @@ numeric_less(const JsonbValue *a, const JsonbValue *b)
 											 NumericGetDatum(b->val.numeric))) < 0;
 }
 
-/* JSON equality: key order ignored, numbers compared numerically. */
-static bool
-values_equal(const JsonbValue *a, const JsonbValue *b)
-{
-	if (a->type != b->type)
-		return false;
-	switch (a->type)
-	{
-		case jbvNull:
-			return true;
-		case jbvBool:
-			return a->val.boolean == b->val.boolean;
-		case jbvString:
-			return a->val.string.len == b->val.string.len &&
-				memcmp(a->val.string.val, b->val.string.val, a->val.string.len) == 0;
-		case jbvNumeric:
-			return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
-													 NumericGetDatum(a->val.numeric),
-													 NumericGetDatum(b->val.numeric))) == 0;
-		case jbvBinary:
-			return compareJsonbContainers(a->val.binary.data, b->val.binary.data) == 0;
-		default:
-			return false;
-	}
-}
-
 static bool
 value_member(List *list, const JsonbValue *v)
 {
 	ListCell   *lc;
 
 	foreach(lc, list)
-		if (values_equal((JsonbValue *) lfirst(lc), v))
+		if (JsonschemaEqual((JsonbValue *) lfirst(lc), v))
 			return true;
 	return false;
 }
@@ -546,7 +521,7 @@ compare_default(Diff *d, const SchemaNode *o, const SchemaNode *n, const char *p
 	bool		ho = get_key(&o->v, "default", &od);
 	bool		hn = get_key(&n->v, "default", &nd);
 
-	if (ho && hn && !values_equal(&od, &nd))
+	if (ho && hn && !JsonschemaEqual(&od, &nd))
 		emit(d, path, o, n, "default_changed", true, true, &od, &nd,
 			 psprintf("default changed from %s to %s", value_text(&od), value_text(&nd)));
 	else if (!ho && hn)
@@ -638,7 +613,7 @@ compare_restriction(Diff *d, const SchemaNode *o, const SchemaNode *n, const cha
 	bool		ho = get_key(&o->v, kw, &ov);
 	bool		hn = get_key(&n->v, kw, &nv);
 
-	if (ho && hn && !values_equal(&ov, &nv))
+	if (ho && hn && !JsonschemaEqual(&ov, &nv))
 		emit(d, path, o, n, changed, false, false, &ov, &nv,
 			 psprintf("%s changed from %s to %s", kw, value_text(&ov), value_text(&nv)));
 	else if (!ho && hn)
@@ -697,7 +672,7 @@ compare_bounds(Diff *d, const SchemaNode *o, const SchemaNode *n, const char *pa
 				 psprintf("%s %s removed", kw, value_text(&ov)));
 		else if (ov.type != jbvNumeric || nv.type != jbvNumeric)
 		{
-			if (!values_equal(&ov, &nv))
+			if (!JsonschemaEqual(&ov, &nv))
 				emit(d, path, o, n, "constraint_changed", false, false, &ov, &nv,
 					 psprintf("%s changed from %s to %s", kw, value_text(&ov), value_text(&nv)));
 		}
@@ -718,7 +693,7 @@ compare_bounds(Diff *d, const SchemaNode *o, const SchemaNode *n, const char *pa
 		bool		ho = get_key(&o->v, "multipleOf", &ov);
 		bool		hn = get_key(&n->v, "multipleOf", &nv);
 
-		if (ho && hn && !values_equal(&ov, &nv))
+		if (ho && hn && !JsonschemaEqual(&ov, &nv))
 		{
 			const char *change = "constraint_changed";
 
@@ -952,7 +927,7 @@ compare_other_keywords(Diff *d, const SchemaNode *o, const SchemaNode *n, const 
 		done = lappend(done, (char *) kw);
 		ho = get_key(&o->v, kw, &ov);
 		hn = get_key(&n->v, kw, &nv);
-		if (ho && hn && values_equal(&ov, &nv))
+		if (ho && hn && JsonschemaEqual(&ov, &nv))
 			continue;
 		emit(d, path, o, n, "unsupported_keyword_changed", false, false,
 			 ho ? &ov : NULL, hn ? &nv : NULL,

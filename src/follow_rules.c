@@ -32,6 +32,7 @@
 #include "utils/rel.h"
 #include "utils/relcache.h"
 #include "utils/syscache.h"
+#include "jsonschema.h"
 
 
 PG_FUNCTION_INFO_V1(celerysalt_follow_action_check);
@@ -395,26 +396,7 @@ numeric_compare(Numeric a, Numeric b)
 bool
 FollowValuesEqual(const JsonbValue *a, const JsonbValue *b)
 {
-	if (a->type != b->type)
-		return false;
-	switch (a->type)
-	{
-		case jbvNull:
-			return true;
-		case jbvBool:
-			return a->val.boolean == b->val.boolean;
-		case jbvString:
-			return a->val.string.len == b->val.string.len &&
-				memcmp(a->val.string.val, b->val.string.val, a->val.string.len) == 0;
-		case jbvNumeric:
-			return numeric_compare(a->val.numeric, b->val.numeric) == 0;
-		case jbvBinary:
-			if (JsonContainerIsArray(a->val.binary.data) != JsonContainerIsArray(b->val.binary.data))
-				return false;
-			return compareJsonbContainers(a->val.binary.data, b->val.binary.data) == 0;
-		default:
-			return false;
-	}
+	return JsonschemaEqual(a, b);
 }
 
 /*

@@ -63,6 +63,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "jsonschema.h"
 
 PG_FUNCTION_INFO_V1(celerysalt_validate_event);
 PG_FUNCTION_INFO_V1(_celerysalt_registry_changed);
@@ -799,29 +800,6 @@ key_cmp(const JsonbValue *a, const JsonbValue *b)
 	return memcmp(a->val.string.val, b->val.string.val, a->val.string.len);
 }
 
-static bool
-scalar_equal(const JsonbValue *a, const JsonbValue *b)
-{
-	if (a->type != b->type)
-		return false;
-	switch (a->type)
-	{
-		case jbvNull:
-			return true;
-		case jbvBool:
-			return a->val.boolean == b->val.boolean;
-		case jbvString:
-			return a->val.string.len == b->val.string.len &&
-				memcmp(a->val.string.val, b->val.string.val, a->val.string.len) == 0;
-		case jbvNumeric:
-			return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
-													 NumericGetDatum(a->val.numeric),
-													 NumericGetDatum(b->val.numeric))) == 0;
-		default:
-			return false;
-	}
-}
-
 static void
 pointer_append(StringInfo path, const char *s, int len)
 {
@@ -919,7 +897,7 @@ first_difference(JsonbValue *a, JsonbValue *b, StringInfo path,
 		}
 		return false;
 	}
-	if (a->type != jbvBinary && b->type != jbvBinary && scalar_equal(a, b))
+	if (a->type != jbvBinary && b->type != jbvBinary && JsonschemaEqual(a, b))
 		return false;
 	*da = a;
 	*db = b;
