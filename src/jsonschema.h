@@ -166,6 +166,18 @@ typedef struct JsProp
 	int			nreq;
 } JsProp;
 
+/*
+ * properties and required merged into one list in jsonb key order, so that
+ * an object's members are matched against both in a single merge pass
+ */
+typedef struct JsKey
+{
+	const char *name;
+	int			len;
+	bool		required;
+	JsNode	   *node;			/* the "properties" subschema, or NULL */
+} JsKey;
+
 typedef struct JsPatternProp
 {
 	JsRegex    *re;
@@ -194,27 +206,41 @@ struct JsResource
 
 struct JsNode
 {
+	/*
+	 * Hot fields first: what the validator reads for every value.  The
+	 * validator may replace keys[].node and items by the target of a
+	 * $ref-only node in the same resource on first use (same answer).
+	 */
 	uint64		kw;				/* JSK_* present */
 	int8		boolean;		/* -1: object schema; 0: false; 1: true */
 	uint8		types;			/* JS_T_* accepted by "type" */
 	bool		has_unevaluated;	/* this node has unevaluated* */
-	JsFormat	format;
+	bool		quick_anyof;	/* only anyOf, no annotations needed */
+	bool		plain_object;	/* only type, properties, required,
+								 * additionalProperties */
+	int			nkeys;
 	JsResource *resource;		/* enclosing resource (dynamic scope) */
+	JsNode	   *ref_node;
+	JsKey	   *keys;			/* properties + required, jsonb key order */
+	JsonbValue *enumvals;
+	int			nenum;
+	int			nanyof;
+	JsNode	  **anyof;
+	JsNode	   *items;
+
+	JsFormat	format;
 	char	   *base;			/* base URI in effect */
 	char	   *location;		/* JSON pointer of this subschema, for messages */
 	JsonbContainer *container;	/* the schema object (NULL for booleans) */
 
 	/* $ref, $dynamicRef */
 	char	   *ref;
-	JsNode	   *ref_node;
 	char	   *dynref;
 	JsNode	   *dynref_node;
 	char	   *dynref_anchor;	/* non-NULL when the bookend applies */
 
 	/* validation vocabulary */
 	JsonbValue	constval;
-	JsonbValue *enumvals;
-	int			nenum;
 	Numeric		multipleof;
 	Numeric		maximum;
 	Numeric		exmaximum;
@@ -238,8 +264,6 @@ struct JsNode
 	/* applicators */
 	JsNode	  **allof;
 	int			nallof;
-	JsNode	  **anyof;
-	int			nanyof;
 	JsNode	  **oneof;
 	int			noneof;
 	JsNode	   *not;
@@ -250,7 +274,6 @@ struct JsNode
 	int			ndepschemas;
 	JsNode	  **prefixitems;
 	int			nprefixitems;
-	JsNode	   *items;
 	JsNode	   *contains;
 	JsProp	   *properties;		/* sorted in jsonb key order */
 	int			nproperties;
@@ -323,8 +346,8 @@ extern bool JsonschemaEqual(const JsonbValue *a, const JsonbValue *b);
 extern uint32 JsonschemaHash(const JsonbValue *v);
 extern int	JsonschemaTypeOf(const JsonbValue *v);
 extern const char *JsonschemaTypeName(const JsonbValue *v);
-extern bool JsonschemaIsInteger(Numeric n);
-extern int	JsonschemaNumCmp(Numeric a, Numeric b);
+extern bool JsonschemaIsIntegerSlow(Numeric n);
+extern int	JsonschemaNumCmpSlow(Numeric a, Numeric b);
 extern int64 JsonschemaStrLen(const char *s, int len);
 extern void JsonschemaAppendPointerToken(StringInfo buf, const char *s, int len);
 extern char *JsonschemaValueToText(const JsonbValue *v, int maxlen);
@@ -354,7 +377,7 @@ extern const char *JsonschemaMetaschemaUri(int draft);
  * Fill *out with child 'index' of container c, whose data starts at
  * base_addr + offset.
  */
-static inline void
+static pg_attribute_always_inline void
 JsonschemaFillValue(JsonbContainer *c, int index, char *base_addr, uint32 offset,
 		   JsonbValue *out)
 {
@@ -399,10 +422,29 @@ JsonschemaFillValue(JsonbContainer *c, int index, char *base_addr, uint32 offset
 }
 
 /*
+ * Offset of child index's data in container c: getJsonbOffset() of
+ * jsonb_util.c, inline (it runs for every object the validator visits).
+ */
+static inline uint32
+JsonschemaOffset(const JsonbContainer *c, int index)
+{
+	uint32		offset = 0;
+	int			i;
+
+	for (i = index - 1; i >= 0; i--)
+	{
+		offset += JBE_OFFLENFLD(c->children[i]);
+		if (JBE_HAS_OFF(c->children[i]))
+			break;
+	}
+	return offset;
+}
+
+/*
  * Next pair (objects: key and value) or element (arrays: into *val, key
  * untouched) of a JsIter.  false at the end.
  */
-static inline bool
+static pg_attribute_always_inline bool
 JsonschemaIterNext(JsIter *it, JsonbValue *key, JsonbValue *val)
 {
 	if (it->i >= it->n)
@@ -423,18 +465,148 @@ JsonschemaIterNext(JsIter *it, JsonbValue *key, JsonbValue *val)
 	return true;
 }
 
-/* jsonb's key order: shorter first, then bytewise */
+/* Are the len bytes at a and b equal?  Inline: keys are short. */
+static inline bool
+JsonschemaBytesEqual(const char *a, const char *b, int len)
+{
+	uint64		x,
+				y;
+
+	for (; len >= 8; a += 8, b += 8, len -= 8)
+	{
+		memcpy(&x, a, 8);
+		memcpy(&y, b, 8);
+		if (x != y)
+			return false;
+	}
+	if (len >= 4)
+	{
+		uint32		x4,
+					y4;
+
+		memcpy(&x4, a, 4);
+		memcpy(&y4, b, 4);
+		if (x4 != y4)
+			return false;
+		a += 4, b += 4, len -= 4;
+	}
+	for (; len > 0; a++, b++, len--)
+		if (*a != *b)
+			return false;
+	return true;
+}
+
+/* jsonb's key order: shorter first, then bytewise (sign of the result only) */
 static inline int
 JsonschemaKeyCmp(const char *a, int alen, const char *b, int blen)
 {
-	int			i;
-
 	if (alen != blen)
 		return alen < blen ? -1 : 1;
-	for (i = 0; i < alen; i++)
-		if (a[i] != b[i])
-			return (unsigned char) a[i] < (unsigned char) b[i] ? -1 : 1;
-	return 0;
+	if (JsonschemaBytesEqual(a, b, alen))
+		return 0;
+	return memcmp(a, b, alen);
+}
+
+/*
+ * Direct reads of the numeric on-disk format (stable since PostgreSQL 9.1,
+ * mirrored from numeric.c): base-10000 digits, no leading or trailing zero
+ * digits, a weight.  jsonb never stores NaN or infinities.  Inline: the
+ * validator runs them for every number with "integer", minimum, maximum.
+ */
+#define JS_NUM_SIGN_MASK	0xC000
+#define JS_NUM_NEG			0x4000
+#define JS_NUM_SHORT		0x8000
+#define JS_NUM_SPECIAL		0xC000
+#define JS_NUM_SHORT_SIGN_MASK			0x2000
+#define JS_NUM_SHORT_WEIGHT_SIGN_MASK	0x0040
+#define JS_NUM_SHORT_WEIGHT_MASK		0x003F
+
+typedef struct JsNumParts
+{
+	bool		neg;
+	int			weight;
+	int			ndigits;
+	const int16 *digits;
+} JsNumParts;
+
+static pg_attribute_always_inline bool
+JsonschemaNumParts(Numeric n, JsNumParts *p)
+{
+	const char *data = VARDATA_ANY(n);
+	int			len = VARSIZE_ANY_EXHDR(n);
+	uint16		header;
+
+	memcpy(&header, data, sizeof(uint16));
+	if ((header & JS_NUM_SIGN_MASK) == JS_NUM_SPECIAL)
+		return false;
+	if ((header & JS_NUM_SIGN_MASK) == JS_NUM_SHORT)
+	{
+		p->neg = (header & JS_NUM_SHORT_SIGN_MASK) != 0;
+		p->weight = (header & JS_NUM_SHORT_WEIGHT_SIGN_MASK) ?
+			(int) (~JS_NUM_SHORT_WEIGHT_MASK | (header & JS_NUM_SHORT_WEIGHT_MASK)) :
+			(int) (header & JS_NUM_SHORT_WEIGHT_MASK);
+		p->digits = (const int16 *) (data + sizeof(uint16));
+		p->ndigits = (len - sizeof(uint16)) / sizeof(int16);
+	}
+	else
+	{
+		int16		weight;
+
+		memcpy(&weight, data + sizeof(uint16), sizeof(int16));
+		p->neg = (header & JS_NUM_SIGN_MASK) == JS_NUM_NEG;
+		p->weight = weight;
+		p->digits = (const int16 *) (data + 2 * sizeof(uint16));
+		p->ndigits = (len - 2 * sizeof(uint16)) / sizeof(int16);
+	}
+	return true;
+}
+
+/* Is the numeric a mathematical integer (1.0 is)? */
+static pg_attribute_always_inline bool
+JsonschemaIsInteger(Numeric n)
+{
+	JsNumParts	p;
+
+	if (JsonschemaNumParts(n, &p))
+		return p.ndigits == 0 || p.weight >= p.ndigits - 1;
+	return JsonschemaIsIntegerSlow(n);
+}
+
+/* numeric comparison: <0, 0, >0 */
+static pg_attribute_always_inline int
+JsonschemaNumCmp(Numeric a, Numeric b)
+{
+	JsNumParts	x,
+				y;
+
+	if (JsonschemaNumParts(a, &x) && JsonschemaNumParts(b, &y))
+	{
+		int			sx = x.ndigits == 0 ? 0 : (x.neg ? -1 : 1);
+		int			sy = y.ndigits == 0 ? 0 : (y.neg ? -1 : 1);
+		int			cmp = 0;
+		int			i;
+
+		if (sx != sy)
+			return sx < sy ? -1 : 1;
+		if (sx == 0)
+			return 0;
+		/* same sign, both non-zero: compare absolute values */
+		if (x.weight != y.weight)
+			cmp = x.weight > y.weight ? 1 : -1;
+		else
+		{
+			for (i = 0; i < x.ndigits && i < y.ndigits; i++)
+				if (x.digits[i] != y.digits[i])
+				{
+					cmp = x.digits[i] > y.digits[i] ? 1 : -1;
+					break;
+				}
+			if (cmp == 0 && x.ndigits != y.ndigits)
+				cmp = x.ndigits > y.ndigits ? 1 : -1;
+		}
+		return sx > 0 ? cmp : -cmp;
+	}
+	return JsonschemaNumCmpSlow(a, b);
 }
 
 #endif							/* JSONSCHEMA_H */

@@ -336,6 +336,54 @@ prop_cmp(const void *a, const void *b)
 	return JsonschemaKeyCmp(pa->name, pa->len, pb->name, pb->len);
 }
 
+/*
+ * n->keys: the union of "properties" and "required" (both sorted in jsonb
+ * key order), so the validator matches an object's members against both
+ * in one merge pass.
+ */
+static void
+merge_keys(JsNode *n)
+{
+	int			pi = 0,
+				ri = 0,
+				k = 0;
+
+	if (n->nproperties == 0 && n->nrequired == 0)
+		return;
+	n->keys = palloc0(sizeof(JsKey) * (n->nproperties + n->nrequired));
+	while (pi < n->nproperties || ri < n->nrequired)
+	{
+		JsKey	   *key = &n->keys[k++];
+		int			cmp;
+
+		if (pi >= n->nproperties)
+			cmp = 1;
+		else if (ri >= n->nrequired)
+			cmp = -1;
+		else
+			cmp = JsonschemaKeyCmp(n->properties[pi].name, n->properties[pi].len,
+								   n->required[ri].name, n->required[ri].len);
+		if (cmp <= 0)
+		{
+			key->name = n->properties[pi].name;
+			key->len = n->properties[pi].len;
+			key->node = n->properties[pi].node;
+			pi++;
+		}
+		else
+		{
+			key->name = n->required[ri].name;
+			key->len = n->required[ri].len;
+		}
+		if (cmp >= 0)
+		{
+			key->required = true;
+			ri++;
+		}
+	}
+	n->nkeys = k;
+}
+
 /* array of unique strings -> sorted JsProp array */
 static bool
 get_string_set(CompileCtx *ctx, JsonbValue *v, const char *loc,
@@ -1075,6 +1123,10 @@ compile_node(CompileCtx *ctx, JsonbValue *json, Scope *outer, const char *loc)
 		parse_keyword(ctx, n, id, kw, &v, &sc, loc,
 					  has_additional_items ? &additional_items : NULL);
 	}
+	merge_keys(n);
+	n->quick_anyof = (n->kw == JSK_ANYOF);
+	n->plain_object = !n->has_unevaluated &&
+		(n->kw & ~(JSK_TYPE | JSK_PROPERTIES | JSK_REQUIRED | JSK_ADDITIONALPROPS)) == 0;
 	return n;
 }
 

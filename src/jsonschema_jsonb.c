@@ -72,7 +72,7 @@ JsonschemaIterInit(JsIter *it, JsonbContainer *c)
 	if (it->object)
 	{
 		it->base = (char *) &c->children[it->n * 2];
-		it->voff = it->n > 0 ? getJsonbOffset(c, it->n) : 0;
+		it->voff = it->n > 0 ? JsonschemaOffset(c, it->n) : 0;
 	}
 	else
 	{
@@ -158,103 +158,19 @@ JsonschemaTypeName(const JsonbValue *v)
 }
 
 /*
- * Direct reads of the numeric on-disk format (stable since PostgreSQL 9.1,
- * mirrored from numeric.c): base-10000 digits, no leading or trailing zero
- * digits, a weight.  jsonb never stores NaN or infinities.
+ * The slow paths of JsonschemaIsInteger / JsonschemaNumCmp (jsonschema.h):
+ * numerics the direct reader does not handle.
  */
-#define NUM_SIGN_MASK	0xC000
-#define NUM_NEG			0x4000
-#define NUM_SHORT		0x8000
-#define NUM_SPECIAL		0xC000
-#define NUM_SHORT_SIGN_MASK			0x2000
-#define NUM_SHORT_WEIGHT_SIGN_MASK	0x0040
-#define NUM_SHORT_WEIGHT_MASK		0x003F
-
-typedef struct NumParts
-{
-	bool		neg;
-	int			weight;
-	int			ndigits;
-	const int16 *digits;
-} NumParts;
-
-static inline bool
-num_parts(Numeric n, NumParts *p)
-{
-	const char *data = VARDATA_ANY(n);
-	int			len = VARSIZE_ANY_EXHDR(n);
-	uint16		header;
-
-	memcpy(&header, data, sizeof(uint16));
-	if ((header & NUM_SIGN_MASK) == NUM_SPECIAL)
-		return false;
-	if ((header & NUM_SIGN_MASK) == NUM_SHORT)
-	{
-		p->neg = (header & NUM_SHORT_SIGN_MASK) != 0;
-		p->weight = (header & NUM_SHORT_WEIGHT_SIGN_MASK) ?
-			(int) (~NUM_SHORT_WEIGHT_MASK | (header & NUM_SHORT_WEIGHT_MASK)) :
-			(int) (header & NUM_SHORT_WEIGHT_MASK);
-		p->digits = (const int16 *) (data + sizeof(uint16));
-		p->ndigits = (len - sizeof(uint16)) / sizeof(int16);
-	}
-	else
-	{
-		int16		weight;
-
-		memcpy(&weight, data + sizeof(uint16), sizeof(int16));
-		p->neg = (header & NUM_SIGN_MASK) == NUM_NEG;
-		p->weight = weight;
-		p->digits = (const int16 *) (data + 2 * sizeof(uint16));
-		p->ndigits = (len - 2 * sizeof(uint16)) / sizeof(int16);
-	}
-	return true;
-}
-
-/* Is the numeric a mathematical integer (1.0 is)? */
 bool
-JsonschemaIsInteger(Numeric n)
+JsonschemaIsIntegerSlow(Numeric n)
 {
-	NumParts	p;
-
-	if (num_parts(n, &p))
-		return p.ndigits == 0 || p.weight >= p.ndigits - 1;
 	return DatumGetInt32(DirectFunctionCall1(numeric_min_scale,
 											 NumericGetDatum(n))) == 0;
 }
 
 int
-JsonschemaNumCmp(Numeric a, Numeric b)
+JsonschemaNumCmpSlow(Numeric a, Numeric b)
 {
-	NumParts	x,
-				y;
-
-	if (num_parts(a, &x) && num_parts(b, &y))
-	{
-		int			sx = x.ndigits == 0 ? 0 : (x.neg ? -1 : 1);
-		int			sy = y.ndigits == 0 ? 0 : (y.neg ? -1 : 1);
-		int			cmp = 0;
-		int			i;
-
-		if (sx != sy)
-			return sx < sy ? -1 : 1;
-		if (sx == 0)
-			return 0;
-		/* same sign, both non-zero: compare absolute values */
-		if (x.weight != y.weight)
-			cmp = x.weight > y.weight ? 1 : -1;
-		else
-		{
-			for (i = 0; i < x.ndigits && i < y.ndigits; i++)
-				if (x.digits[i] != y.digits[i])
-				{
-					cmp = x.digits[i] > y.digits[i] ? 1 : -1;
-					break;
-				}
-			if (cmp == 0 && x.ndigits != y.ndigits)
-				cmp = x.ndigits > y.ndigits ? 1 : -1;
-		}
-		return sx > 0 ? cmp : -cmp;
-	}
 	return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
 											 NumericGetDatum(a),
 											 NumericGetDatum(b)));

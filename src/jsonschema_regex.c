@@ -805,12 +805,6 @@ simple_compile(const char *p, int len)
 	return re;
 }
 
-static inline bool
-atom_has(const SimpleAtom *a, const unsigned char *s)
-{
-	return *s < 0x80 ? SET_HAS(a, *s) : a->nonascii;
-}
-
 static inline int
 char_len(const unsigned char *s)
 {
@@ -826,11 +820,25 @@ simple_match_at(const SimpleRe *re, const unsigned char *s, int len, int pos)
 	for (k = 0; k < re->natoms; k++)
 	{
 		const SimpleAtom *a = &re->atoms[k];
+		int			max = a->max < 0 ? len : a->max;
 		int			count = 0;
 
-		while (pos < len && (a->max < 0 || count < a->max) && atom_has(a, s + pos))
+		while (count < max && pos < len)
 		{
-			pos += char_len(s + pos);
+			unsigned char c = s[pos];
+
+			if (c < 0x80)
+			{
+				if (!SET_HAS(a, c))
+					break;
+				pos++;
+			}
+			else
+			{
+				if (!a->nonascii)
+					break;
+				pos += char_len(s + pos);
+			}
 			count++;
 		}
 		if (count < a->min)

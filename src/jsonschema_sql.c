@@ -352,7 +352,16 @@ schema_problems(Jsonb *schema, Jsonb *registry)
 				dup = true;
 		}
 		if (!dup)
-			result = lappend(result, e);
+		{
+			/* copy out: compiled->errors live in compiled's context */
+			JsError    *o = palloc0(sizeof(JsError));
+
+			o->path = e->path ? pstrdup(e->path) : NULL;
+			o->schema_path = pstrdup(e->schema_path);
+			o->keyword = e->keyword ? pstrdup(e->keyword) : NULL;
+			o->message = pstrdup(e->message);
+			result = lappend(result, o);
+		}
 	}
 	JsonschemaFree(compiled);
 	return result;

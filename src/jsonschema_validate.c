@@ -49,7 +49,9 @@ typedef struct VCtx
 	int			maxscope;
 	int			inplace;
 	int			inplace_limit;
-	Numeric		zero;
+	Numeric		zero;			/* for multipleOf, made on first use */
+	PathSeg		path_local[32]; /* initial path and scope storage: no */
+	JsResource *scope_local[16];	/* palloc per call for shallow input */
 } VCtx;
 
 /* Annotation results for one instance location: evaluated props / items */
@@ -63,14 +65,31 @@ static bool validate(VCtx *V, JsNode *n, JsonbValue *inst, Eval *ev);
 
 /* ---- paths and errors ---- */
 
+static void
+grow_path(VCtx *V)
+{
+	if (V->path == V->path_local)
+	{
+		V->path = palloc(sizeof(PathSeg) * V->maxdepth * 2);
+		memcpy(V->path, V->path_local, sizeof(PathSeg) * V->maxdepth);
+	}
+	else
+		V->path = repalloc(V->path, sizeof(PathSeg) * V->maxdepth * 2);
+	V->maxdepth *= 2;
+}
+
+/*
+ * The instance path only serves error messages: it is kept in collecting
+ * mode only.  V->collect never changes between a push and its pop (the
+ * places that switch it off restore it before popping), so they pair up.
+ */
 static inline void
 push_key(VCtx *V, const char *key, int len)
 {
-	if (V->depth >= V->maxdepth)
-	{
-		V->maxdepth *= 2;
-		V->path = repalloc(V->path, sizeof(PathSeg) * V->maxdepth);
-	}
+	if (!V->collect)
+		return;
+	if (unlikely(V->depth >= V->maxdepth))
+		grow_path(V);
 	V->path[V->depth].key = key;
 	V->path[V->depth].len = len;
 	V->depth++;
@@ -79,11 +98,10 @@ push_key(VCtx *V, const char *key, int len)
 static inline void
 push_index(VCtx *V, int i)
 {
-	if (V->depth >= V->maxdepth)
-	{
-		V->maxdepth *= 2;
-		V->path = repalloc(V->path, sizeof(PathSeg) * V->maxdepth);
-	}
+	if (!V->collect)
+		return;
+	if (unlikely(V->depth >= V->maxdepth))
+		grow_path(V);
 	V->path[V->depth].key = NULL;
 	V->path[V->depth].index = i;
 	V->depth++;
@@ -92,7 +110,9 @@ push_index(VCtx *V, int i)
 static inline void
 pop(VCtx *V)
 {
-	V->depth--;
+	if (V->collect)
+		V->depth--;
+	Assert(V->depth >= 0);
 }
 
 static char *
@@ -183,6 +203,162 @@ eval_merge(Eval *into, Eval *from)
 }
 
 /*
+ * A subschema that is nothing but {"$ref": ...} (pydantic's way to use a
+ * model or enum) behaves exactly like its target when both are in the same
+ * resource (same dynamic scope): skip it.  A few hops at most, so a $ref
+ * cycle still reaches the cycle check in apply_inplace.
+ */
+static inline JsNode *
+follow_refs(JsNode *n)
+{
+	int			hops;
+
+	for (hops = 0; hops < 4; hops++)
+	{
+		if (n->kw != JSK_REF || n->boolean >= 0 ||
+			n->ref_node->resource != n->resource)
+			break;
+		n = n->ref_node;
+	}
+	return n;
+}
+
+/* Does inst have one of the JS_T_* types? ("integer" accepts 1.0) */
+static pg_attribute_always_inline bool
+type_matches(uint8 types, JsonbValue *inst)
+{
+	switch (inst->type)
+	{
+		case jbvNull:
+			return (types & JS_T_NULL) != 0;
+		case jbvBool:
+			return (types & JS_T_BOOLEAN) != 0;
+		case jbvString:
+			return (types & JS_T_STRING) != 0;
+		case jbvNumeric:
+			if (types & JS_T_NUMBER)
+				return true;
+			return (types & JS_T_INTEGER) && JsonschemaIsInteger(inst->val.numeric);
+		default:
+			return (types & (JsonContainerIsObject(inst->val.binary.data) ?
+							 JS_T_OBJECT : JS_T_ARRAY)) != 0;
+	}
+}
+
+static bool check_number(VCtx *V, JsNode *n, JsonbValue *inst);
+static bool check_string(VCtx *V, JsNode *n, JsonbValue *inst);
+
+/* JSON equality, with the common string case inline */
+static pg_attribute_always_inline bool
+values_equal(JsonbValue *a, JsonbValue *b)
+{
+	if (a->type == jbvString)
+		return b->type == jbvString && a->val.string.len == b->val.string.len &&
+			JsonschemaBytesEqual(a->val.string.val, b->val.string.val, a->val.string.len);
+	return JsonschemaEqual(a, b);
+}
+
+/*
+ * A scalar instance against a node without in-place applicators and
+ * unevaluated* (so no annotations and no dynamic scope are involved): the
+ * assertions only, without the machinery of validate().  Records no error;
+ * callers use it when not collecting or to confirm success.
+ */
+static pg_attribute_always_inline bool
+scalar_ok(VCtx *V, JsNode *n, JsonbValue *inst)
+{
+	uint64		kw = n->kw;
+	bool		saved;
+	bool		ok;
+
+	if ((kw & JSK_TYPE) && !type_matches(n->types, inst))
+		return false;
+	if ((kw & JSK_CONST) && !values_equal(inst, &n->constval))
+		return false;
+	if (kw & JSK_ENUM)
+	{
+		int			i;
+
+		for (i = 0; i < n->nenum; i++)
+			if (values_equal(inst, &n->enumvals[i]))
+				break;
+		if (i == n->nenum)
+			return false;
+	}
+	if (inst->type == jbvNumeric)
+	{
+		if (!(kw & JSK_NUMERIC_KW))
+			return true;
+		saved = V->collect;
+		V->collect = false;
+		ok = check_number(V, n, inst);
+		V->collect = saved;
+		return ok;
+	}
+	if (inst->type == jbvString)
+	{
+		if (!(kw & (V->assert_formats ? JSK_STRING_KW : (JSK_STRING_KW & ~JSK_FORMAT))))
+			return true;
+		saved = V->collect;
+		V->collect = false;
+		ok = check_string(V, n, inst);
+		V->collect = saved;
+		return ok;
+	}
+	return true;
+}
+
+/*
+ * Answer for a subschema without walking it, when that is possible:
+ * boolean schemas, {"type": ...} alone, and scalar instances against
+ * nodes without in-place applicators.  Returns -1 when the full walk is
+ * needed (also to record the error in collecting mode).
+ */
+static pg_attribute_always_inline int
+quick_leaf(VCtx *V, JsNode *n, JsonbValue *inst)
+{
+	if (n->boolean >= 0)
+		return n->boolean == 1 ? 1 : (V->collect ? -1 : 0);
+	if (n->kw == JSK_TYPE)
+	{
+		if (type_matches(n->types, inst))
+			return 1;
+		return V->collect ? -1 : 0;
+	}
+	if (inst->type != jbvBinary && !(n->kw & JSK_INPLACE_KW) && !n->has_unevaluated)
+	{
+		if (scalar_ok(V, n, inst))
+			return 1;
+		return V->collect ? -1 : 0;
+	}
+	return -1;
+}
+
+/*
+ * quick_leaf, plus schemas that are only an anyOf (pydantic's optional
+ * fields: {"anyOf": [{...}, {"type": "null"}]}) whose branches all have a
+ * quick answer.
+ */
+static pg_attribute_always_inline int
+quick_answer(VCtx *V, JsNode *n, JsonbValue *inst)
+{
+	int			i;
+	int			q;
+
+	if (!n->quick_anyof)
+		return quick_leaf(V, n, inst);
+	for (i = 0; i < n->nanyof; i++)
+	{
+		q = quick_leaf(V, follow_refs(n->anyof[i]), inst);
+		if (q == 1)
+			return 1;
+		if (q < 0)
+			return -1;
+	}
+	return V->collect ? -1 : 0;
+}
+
+/*
  * Apply an in-place applicator's subschema to the same instance.  With
  * annotation tracking (evp), its annotations are merged on success only.
  */
@@ -191,7 +367,17 @@ apply_inplace(VCtx *V, JsNode *child, JsonbValue *inst, Eval *evp,
 			  Eval **scratch)
 {
 	bool		ok;
+	int			q;
 
+	/*
+	 * No follow_refs() here: a $ref cycle is detected by counting these
+	 * calls, and the node it reports must stay the same.
+	 */
+	q = quick_answer(V, child, inst);
+	if (q >= 0)
+		return q == 1;
+
+	check_stack_depth();
 	V->inplace++;
 	if (V->inplace > V->inplace_limit)
 		ereport(ERROR,
@@ -215,15 +401,40 @@ apply_inplace(VCtx *V, JsNode *child, JsonbValue *inst, Eval *evp,
 	return ok;
 }
 
+static bool object_props_fast(VCtx *V, JsNode *n, JsonbContainer *c, int cnt);
+
 /* Validate a child instance (property value or array item). */
-static inline bool
+static pg_attribute_always_inline bool
 apply_child(VCtx *V, JsNode *child, JsonbValue *inst)
 {
 	int			saved = V->inplace;
 	bool		ok;
+	int			q;
 
-	if (child->boolean == 1)
-		return true;
+	child = follow_refs(child);
+	q = quick_answer(V, child, inst);
+	if (q >= 0)
+		return q == 1;
+
+	/*
+	 * A plain model (type, properties, required, additionalProperties) on
+	 * an object or array, in boolean mode and the same dynamic scope: what
+	 * validate() would do, without its generic preamble.
+	 */
+	if (child->plain_object && !V->collect && inst->type == jbvBinary &&
+		V->nscope > 0 && V->scope[V->nscope - 1] == child->resource)
+	{
+		JsonbContainer *c = inst->val.binary.data;
+
+		if (!JsonContainerIsObject(c))
+			return !(child->kw & JSK_TYPE) || (child->types & JS_T_ARRAY);
+		if ((child->kw & JSK_TYPE) && !(child->types & JS_T_OBJECT))
+			return false;
+		if (child->nkeys == 0 && !(child->kw & JSK_ADDITIONALPROPS))
+			return true;
+		check_stack_depth();
+		return object_props_fast(V, child, c, JsonContainerSize(c));
+	}
 	V->inplace = 0;
 	ok = validate(V, child, inst, NULL);
 	V->inplace = saved;
@@ -309,6 +520,8 @@ check_number(VCtx *V, JsNode *n, JsonbValue *inst)
 															NumericGetDatum(x),
 															NumericGetDatum(n->multipleof)));
 
+		if (V->zero == NULL)
+			V->zero = int64_to_numeric(0);
 		if (JsonschemaNumCmp(r, V->zero) != 0)
 		{
 			add_error(V, n, "multipleOf", "%s is not a multiple of %s",
@@ -328,7 +541,13 @@ check_string(VCtx *V, JsNode *n, JsonbValue *inst)
 	int			len = inst->val.string.len;
 	bool		ok = true;
 
-	if (n->kw & (JSK_MINLENGTH | JSK_MAXLENGTH))
+	/*
+	 * A string of len bytes has between len/4 and len code points: count
+	 * them only when those bounds do not settle the question.
+	 */
+	if ((n->kw & (JSK_MINLENGTH | JSK_MAXLENGTH)) &&
+		(((n->kw & JSK_MAXLENGTH) && len > n->maxlength) ||
+		 ((n->kw & JSK_MINLENGTH) && (len + 3) / 4 < n->minlength)))
 	{
 		int64		chars = JsonschemaStrLen(s, len);
 
@@ -461,6 +680,10 @@ check_array(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 					dummy;
 		int			i;
 
+		/* remember the $ref target of "items" (same answer, one node less) */
+		if ((n->kw & JSK_ITEMS) && unlikely(n->items->kw == JSK_REF))
+			n->items = follow_refs(n->items);
+
 		JsonschemaIterInit(&it, c);
 		for (i = 0; JsonschemaIterNext(&it, &dummy, &e); i++)
 		{
@@ -537,6 +760,73 @@ check_array(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 
 /* ---- objects ---- */
 
+/*
+ * properties + required + additionalProperties in boolean mode, for a node
+ * without patternProperties, propertyNames and annotation tracking (the
+ * usual pydantic model): one merge of the object's keys with n->keys,
+ * reading JEntries directly, values decoded only when a subschema applies,
+ * no instance path kept (nothing is reported).  Without
+ * additionalProperties it stops once the schema's keys are exhausted, as
+ * the remaining members match nothing.
+ */
+static bool
+object_props_fast(VCtx *V, JsNode *n, JsonbContainer *c, int cnt)
+{
+	char	   *base = (char *) &c->children[cnt * 2];
+	uint32		koff = 0;
+	uint32		voff = cnt > 0 ? JsonschemaOffset(c, cnt) : 0;
+	JsKey	   *keys = n->keys;
+	int			nkeys = n->nkeys;
+	JsNode	   *addl = (n->kw & JSK_ADDITIONALPROPS) ? n->additionalprops : NULL;
+	int			ki = 0;
+	int			found_required = 0;
+	int			i;
+
+	for (i = 0; i < cnt && (ki < nkeys || addl != NULL); i++)
+	{
+		JEntry		ke = c->children[i];
+		JEntry		ve = c->children[i + cnt];
+		uint32		klen = JBE_HAS_OFF(ke) ? JBE_OFFLENFLD(ke) - koff : JBE_OFFLENFLD(ke);
+		const char *key = base + koff;
+		JsNode	   *child = addl;
+
+		if ((i & 255) == 255)
+			CHECK_FOR_INTERRUPTS();
+		while (ki < nkeys)
+		{
+			JsKey	   *k = &keys[ki];
+			int			cmp = JsonschemaKeyCmp(k->name, k->len, key, klen);
+
+			if (cmp > 0)
+				break;
+			ki++;
+			if (cmp == 0)
+			{
+				found_required += k->required;
+				if (k->node != NULL)
+				{
+					/* remember the $ref target (same answer, one node less) */
+					if (unlikely(k->node->kw == JSK_REF))
+						k->node = follow_refs(k->node);
+					child = k->node;
+				}
+				break;
+			}
+		}
+		if (child != NULL)
+		{
+			JsonbValue	v;
+
+			JsonschemaFillValue(c, i + cnt, base, voff, &v);
+			if (!apply_child(V, child, &v))
+				return false;
+		}
+		JBE_ADVANCE_OFFSET(koff, ke);
+		JBE_ADVANCE_OFFSET(voff, ve);
+	}
+	return found_required == n->nrequired;
+}
+
 static bool
 check_object(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 {
@@ -560,14 +850,20 @@ check_object(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 		OFAIL();
 	}
 
-	if (n->kw & (JSK_REQUIRED | JSK_PROPERTIES | JSK_PATTERNPROPS |
-				 JSK_ADDITIONALPROPS | JSK_PROPERTYNAMES) || evp != NULL)
+	if (!V->collect && evp == NULL &&
+		!(n->kw & (JSK_PATTERNPROPS | JSK_PROPERTYNAMES)))
+	{
+		if ((n->nkeys > 0 || (n->kw & JSK_ADDITIONALPROPS)) &&
+			!object_props_fast(V, n, c, cnt))
+			return false;
+	}
+	else if (n->kw & (JSK_REQUIRED | JSK_PROPERTIES | JSK_PATTERNPROPS |
+					  JSK_ADDITIONALPROPS | JSK_PROPERTYNAMES) || evp != NULL)
 	{
 		JsIter		it;
 		JsonbValue	k,
 					v;
-		int			pi = 0,
-					ri = 0,
+		int			ki = 0,
 					found_required = 0;
 
 		JsonschemaIterInit(&it, c);
@@ -576,19 +872,26 @@ check_object(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 			const char *key = k.val.string.val;
 			int			klen = k.val.string.len;
 			bool		matched = false;
+			JsNode	   *prop = NULL;
 
 			if ((i & 255) == 255)
 				CHECK_FOR_INTERRUPTS();
 
-			/* required: merge with the sorted list */
-			while (ri < n->nrequired &&
-				   JsonschemaKeyCmp(n->required[ri].name, n->required[ri].len, key, klen) < 0)
-				ri++;
-			if (ri < n->nrequired &&
-				JsonschemaKeyCmp(n->required[ri].name, n->required[ri].len, key, klen) == 0)
+			/* properties and required: merge with the sorted list */
+			while (ki < n->nkeys)
 			{
-				found_required++;
-				ri++;
+				int			cmp = JsonschemaKeyCmp(n->keys[ki].name, n->keys[ki].len,
+												   key, klen);
+
+				if (cmp > 0)
+					break;
+				ki++;
+				if (cmp == 0)
+				{
+					found_required += n->keys[ki - 1].required;
+					prop = n->keys[ki - 1].node;
+					break;
+				}
 			}
 
 			if (n->kw & JSK_PROPERTYNAMES)
@@ -610,14 +913,10 @@ check_object(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 			}
 
 			push_key(V, key, klen);
-			while (pi < n->nproperties &&
-				   JsonschemaKeyCmp(n->properties[pi].name, n->properties[pi].len, key, klen) < 0)
-				pi++;
-			if (pi < n->nproperties &&
-				JsonschemaKeyCmp(n->properties[pi].name, n->properties[pi].len, key, klen) == 0)
+			if (prop != NULL)
 			{
 				matched = true;
-				if (!apply_child(V, n->properties[pi].node, &v))
+				if (!apply_child(V, prop, &v))
 				{
 					pop(V);
 					OFAIL();
@@ -738,15 +1037,20 @@ validate(VCtx *V, JsNode *n, JsonbValue *inst, Eval *ev)
 		return true;
 	}
 
-	check_stack_depth();
 	kw = n->kw;
 
 	if (V->nscope == 0 || V->scope[V->nscope - 1] != n->resource)
 	{
-		if (V->nscope >= V->maxscope)
+		if (unlikely(V->nscope >= V->maxscope))
 		{
+			if (V->scope == V->scope_local)
+			{
+				V->scope = palloc(sizeof(JsResource *) * V->maxscope * 2);
+				memcpy(V->scope, V->scope_local, sizeof(JsResource *) * V->maxscope);
+			}
+			else
+				V->scope = repalloc(V->scope, sizeof(JsResource *) * V->maxscope * 2);
 			V->maxscope *= 2;
-			V->scope = repalloc(V->scope, sizeof(JsResource *) * V->maxscope);
 		}
 		V->scope[V->nscope++] = n->resource;
 		pushed = true;
@@ -772,8 +1076,13 @@ validate(VCtx *V, JsNode *n, JsonbValue *inst, Eval *ev)
 			break;
 	}
 
-	if (n->has_unevaluated && (itype & (JS_T_OBJECT | JS_T_ARRAY)))
-		evp = eval_new(inst);
+	if (itype & (JS_T_OBJECT | JS_T_ARRAY))
+	{
+		/* recursion through the instance; apply_inplace checks the rest */
+		check_stack_depth();
+		if (n->has_unevaluated)
+			evp = eval_new(inst);
+	}
 
 	if (kw & JSK_TYPE)
 	{
@@ -960,7 +1269,7 @@ validate(VCtx *V, JsNode *n, JsonbValue *inst, Eval *ev)
 	if ((kw & JSK_UNEVALPROPS) && itype == JS_T_OBJECT)
 	{
 		JsIter		it;
-		JsonbValue	k,
+		JsonbValue	k = {0},
 					v;
 		int			i;
 
@@ -1040,18 +1349,20 @@ JsonschemaValidateValue(JsSchema *s, JsonbValue *instance, bool assert_formats,
 	VCtx		V;
 	bool		ok;
 
-	memset(&V, 0, sizeof(V));
+	memset(&V, 0, offsetof(VCtx, path_local));
 	V.s = s;
 	V.assert_formats = assert_formats;
 	V.collect = errors != NULL;
-	V.maxdepth = 16;
-	V.path = palloc(sizeof(PathSeg) * V.maxdepth);
-	V.maxscope = 16;
-	V.scope = palloc(sizeof(JsResource *) * V.maxscope);
+	V.maxdepth = lengthof(V.path_local);
+	V.path = V.path_local;
+	V.maxscope = lengthof(V.scope_local);
+	V.scope = V.scope_local;
 	V.inplace_limit = s->nnodes * 2 + 32;
-	V.zero = int64_to_numeric(0);
 
-	ok = validate(&V, s->root, instance, NULL);
+	/* the dynamic scope starts at the root resource (as validate() would) */
+	if (s->root->resource != NULL)
+		V.scope[V.nscope++] = s->root->resource;
+	ok = apply_child(&V, s->root, instance);
 	if (errors)
 		*errors = V.errors;
 	return ok;

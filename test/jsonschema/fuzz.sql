@@ -45,7 +45,8 @@ BEGIN
                     'additionalProperties', 'patternProperties', 'propertyNames', 'dependentRequired',
                     'dependentSchemas', 'allOf', 'anyOf', 'oneOf', 'not', 'if', 'then', 'else',
                     'unevaluatedProperties', 'unevaluatedItems', '$ref', '$defs', '$anchor',
-                    'garbage'])[1 + floor(random() * 38)::int];
+                    'garbage', '$dynamicRef', '$dynamicAnchor', '$id', 'maxProperties',
+                    'exclusiveMaximum', 'maxItems', 'dependencies', 'additionalItems'])[1 + floor(random() * 46)::int];
         s := s || jsonb_build_object(k, CASE k
             WHEN 'type' THEN to_jsonb((ARRAY['string', 'integer', 'number', 'object', 'array', 'null', 'boolean', 'strin'])[1 + floor(random() * 8)::int])
             WHEN 'enum' THEN (SELECT jsonb_agg(pg_temp.rnd_value(3)) FROM generate_series(1, 3))
@@ -67,6 +68,10 @@ BEGIN
             WHEN '$ref' THEN to_jsonb((ARRAY['#', '#/$defs/x', '#/$defs/missing', '#anc', 'http://nowhere/x'])[1 + floor(random() * 5)::int])
             WHEN '$defs' THEN jsonb_build_object('x', pg_temp.rnd_schema(depth + 1))
             WHEN '$anchor' THEN '"anc"'
+            WHEN '$dynamicAnchor' THEN '"anc"'
+            WHEN '$dynamicRef' THEN to_jsonb((ARRAY['#anc', '#/$defs/x', '#', '#nope'])[1 + floor(random() * 4)::int])
+            WHEN '$id' THEN to_jsonb((ARRAY['http://example.com/s', 'sub/', '#frag', 'urn:x:y'])[1 + floor(random() * 4)::int])
+            WHEN 'dependencies' THEN CASE WHEN random() < 0.5 THEN '{"a": ["b"]}' ELSE jsonb_build_object('a', pg_temp.rnd_schema(depth + 1)) END
             WHEN 'garbage' THEN pg_temp.rnd_value(1)
             WHEN 'minLength' THEN (ARRAY['0', '2', '-1', '1.5'])[1 + floor(random() * 4)::int]::jsonb
             WHEN 'minimum' THEN (ARRAY['0', '2.5', '"x"'])[1 + floor(random() * 3)::int]::jsonb
@@ -84,6 +89,9 @@ DECLARE
 BEGIN
     FOR i IN 1..current_setting('fuzz.iterations')::int LOOP
         s := pg_temp.rnd_schema(0);
+        IF jsonb_typeof(s) = 'object' AND random() < 0.15 THEN
+            s := s || '{"$schema": "http://json-schema.org/draft-07/schema#"}';
+        END IF;
         x := pg_temp.rnd_value(0);
         BEGIN
             v := celerysalt_validate(s, x, random() < 0.5);

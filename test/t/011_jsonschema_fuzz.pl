@@ -26,7 +26,7 @@ for my $seed (0.11, 0.42, 0.77)
 	is($ret, 0, "fuzz seed $seed: script ran") or diag($err);
 	unlike($out, qr/\b(mismatch|sqlstate)\b/, "fuzz seed $seed: no disagreement, no unexpected SQLSTATE")
 	  or diag($out);
-	my ($summary) = $out =~ /summary \| (.*)/;
+	my ($summary) = $out =~ /summary\s*\|\s*(.*)/;
 	note("seed $seed: " . ($summary // 'no summary'));
 }
 
