@@ -65,6 +65,9 @@
 #include "utils/timestamp.h"
 #include "jsonschema.h"
 
+/* An RPC answer that breaks its registered response_schema / error_schema (docs/errors.md). */
+#define ERRCODE_RPC_INVALID_RESPONSE	MAKE_SQLSTATE('C','R','0','0','9')
+
 PG_FUNCTION_INFO_V1(celerysalt_validate_event);
 PG_FUNCTION_INFO_V1(_celerysalt_registry_changed);
 PG_FUNCTION_INFO_V1(_celerysalt_check_names);
@@ -87,6 +90,9 @@ typedef struct RegistryVersion
 	bool		deprecated;
 	char	   *deprecated_reason;	/* NULL unless deprecated */
 	LocalTransactionId warned_lxid; /* the deprecation warning was given */
+	bool		rpc;			/* mode = 'rpc' */
+	Jsonb	   *response_schema;	/* NULL unless registered */
+	Jsonb	   *error_schema;	/* NULL unless registered */
 	bool		fn_ready;
 	FmgrInfo	validate_fn;	/* celerysalt_validate(jsonb, jsonb, bool) */
 } RegistryVersion;
@@ -268,7 +274,8 @@ registry_load(const char *topic)
 	RegistryTopic *entry;
 	bool		found;
 
-	sql = psprintf("SELECT version, schema, deprecated_at IS NOT NULL, deprecated_reason"
+	sql = psprintf("SELECT version, schema, deprecated_at IS NOT NULL, deprecated_reason,"
+				   "       mode OPERATOR(pg_catalog.=) 'rpc', response_schema, error_schema"
 				   "  FROM %s.celerysalt_schemas"
 				   " WHERE topic OPERATOR(pg_catalog.=) $1 AND active"
 				   " ORDER BY %s._celerysalt_version_key(version) DESC, id",
@@ -300,6 +307,11 @@ registry_load(const char *topic)
 		versions[i].deprecated = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		versions[i].deprecated_reason = isnull ? NULL : TextDatumGetCString(d);
+		versions[i].rpc = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+		d = SPI_getbinval(tup, desc, 6, &isnull);
+		versions[i].response_schema = isnull ? NULL : DatumGetJsonbPCopy(d);
+		d = SPI_getbinval(tup, desc, 7, &isnull);
+		versions[i].error_schema = isnull ? NULL : DatumGetJsonbPCopy(d);
 		versions[i].warned_lxid = InvalidLocalTransactionId;
 		MemoryContextSwitchTo(old);
 	}
@@ -462,7 +474,8 @@ error_member(JsonbValue *obj, const char *key)
 }
 
 static void
-raise_invalid_payload(const char *topic, const char *version, Jsonb *errors)
+raise_invalid(int sqlerrcode, const char *what, const char *topic, const char *version,
+			  Jsonb *errors)
 {
 	StringInfoData detail;
 	int			n = 0;
@@ -484,12 +497,22 @@ raise_invalid_payload(const char *topic, const char *version, Jsonb *errors)
 	if (total > n)
 		appendStringInfo(&detail, "\n... and %d more.", total - n);
 	ereport(ERROR,
-			(errcode(ERRCODE_CHECK_VIOLATION),
-			 errmsg("event payload does not match the schema of topic \"%s\" version \"%s\"",
+			(errcode(sqlerrcode),
+			 errmsg("%s does not match the %s of topic \"%s\" version \"%s\"",
+					what, sqlerrcode == ERRCODE_CHECK_VIOLATION ? "schema" :
+					strcmp(what, "RPC error") == 0 ? "error_schema" : "response_schema",
 					topic, version),
 			 errdetail_internal("%d validation error%s:%s", total, total == 1 ? "" : "s",
 								detail.data),
-			 errhint("celerysalt_event_errors(topic, payload, version) lists the errors as JSON.")));
+			 sqlerrcode == ERRCODE_CHECK_VIOLATION ?
+			 errhint("celerysalt_event_errors(topic, payload, version) lists the errors as JSON.") :
+			 errhint("The handler's answer breaks the contract registered for this topic.")));
+}
+
+static void
+raise_invalid_payload(const char *topic, const char *version, Jsonb *errors)
+{
+	raise_invalid(ERRCODE_CHECK_VIOLATION, "event payload", topic, version, errors);
 }
 
 /* ------------------------------------------------------- publish counts */
@@ -674,6 +697,37 @@ registry_publish_validator(const char *topic, Jsonb *payload, const char *versio
 }
 
 /*
+ * registry_rpc_response_validator
+ *		The RpcResponseValidator: when the topic's version is registered with
+ *		mode 'rpc' and a response_schema (or, for a business error, an
+ *		error_schema), the handler's answer must satisfy it, formats asserted.
+ */
+static void
+registry_rpc_response_validator(const char *topic, const char *version,
+								Jsonb *response, bool is_error)
+{
+	RegistryTopic *entry = registry_lookup(topic);
+	RegistryVersion *v;
+	Jsonb	   *schema;
+
+	if (entry == NULL || entry->nversions == 0)
+		return;
+	v = registry_find_version(topic, entry, version);
+	schema = is_error ? v->error_schema : v->response_schema;
+	if (!v->rpc || schema == NULL)
+		return;
+	if (!OidIsValid(validate_fn_oid) || !OidIsValid(errors_fn_oid))
+		return;					/* registry_check_payload already said so */
+	if (!DatumGetBool(OidFunctionCall3(validate_fn_oid, JsonbPGetDatum(schema),
+									   JsonbPGetDatum(response), BoolGetDatum(true))))
+		raise_invalid(ERRCODE_RPC_INVALID_RESPONSE, is_error ? "RPC error" : "RPC response",
+					  topic, v->version,
+					  DatumGetJsonbP(OidFunctionCall3(errors_fn_oid, JsonbPGetDatum(schema),
+													  JsonbPGetDatum(response),
+													  BoolGetDatum(true))));
+}
+
+/*
  * RegistryInit
  *		Install the publish validator and the cache invalidation callback.
  *		Called from _PG_init in every backend that loads the library.
@@ -682,6 +736,7 @@ void
 RegistryInit(void)
 {
 	celerysalt_publish_validator = registry_publish_validator;
+	celerysalt_rpc_response_validator = registry_rpc_response_validator;
 	CacheRegisterRelcacheCallback(registry_relcache_callback, (Datum) 0);
 }
 

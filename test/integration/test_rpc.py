@@ -253,3 +253,34 @@ def test_eight_concurrent_callers_get_their_own_answers(rpc):
     assert counts == [n_calls] * n_callers
     print(f"\n{n_callers * n_calls} RPC calls by {n_callers} callers in {elapsed:.1f}s "
           f"({n_callers * n_calls / elapsed:.0f} calls/s, one solo-pool worker)")
+
+
+def test_registered_rpc_contract_is_enforced(rpc):
+    """A topic registered with mode rpc: the request is validated before it
+    is sent, the response against response_schema and a business error
+    against error_schema (CR009 when the handler breaks the contract)."""
+    topic = f"{rpc.prefix}.contract"
+    request = {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+               "required": ["a", "b"]}
+    response = {"type": "object", "properties": {"result": {"type": "number"}}, "required": ["result"]}
+    error = {"type": "object", "properties": {"error_code": {"enum": ["NEGATIVE"]},
+                                              "error_message": {"type": "string"}},
+             "required": ["error_code"]}
+    rpc.pg.execute("SELECT celerysalt_register_schema(%s, %s::jsonb, version => 'v1', mode => 'rpc',"
+                   " response_schema => %s::jsonb, error_schema => %s::jsonb)",
+                   (topic, json.dumps(request), json.dumps(response), json.dumps(error)))
+    with connect(rpc) as c:
+        assert call(c, topic, {"a": 2, "b": 3}) == {"result": 5.0}
+        # an invalid request is refused here and never sent (23514, as for publish)
+        d = call_error(c, topic, {"a": "x", "b": 3})
+        assert d.sqlstate == "23514"
+        # the handler answers outside its registered response_schema
+        d = call_error(c, topic, {"a": 13, "b": 1})
+        assert d.sqlstate == "CR009" and "response_schema" in d.message_primary
+        assert "/result" in d.message_detail or "result" in d.message_detail
+        # a business error inside the registered error_schema is an ordinary CR001 ...
+        d = call_error(c, topic, {"a": -1, "b": 1})
+        assert d.sqlstate == "CR001"
+        # ... one outside it is a broken contract
+        d = call_error(c, topic, {"a": -5, "b": 1})
+        assert d.sqlstate == "CR009" and "error_schema" in d.message_primary

@@ -109,3 +109,21 @@ def on_typed(data):
 def on_record(data):
     record("rpc_salt.on_record", data.model_dump(mode="json"))
     return {"tag": data.tag}
+
+
+# ---- a topic whose contract is registered in the schema registry by the test
+@event(f"{P}.contract", mode="rpc")
+class ContractRequest:
+    a: float
+    b: float
+
+
+@subscribe(f"{P}.contract")
+def on_contract(data):
+    if data.a == -1:
+        raise RPCError("NEGATIVE", "a must be >= 0")
+    if data.a < -1:
+        raise RPCError("UNLISTED", "not in the registered error codes")
+    if data.a == 13:
+        return {"total": data.a + data.b}     # breaks the registered response_schema
+    return {"result": data.a + data.b}
