@@ -218,6 +218,8 @@ struct JsNode
 	bool		quick_anyof;	/* only anyOf, no annotations needed */
 	bool		plain_object;	/* only type, properties, required,
 								 * additionalProperties */
+	bool		plain_array;	/* only type, items, minItems, maxItems
+								 * (items present) */
 	int			nkeys;
 	JsResource *resource;		/* enclosing resource (dynamic scope) */
 	JsNode	   *ref_node;

@@ -1127,6 +1127,8 @@ compile_node(CompileCtx *ctx, JsonbValue *json, Scope *outer, const char *loc)
 	n->quick_anyof = (n->kw == JSK_ANYOF);
 	n->plain_object = !n->has_unevaluated &&
 		(n->kw & ~(JSK_TYPE | JSK_PROPERTIES | JSK_REQUIRED | JSK_ADDITIONALPROPS)) == 0;
+	n->plain_array = !n->has_unevaluated && (n->kw & JSK_ITEMS) &&
+		(n->kw & ~(JSK_TYPE | JSK_ITEMS | JSK_MINITEMS | JSK_MAXITEMS)) == 0;
 	return n;
 }
 

@@ -554,6 +554,8 @@ typedef struct SimpleRe
 {
 	bool		anchor_start;
 	bool		anchor_end;
+	int			fixed_len;		/* ^...$ of ASCII atoms with fixed counts:
+								 * the only length that matches; else -1 */
 	int			natoms;
 	SimpleAtom	atoms[FLEXIBLE_ARRAY_MEMBER];
 } SimpleRe;
@@ -802,6 +804,17 @@ simple_compile(const char *p, int len)
 			return NULL;
 	}
 	/* unanchored start: a leading variable atom makes search ambiguous-free anyway */
+	re->fixed_len = (re->anchor_start && re->anchor_end) ? 0 : -1;
+	for (i = 0; i < re->natoms && re->fixed_len >= 0; i++)
+	{
+		SimpleAtom *a = &re->atoms[i];
+
+		if (a->min != a->max || a->nonascii || a->min > 65536 ||
+			re->fixed_len > (1 << 24))
+			re->fixed_len = -1;
+		else
+			re->fixed_len += a->min;
+	}
 	return re;
 }
 
@@ -853,6 +866,24 @@ simple_match(const SimpleRe *re, const char *str, int len)
 	const unsigned char *s = (const unsigned char *) str;
 	int			pos = 0;
 
+	if (re->fixed_len >= 0)
+	{
+		/* one byte per atom repetition, each in its ASCII set */
+		int			k;
+
+		if (len != re->fixed_len)
+			return false;
+		for (k = 0; k < re->natoms; k++)
+		{
+			const SimpleAtom *a = &re->atoms[k];
+			int			j;
+
+			for (j = 0; j < a->min; j++, pos++)
+				if (s[pos] >= 0x80 || !SET_HAS(a, s[pos]))
+					return false;
+		}
+		return true;
+	}
 	if (re->anchor_start)
 		return simple_match_at(re, s, len, 0);
 	for (;;)

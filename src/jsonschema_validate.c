@@ -248,6 +248,23 @@ type_matches(uint8 types, JsonbValue *inst)
 static bool check_number(VCtx *V, JsNode *n, JsonbValue *inst);
 static bool check_string(VCtx *V, JsNode *n, JsonbValue *inst);
 
+/* minimum, maximum, exclusiveMinimum, exclusiveMaximum; no error recorded */
+static pg_noinline bool
+number_bounds_ok(JsNode *n, Numeric x)
+{
+	uint64		kw = n->kw;
+
+	if ((kw & JSK_MINIMUM) && JsonschemaNumCmp(x, n->minimum) < 0)
+		return false;
+	if ((kw & JSK_MAXIMUM) && JsonschemaNumCmp(x, n->maximum) > 0)
+		return false;
+	if ((kw & JSK_EXMINIMUM) && JsonschemaNumCmp(x, n->exminimum) <= 0)
+		return false;
+	if ((kw & JSK_EXMAXIMUM) && JsonschemaNumCmp(x, n->exmaximum) >= 0)
+		return false;
+	return true;
+}
+
 /* JSON equality, with the common string case inline */
 static pg_attribute_always_inline bool
 values_equal(JsonbValue *a, JsonbValue *b)
@@ -287,8 +304,13 @@ scalar_ok(VCtx *V, JsNode *n, JsonbValue *inst)
 	}
 	if (inst->type == jbvNumeric)
 	{
+		Numeric		x = inst->val.numeric;
+
 		if (!(kw & JSK_NUMERIC_KW))
 			return true;
+		/* the bounds without error machinery; check_number() for multipleOf */
+		if (!(kw & JSK_MULTIPLEOF))
+			return number_bounds_ok(n, x);
 		saved = V->collect;
 		V->collect = false;
 		ok = check_number(V, n, inst);
@@ -299,6 +321,16 @@ scalar_ok(VCtx *V, JsNode *n, JsonbValue *inst)
 	{
 		if (!(kw & (V->assert_formats ? JSK_STRING_KW : (JSK_STRING_KW & ~JSK_FORMAT))))
 			return true;
+		/* length bounds that the byte length settles, and pattern, inline */
+		if (!(kw & JSK_FORMAT) || !V->assert_formats)
+		{
+			int			len = inst->val.string.len;
+
+			if (!(((kw & JSK_MAXLENGTH) && len > n->maxlength) ||
+				  ((kw & JSK_MINLENGTH) && (len + 3) / 4 < n->minlength)))
+				return !(kw & JSK_PATTERN) ||
+					JsonschemaRegexMatch(n->pattern, inst->val.string.val, len);
+		}
 		saved = V->collect;
 		V->collect = false;
 		ok = check_string(V, n, inst);
@@ -402,6 +434,7 @@ apply_inplace(VCtx *V, JsNode *child, JsonbValue *inst, Eval *evp,
 }
 
 static bool object_props_fast(VCtx *V, JsNode *n, JsonbContainer *c, int cnt);
+static bool array_items_fast(VCtx *V, JsNode *n, JsonbContainer *c, int cnt);
 
 /* Validate a child instance (property value or array item). */
 static pg_attribute_always_inline bool
@@ -434,6 +467,20 @@ apply_child(VCtx *V, JsNode *child, JsonbValue *inst)
 			return true;
 		check_stack_depth();
 		return object_props_fast(V, child, c, JsonContainerSize(c));
+	}
+
+	/* the same for a plain list (type, items, minItems, maxItems) */
+	if (child->plain_array && !V->collect && inst->type == jbvBinary &&
+		V->nscope > 0 && V->scope[V->nscope - 1] == child->resource)
+	{
+		JsonbContainer *c = inst->val.binary.data;
+
+		if (!JsonContainerIsArray(c))
+			return !(child->kw & JSK_TYPE) || (child->types & JS_T_OBJECT);
+		if ((child->kw & JSK_TYPE) && !(child->types & JS_T_ARRAY))
+			return false;
+		check_stack_depth();
+		return array_items_fast(V, child, c, JsonContainerSize(c));
 	}
 	V->inplace = 0;
 	ok = validate(V, child, inst, NULL);
@@ -825,6 +872,41 @@ object_props_fast(VCtx *V, JsNode *n, JsonbContainer *c, int cnt)
 		JBE_ADVANCE_OFFSET(voff, ve);
 	}
 	return found_required == n->nrequired;
+}
+
+/*
+ * minItems, maxItems and items of a plain_array node in boolean mode, like
+ * check_array() without the instance path (nothing is reported).
+ */
+static bool
+array_items_fast(VCtx *V, JsNode *n, JsonbContainer *c, int cnt)
+{
+	char	   *base = (char *) &c->children[cnt];
+	uint32		off = 0;
+	JsNode	   *items;
+	int			i;
+
+	if ((n->kw & JSK_MINITEMS) && cnt < n->minitems)
+		return false;
+	if ((n->kw & JSK_MAXITEMS) && cnt > n->maxitems)
+		return false;
+	/* remember the $ref target of "items" (same answer, one node less) */
+	if (unlikely(n->items->kw == JSK_REF))
+		n->items = follow_refs(n->items);
+	items = n->items;
+	for (i = 0; i < cnt; i++)
+	{
+		JEntry		e = c->children[i];
+		JsonbValue	v;
+
+		if ((i & 255) == 255)
+			CHECK_FOR_INTERRUPTS();
+		JsonschemaFillValue(c, i, base, off, &v);
+		if (!apply_child(V, items, &v))
+			return false;
+		JBE_ADVANCE_OFFSET(off, e);
+	}
+	return true;
 }
 
 static bool
