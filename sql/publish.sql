@@ -96,3 +96,15 @@ SHOW celerysalt.dispatcher_tasks;
 -- The status view never shows a password.
 SELECT broker FROM celerysalt_status;
 SELECT count(*) AS status_rows FROM celerysalt_status;
+
+-- The session caches its INSERT plan: dropping and re-creating the extension
+-- in the same session must not leave it writing to the old outbox.
+BEGIN;
+SELECT celerysalt_publish('regress.before.drop', '{}') IS NOT NULL AS published;
+ROLLBACK;
+DROP EXTENSION celerysalt;
+CREATE EXTENSION celerysalt;
+BEGIN;
+SELECT celerysalt_publish('regress.after.recreate', '{}') IS NOT NULL AS published;
+SELECT topic FROM _celerysalt_outbox;
+ROLLBACK;

@@ -22,6 +22,8 @@
 #include "miscadmin.h"
 #include "port/pg_bswap.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(celerysalt_publish);
@@ -30,9 +32,15 @@ PG_FUNCTION_INFO_V1(_celerysalt_installed);
 
 PublishValidator celerysalt_publish_validator = NULL;
 
-/* The saved INSERT, valid while the extension keeps the same schema. */
+/*
+ * The saved INSERT and the outbox it writes to.  outbox_relid is cleared by
+ * a relcache invalidation of that table (DROP EXTENSION drops it), so the
+ * extension's catalog entry is only looked up again after such a change,
+ * not on every publish.
+ */
 static SPIPlanPtr insert_plan = NULL;
-static Oid	insert_plan_schema = InvalidOid;
+static Oid	outbox_relid = InvalidOid;
+static bool relcache_callback_registered = false;
 
 /* Commit-time wake-up state of this backend. */
 static bool xact_callback_registered = false;
@@ -196,6 +204,13 @@ random_uuid(pg_uuid_t *uuid)
 	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;
 }
 
+static void
+outbox_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == outbox_relid)
+		outbox_relid = InvalidOid;
+}
+
 static SPIPlanPtr
 prepare_insert(void)
 {
@@ -236,14 +251,19 @@ OutboxEnqueue(const char *topic, Jsonb *payload, const char *version,
 	random_uuid(id);
 
 	SPI_connect();
-	schema = CatalogExtensionSchema(false);
-	if (insert_plan == NULL || insert_plan_schema != schema)
+	if (!OidIsValid(outbox_relid))
 	{
+		if (!relcache_callback_registered)
+		{
+			CacheRegisterRelcacheCallback(outbox_relcache_callback, (Datum) 0);
+			relcache_callback_registered = true;
+		}
+		schema = CatalogExtensionSchema(false);
 		if (insert_plan != NULL)
 			SPI_freeplan(insert_plan);
 		insert_plan = NULL;
 		insert_plan = prepare_insert();
-		insert_plan_schema = schema;
+		outbox_relid = get_relname_relid("_celerysalt_outbox", schema);
 	}
 
 	values[0] = Int16GetDatum(dbslot ? (int16) pg_atomic_read_u32(&dbslot->insert_slot) : 0);

@@ -637,9 +637,16 @@ counts_note(const char *topic)
 		strlcpy(key.service, celerysalt_service_name, sizeof(key.service));
 	else
 	{
-		char	   *db = get_database_name(MyDatabaseId);
+		/* the database of a backend never changes: look its name up once */
+		static char *dbname = NULL;
 
-		strlcpy(key.service, db ? db : "postgres", sizeof(key.service));
+		if (dbname == NULL)
+		{
+			char	   *db = get_database_name(MyDatabaseId);
+
+			dbname = MemoryContextStrdup(TopMemoryContext, db ? db : "postgres");
+		}
+		strlcpy(key.service, dbname, sizeof(key.service));
 	}
 	c = hash_search(pending_counts, &key, HASH_ENTER, &found);
 	if (!found)
