@@ -44,6 +44,9 @@ include $(PGXS)
 $(DATA_built): $(INSTALL_PARTS)
 	cat $^ > $@
 
+# PGXS tracks no header dependencies: every object depends on every header.
+$(OBJS): $(wildcard src/*.h)
+
 # Guard against the jansson/postgres json_object clash (../shared/BUILDING.md).
 .PHONY: check-symbols
 check-symbols: $(shlib)

@@ -115,6 +115,7 @@ typedef struct ParsedRule
 } ParsedRule;
 
 static HTAB *follow_cache = NULL;
+static FollowRelCache *follow_cache_last = NULL;	/* entry of the last call */
 static MemoryContext follow_cache_cxt = NULL;
 static int	follow_depth = 0;	/* trigger calls in progress */
 
@@ -154,6 +155,12 @@ follow_cache_entry(Relation rel, const char *rules_column)
 	int			attnum;
 	Oid			pkoid;
 
+	/* a bulk UPDATE calls the trigger for one relation many times */
+	entry = follow_cache_last;
+	if (entry != NULL && entry->relid == relid && entry->valid &&
+		entry->natts == tupdesc->natts && strcmp(entry->rules_column, rules_column) == 0)
+		return entry;
+
 	if (follow_cache == NULL)
 	{
 		HASHCTL		ctl;
@@ -175,6 +182,7 @@ follow_cache_entry(Relation rel, const char *rules_column)
 		entry->valid = false;
 		entry->cxt = NULL;
 	}
+	follow_cache_last = entry;	/* dynahash entries never move */
 	if (entry->valid && entry->natts == tupdesc->natts &&
 		strcmp(entry->rules_column, rules_column) == 0)
 		return entry;
@@ -245,42 +253,47 @@ typedef struct FollowCall
 	FollowRelCache *entry;
 	HeapTuple	oldtup;
 	HeapTuple	newtup;
+	TupleTableSlot *oldslot;	/* the same rows in the executor's slots: */
+	TupleTableSlot *newslot;	/* columns are deformed once, on demand */
 	int			rule_index;		/* rule being processed, for messages */
 	int			row_changed;	/* -1 unknown, else bool */
-	Datum	   *oldvals;		/* both rows deformed, once (NULL until then) */
-	bool	   *oldnulls;
-	Datum	   *newvals;
-	bool	   *newnulls;
 } FollowCall;
 
-/* Deform both rows once: cheaper than one heap_getattr per access. */
-static inline void
-deform_rows(FollowCall *call)
-{
-	int			natts = call->tupdesc->natts;
-
-	if (call->oldvals != NULL)
-		return;
-	call->oldvals = palloc(sizeof(Datum) * natts * 2);
-	call->newvals = call->oldvals + natts;
-	call->oldnulls = palloc(sizeof(bool) * natts * 2);
-	call->newnulls = call->oldnulls + natts;
-	heap_deform_tuple(call->oldtup, call->tupdesc, call->oldvals, call->oldnulls);
-	heap_deform_tuple(call->newtup, call->tupdesc, call->newvals, call->newnulls);
-}
-
-/* Column attnum of the old or new row. */
+/*
+ * Column attnum of the old or new row.  The slots deform a row only as far
+ * as the columns asked for, once per row.
+ */
 static inline Datum
 row_attr(FollowCall *call, bool new_row, int attnum, bool *isnull)
 {
-	deform_rows(call);
-	if (new_row)
+	return slot_getattr(new_row ? call->newslot : call->oldslot, attnum, isnull);
+}
+
+/*
+ * Whether two non-null values of column att are binary identical: what
+ * datum_image_eq() answers, without its calls for the common case of two
+ * plain in-line varlenas.
+ */
+static inline bool
+same_image(Datum a, Datum b, Form_pg_attribute att)
+{
+	if (att->attlen == -1)
 	{
-		*isnull = call->newnulls[attnum - 1];
-		return call->newvals[attnum - 1];
+		Pointer		pa = DatumGetPointer(a);
+		Pointer		pb = DatumGetPointer(b);
+
+		if (pa == pb)
+			return true;
+		if (!VARATT_IS_EXTERNAL(pa) && !VARATT_IS_COMPRESSED(pa) &&
+			!VARATT_IS_EXTERNAL(pb) && !VARATT_IS_COMPRESSED(pb))
+		{
+			Size		len = VARSIZE_ANY_EXHDR(pa);
+
+			return len == VARSIZE_ANY_EXHDR(pb) &&
+				memcmp(VARDATA_ANY(pa), VARDATA_ANY(pb), len) == 0;
+		}
 	}
-	*isnull = call->oldnulls[attnum - 1];
-	return call->oldvals[attnum - 1];
+	return datum_image_eq(a, b, att->attbyval, att->attlen);
 }
 
 static FollowColumn *
@@ -320,7 +333,7 @@ column_changed(FollowCall *call, int attnum, JsonbValue *oldv, JsonbValue *newv)
 
 	if (oldnull && newnull)
 		return false;
-	if (!oldnull && !newnull && datum_image_eq(o, n, att->attbyval, att->attlen))
+	if (!oldnull && !newnull && same_image(o, n, att))
 		return false;
 	col = column_info(call, attnum);
 	FollowDatumToValue(col, o, oldnull, oldv);
@@ -348,7 +361,7 @@ row_changed(FollowCall *call)
 		o = row_attr(call, false, i, &oldnull);
 		n = row_attr(call, true, i, &newnull);
 		if (oldnull != newnull ||
-			(!oldnull && !datum_image_eq(o, n, att->attbyval, att->attlen)))
+			(!oldnull && !same_image(o, n, att)))
 		{
 			call->row_changed = 1;
 			break;
@@ -924,8 +937,7 @@ follow_row(FollowCall *call)
 	JsonbValue	newv;
 	bool		any_removed = false;
 
-	/* one attribute only: most rows of a table may carry no rules */
-	olddatum = heap_getattr(call->oldtup, rules_attnum, call->tupdesc, &oldnull);
+	olddatum = row_attr(call, false, rules_attnum, &oldnull);
 	if (oldnull)
 		return call->newtup;	/* no rules before this UPDATE */
 	oldrules = DatumGetJsonbP(olddatum);
@@ -936,7 +948,7 @@ follow_row(FollowCall *call)
 	if (newnull)
 		return call->newtup;	/* this UPDATE removes every rule */
 
-	if (datum_image_eq(olddatum, newdatum, rules_att->attbyval, rules_att->attlen))
+	if (same_image(olddatum, newdatum, rules_att))
 		newrules = oldrules;
 	else
 	{
@@ -1087,9 +1099,12 @@ _celerysalt_follow_actions_trigger(PG_FUNCTION_ARGS)
 	call.tupdesc = RelationGetDescr(call.rel);
 	call.oldtup = trigdata->tg_trigtuple;
 	call.newtup = trigdata->tg_newtuple;
+	call.oldslot = trigdata->tg_trigslot;
+	call.newslot = trigdata->tg_newslot;
 	call.rule_index = -1;
 	call.row_changed = -1;
-	call.oldvals = NULL;
+	if (call.oldslot == NULL || call.newslot == NULL)
+		elog(ERROR, "_celerysalt_follow_actions_trigger: the executor passed no tuple slots");
 
 	follow_depth++;
 	PG_TRY();

@@ -18,6 +18,7 @@
 #include "access/tupdesc.h"
 #include "fmgr.h"
 #include "utils/jsonb.h"
+#include "jsonschema.h"
 
 typedef enum FollowOp
 {
@@ -68,6 +69,16 @@ typedef struct FollowRule
 	JsonbValue *other;			/* "to" of changed_from, "from" of changed_to */
 	bool		operands_ok;	/* value and other fit the operator ... */
 	FollowFailure operands_failure; /* ... or why not */
+
+	/*
+	 * The values value and other stand for, read once when the rule is read
+	 * (a list is its elements, anything else itself): evaluation compares
+	 * against these arrays instead of walking the jsonb each row.
+	 */
+	JsonbValue *value_alts;
+	int			nvalue_alts;
+	JsonbValue *other_alts;
+	int			nother_alts;
 } FollowRule;
 
 /*
@@ -103,11 +114,27 @@ extern int	FollowFindColumn(TupleDesc tupdesc, const char *name, int len);
 extern void FollowColumnInit(FollowColumn *col, Oid typid, MemoryContext cxt);
 extern void FollowDatumToValue(FollowColumn *col, Datum value, bool isnull,
 							   JsonbValue *out);
-extern bool FollowValuesEqual(const JsonbValue *a, const JsonbValue *b);
 extern bool FollowRuleMatches(const FollowRule *rule, const JsonbValue *oldv,
 							  const JsonbValue *newv, bool *matches,
 							  FollowFailure *failure);
 extern bool FollowIsPlaceholder(JsonbContainer *obj, JsonbValue *key,
 								JsonbValue *arg);
+
+/*
+ * FollowValuesEqual
+ *		JSON equality: same type and value; numbers numerically (1 = 1.0),
+ *		strings byte by byte, arrays and objects structurally (object member
+ *		order never matters).  Strings, the common case, are compared here.
+ */
+static inline bool
+FollowValuesEqual(const JsonbValue *a, const JsonbValue *b)
+{
+	if (a->type == jbvString && b->type == jbvString)
+		return a->val.string.len == b->val.string.len &&
+			memcmp(a->val.string.val, b->val.string.val, a->val.string.len) == 0;
+	if (a->type != b->type && a->type != jbvBinary && b->type != jbvBinary)
+		return false;
+	return JsonschemaEqual(a, b);
+}
 
 #endif							/* CELERYSALT_FOLLOW_H */

@@ -32,7 +32,6 @@
 #include "utils/rel.h"
 #include "utils/relcache.h"
 #include "utils/syscache.h"
-#include "jsonschema.h"
 
 
 PG_FUNCTION_INFO_V1(celerysalt_follow_action_check);
@@ -165,6 +164,7 @@ excerpt(const char *s, int len)
 
 static bool rule_operands(const FollowRule *rule, JsonbValue **value,
 						  JsonbValue **other, FollowFailure *failure);
+static int	alternatives(JsonbValue *spec, JsonbValue **alts);
 
 /*
  * FollowReadRule
@@ -222,6 +222,8 @@ FollowReadRule(JsonbValue *elem, FollowRule *rule, FollowFailure *failure)
 	/* operands are checked only when the rule is evaluated */
 	rule->operands_ok = rule_operands(rule, &rule->value, &rule->other,
 									  &rule->operands_failure);
+	rule->nvalue_alts = alternatives(rule->value, &rule->value_alts);
+	rule->nother_alts = alternatives(rule->other, &rule->other_alts);
 	return true;
 }
 
@@ -388,18 +390,6 @@ numeric_compare(Numeric a, Numeric b)
 }
 
 /*
- * FollowValuesEqual
- *		JSON equality: same type and value; numbers numerically (1 = 1.0),
- *		strings byte by byte, arrays and objects structurally (object member
- *		order never matters).
- */
-bool
-FollowValuesEqual(const JsonbValue *a, const JsonbValue *b)
-{
-	return JsonschemaEqual(a, b);
-}
-
-/*
  * Order two JSON values for gt/gte/lt/lte.  Returns false when they are not
  * both numbers or both strings (such a rule never matches).
  */
@@ -432,26 +422,43 @@ is_array(const JsonbValue *v)
 }
 
 /*
- * Whether target matches spec.  A spec that is an array is a list of
- * alternatives; with unwrap, a one-element list means its element (so
- * [[1, 2]] matches the array [1, 2]).
+ * The values spec stands for, in a palloc'd array: the elements of a list
+ * (a one-element list means its element, so [[1, 2]] matches the array
+ * [1, 2]), or spec itself.  Returns how many; 0 for no spec.
  */
-static bool
-value_in(const JsonbValue *target, const JsonbValue *spec, bool unwrap)
+static int
+alternatives(JsonbValue *spec, JsonbValue **alts)
 {
-	if (is_array(spec))
-	{
-		JsonbContainer *list = spec->val.binary.data;
-		int			n = JsonContainerSize(list);
+	int			n;
 
-		if (unwrap && n == 1)
-			return FollowValuesEqual(target, getIthJsonbValueFromContainer(list, 0));
-		for (int i = 0; i < n; i++)
-			if (FollowValuesEqual(target, getIthJsonbValueFromContainer(list, i)))
-				return true;
-		return false;
+	*alts = NULL;
+	if (spec == NULL)
+		return 0;
+	if (!is_array(spec))
+	{
+		*alts = spec;
+		return 1;
 	}
-	return FollowValuesEqual(target, spec);
+	n = JsonContainerSize(spec->val.binary.data);
+	*alts = palloc(sizeof(JsonbValue) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *e = getIthJsonbValueFromContainer(spec->val.binary.data, i);
+
+		(*alts)[i] = *e;
+		pfree(e);
+	}
+	return n;
+}
+
+/* Whether target equals one of the n alternatives alts. */
+static inline bool
+value_in(const JsonbValue *target, const JsonbValue *alts, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (FollowValuesEqual(target, &alts[i]))
+			return true;
+	return false;
 }
 
 static const char *
@@ -544,8 +551,11 @@ bool
 FollowRuleMatches(const FollowRule *rule, const JsonbValue *oldv,
 				  const JsonbValue *newv, bool *matches, FollowFailure *failure)
 {
-	JsonbValue *value = rule->value;
-	JsonbValue *other = rule->other;
+	const JsonbValue *value = rule->value;
+	const JsonbValue *values = rule->value_alts;
+	int			nvalues = rule->nvalue_alts;
+	const JsonbValue *others = rule->other_alts;
+	int			nothers = rule->nother_alts;
 	int			cmp;
 
 	if (!rule->operands_ok)
@@ -557,10 +567,10 @@ FollowRuleMatches(const FollowRule *rule, const JsonbValue *oldv,
 	switch (rule->op)
 	{
 		case FOLLOW_OP_EQL:
-			*matches = value_in(newv, value, true);
+			*matches = value_in(newv, values, nvalues);
 			break;
 		case FOLLOW_OP_NOT_EQL:
-			*matches = !value_in(newv, value, true);
+			*matches = !value_in(newv, values, nvalues);
 			break;
 		case FOLLOW_OP_UPDATED:
 			*matches = true;
@@ -570,12 +580,12 @@ FollowRuleMatches(const FollowRule *rule, const JsonbValue *oldv,
 				(newv->type == jbvString && newv->val.string.len == 0);
 			break;
 		case FOLLOW_OP_CHANGED_FROM:
-			*matches = value_in(oldv, value, true) &&
-				(other == NULL || value_in(newv, other, true));
+			*matches = value_in(oldv, values, nvalues) &&
+				(others == NULL || value_in(newv, others, nothers));
 			break;
 		case FOLLOW_OP_CHANGED_TO:
-			*matches = value_in(newv, value, true) &&
-				(other == NULL || value_in(oldv, other, true));
+			*matches = value_in(newv, values, nvalues) &&
+				(others == NULL || value_in(oldv, others, nothers));
 			break;
 		case FOLLOW_OP_GT:
 			*matches = values_order(newv, value, &cmp) && cmp > 0;
@@ -590,10 +600,10 @@ FollowRuleMatches(const FollowRule *rule, const JsonbValue *oldv,
 			*matches = values_order(newv, value, &cmp) && cmp <= 0;
 			break;
 		case FOLLOW_OP_IN:
-			*matches = value_in(newv, value, false);
+			*matches = value_in(newv, values, nvalues);
 			break;
 		case FOLLOW_OP_NOT_IN:
-			*matches = !value_in(newv, value, false);
+			*matches = !value_in(newv, values, nvalues);
 			break;
 		case FOLLOW_OP_IS_NULL:
 			*matches = newv->type == jbvNull;
