@@ -130,3 +130,40 @@ RESET statement_timeout;
 SELECT count(*) FILTER (WHERE celerysalt_validate('{"type": "integer", "minimum": 10}', to_jsonb(i))) AS const_schema,
        count(*) FILTER (WHERE celerysalt_validate(jsonb_build_object('maximum', i % 7), to_jsonb(i % 5))) AS varying_schema
   FROM generate_series(1, 1000) i;
+
+-- The boolean fast path keeps the matching of an object's keys per key
+-- sequence (up to 4 per subschema) and settles scalar members by their jsonb
+-- kind: same answers as the error walk, for more key sequences than it keeps,
+-- for a recursive model whose nested objects differ from the outer one, and
+-- for nullable (anyOf) scalars.
+CREATE TEMP TABLE layout_cases AS
+WITH s(schema) AS (VALUES ('{
+  "type": "object",
+  "properties": {
+    "a": {"type": "integer", "minimum": 0},
+    "b": {"anyOf": [{"type": "string", "maxLength": 3}, {"type": "null"}]},
+    "c": {"type": "boolean"},
+    "d": {"$ref": "#"},
+    "e": {"enum": ["x", 1, null]},
+    "f": {"anyOf": [{"type": "string"}, {"type": "integer", "maximum": 5}]}
+  },
+  "required": ["a"],
+  "additionalProperties": {"type": "number"}
+}'::jsonb))
+SELECT s.schema, i.t::jsonb AS inst
+  FROM s, (VALUES
+    ('{"a": 1}'), ('{"a": -1}'), ('{"a": 1.5}'), ('{"b": null}'), ('{"a": 1, "b": "abc"}'),
+    ('{"a": 1, "b": "abcd"}'), ('{"a": 1, "b": 7}'), ('{"a": 1, "c": true}'), ('{"a": 1, "c": "true"}'),
+    ('{"a": 1, "zz": 2.5}'), ('{"a": 1, "zz": "2.5"}'), ('{"a": 1, "e": null}'), ('{"a": 1, "e": "y"}'),
+    ('{"a": 1, "e": 1.0}'), ('{"a": 1, "f": "s"}'), ('{"a": 1, "f": 6}'), ('{"a": 1, "f": 5}'),
+    ('{"a": 1, "f": []}'), ('{"a": 1, "d": {"a": 2}}'), ('{"a": 1, "d": {"b": "x"}}'),
+    ('{"a": 1, "d": {"a": 2, "d": {"a": 3, "c": false}}}'), ('{"a": 1, "d": {"a": 2, "d": {"a": -3}}}'),
+    ('{"a": 1, "d": {"a": 2, "d": {"a": 3, "zz": {}}}}'), ('{"a": 1, "d": []}')
+  ) AS i(t);
+SELECT inst, celerysalt_validate(schema, inst) AS valid,
+       celerysalt_validate(schema, inst) = (celerysalt_validation_errors(schema, inst) = '[]') AS agrees
+  FROM layout_cases;
+-- the same rows again: now every key sequence meets a kept or a full layout list
+SELECT count(*) FILTER (WHERE celerysalt_validate(schema, inst)) AS valid,
+       bool_and(celerysalt_validate(schema, inst) = (celerysalt_validation_errors(schema, inst) = '[]')) AS all_agree
+  FROM layout_cases;

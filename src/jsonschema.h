@@ -147,6 +147,20 @@ typedef enum JsFormat
 typedef struct JsNode JsNode;
 typedef struct JsResource JsResource;
 
+/*
+ * Kinds of jsonb entries, as bits: 1 << (JEntry type >> 28).  The
+ * validator's fast paths dispatch on them without decoding the value.
+ */
+#define JS_NKINDS			6
+#define JS_KIND_STRING		0x01
+#define JS_KIND_NUMERIC		0x02
+#define JS_KIND_FALSE		0x04
+#define JS_KIND_TRUE		0x08
+#define JS_KIND_NULL		0x10
+#define JS_KIND_CONTAINER	0x20
+#define JS_MAX_LAYOUTS		4
+#define JS_KIND_OF(jentry)	((uint8) (1 << (((jentry) & JENTRY_TYPEMASK) >> 28)))
+
 /* A compiled regular expression ("pattern", "patternProperties") */
 typedef struct JsRegex
 {
@@ -220,6 +234,28 @@ struct JsNode
 								 * additionalProperties */
 	bool		plain_array;	/* only type, items, minItems, maxItems
 								 * (items present) */
+
+	/*
+	 * What this node answers for a member or item, by the kind of its jsonb
+	 * entry (JS_KIND_*), computed on first use by the validator's boolean
+	 * fast paths: kinds it accepts outright, kinds that need the scalar
+	 * checks of leaf_node[kind] only, indexed by whether formats are
+	 * asserted.  Kinds in neither mask are rejected unless leaf_walk has
+	 * them (the full walk decides).
+	 */
+	int8		leaf_state;		/* 0: not computed yet, 1: computed */
+	uint8		leaf_pass[2];
+	uint8		leaf_check[2];
+	uint8		leaf_walk;
+
+	/*
+	 * Member layouts seen by the boolean object fast path: objects with the
+	 * same keys in the same order (one pydantic model's dumps) reuse the
+	 * matching of their keys.  Added by the validator, never changed once
+	 * added (a nested call may be reading one).
+	 */
+	int8		nlayouts;
+	struct JsLayout *layouts[JS_MAX_LAYOUTS];
 	int			nkeys;
 	JsResource *resource;		/* enclosing resource (dynamic scope) */
 	JsNode	   *ref_node;
@@ -229,6 +265,8 @@ struct JsNode
 	int			nanyof;
 	JsNode	  **anyof;
 	JsNode	   *items;
+
+	JsNode	   *leaf_node[JS_NKINDS];	/* see leaf_check */
 
 	JsFormat	format;
 	char	   *base;			/* base URI in effect */

@@ -488,6 +488,172 @@ apply_child(VCtx *V, JsNode *child, JsonbValue *inst)
 	return ok;
 }
 
+/* ---- leaf summaries (what a node answers for each kind of entry) ---- */
+
+typedef enum LeafAnswer
+{
+	LEAF_PASS,					/* accepted outright */
+	LEAF_FAIL,					/* rejected outright */
+	LEAF_CHECK,					/* scalar_ok() of one node decides */
+	LEAF_WALK					/* apply_child() decides */
+} LeafAnswer;
+
+/* The JS_T_* types that accept an entry of kind (one JS_KIND_* bit). */
+static uint8
+kind_types(uint8 kind)
+{
+	switch (kind)
+	{
+		case JS_KIND_STRING:
+			return JS_T_STRING;
+		case JS_KIND_NUMERIC:
+			return JS_T_NUMBER | JS_T_INTEGER;
+		case JS_KIND_FALSE:
+		case JS_KIND_TRUE:
+			return JS_T_BOOLEAN;
+		case JS_KIND_NULL:
+			return JS_T_NULL;
+		default:
+			return JS_T_OBJECT | JS_T_ARRAY;
+	}
+}
+
+/*
+ * What node n (boolean mode) answers for an instance of kind: scalar kinds
+ * against nodes without in-place applicators, exactly as quick_leaf() would;
+ * anything else is left to the walk.  *check is the node for LEAF_CHECK.
+ * Nested anyOf is followed a few levels (a $ref cycle through anyOf is
+ * left to the walk, which reports it).
+ */
+static LeafAnswer
+leaf_answer(JsNode *n, uint8 kind, bool formats, JsNode **check, int depth)
+{
+	uint64		kw = n->kw;
+	uint64		applicable;
+
+	*check = n;
+	if (n->boolean >= 0)
+		return n->boolean == 1 ? LEAF_PASS : LEAF_FAIL;
+	if (n->quick_anyof)
+	{
+		bool		walk = false;
+		int			nchecks = 0;
+
+		if (depth >= 4)
+			return LEAF_WALK;
+		for (int i = 0; i < n->nanyof; i++)
+		{
+			JsNode	   *b;
+
+			switch (leaf_answer(follow_refs(n->anyof[i]), kind, formats, &b, depth + 1))
+			{
+				case LEAF_PASS:
+					return LEAF_PASS;
+				case LEAF_FAIL:
+					break;
+				case LEAF_CHECK:
+					*check = b;
+					nchecks++;
+					break;
+				case LEAF_WALK:
+					walk = true;
+					break;
+			}
+		}
+		if (walk || nchecks > 1)
+			return LEAF_WALK;
+		return nchecks == 1 ? LEAF_CHECK : LEAF_FAIL;
+	}
+	if (n->has_unevaluated || (kw & JSK_INPLACE_KW))
+		return LEAF_WALK;
+	if ((kw & JSK_TYPE) && !(n->types & kind_types(kind)))
+		return LEAF_FAIL;
+	if (kind == JS_KIND_CONTAINER)
+		return kw == 0 ? LEAF_PASS : LEAF_WALK;
+	switch (kind)
+	{
+		case JS_KIND_STRING:
+			applicable = JSK_CONST | JSK_ENUM | JSK_MAXLENGTH | JSK_MINLENGTH | JSK_PATTERN |
+				(formats ? JSK_FORMAT : 0);
+			break;
+		case JS_KIND_NUMERIC:
+			applicable = JSK_CONST | JSK_ENUM | JSK_NUMERIC_KW;
+			/* "integer" without "number": 1.5 is rejected */
+			if ((kw & JSK_TYPE) && !(n->types & JS_T_NUMBER))
+				return LEAF_CHECK;
+			break;
+		default:
+			applicable = JSK_CONST | JSK_ENUM;
+			break;
+	}
+	return (kw & applicable) ? LEAF_CHECK : LEAF_PASS;
+}
+
+/* Fill n's leaf_* fields (once). */
+static pg_noinline void
+leaf_summarize(JsNode *n)
+{
+	n->leaf_walk = 0;
+	for (int formats = 0; formats <= 1; formats++)
+	{
+		n->leaf_pass[formats] = 0;
+		n->leaf_check[formats] = 0;
+		for (int t = 0; t < JS_NKINDS; t++)
+		{
+			uint8		kind = (uint8) (1 << t);
+			JsNode	   *check;
+
+			switch (leaf_answer(n, kind, formats, &check, 0))
+			{
+				case LEAF_PASS:
+					n->leaf_pass[formats] |= kind;
+					break;
+				case LEAF_FAIL:
+					break;
+				case LEAF_CHECK:
+					/* the checking node does not depend on formats */
+					n->leaf_check[formats] |= kind;
+					n->leaf_node[t] = check;
+					break;
+				case LEAF_WALK:
+					n->leaf_walk |= kind;
+					break;
+			}
+		}
+	}
+	n->leaf_state = 1;
+}
+
+/*
+ * A member value or array item of entry type entry (value filled from base
+ * + off only when needed) against child, in boolean mode: the leaf summary
+ * settles scalars without decoding them; the rest goes to apply_child().
+ */
+static pg_attribute_always_inline bool
+apply_entry(VCtx *V, JsNode *child, JsonbContainer *c, int index, char *base,
+			uint32 off)
+{
+	uint8		kind = JS_KIND_OF(c->children[index]);
+	int			formats = V->assert_formats ? 1 : 0;
+	JsonbValue	v;
+
+	if (unlikely(child->leaf_state == 0))
+		leaf_summarize(child);
+	if (kind & child->leaf_pass[formats])
+		return true;
+	if (kind & child->leaf_check[formats])
+	{
+		JsonschemaFillValue(c, index, base, off, &v);
+		return scalar_ok(V, child->leaf_node[(c->children[index] & JENTRY_TYPEMASK) >> 28], &v);
+	}
+	if (kind & child->leaf_walk)
+	{
+		JsonschemaFillValue(c, index, base, off, &v);
+		return apply_child(V, child, &v);
+	}
+	return false;
+}
+
 static JsNode *
 dynamic_target(VCtx *V, JsNode *n)
 {
@@ -808,20 +974,17 @@ check_array(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 /* ---- objects ---- */
 
 /*
- * properties + required + additionalProperties in boolean mode, for a node
- * without patternProperties, propertyNames and annotation tracking (the
- * usual pydantic model): one merge of the object's keys with n->keys,
- * reading JEntries directly, values decoded only when a subschema applies,
- * no instance path kept (nothing is reported).  Without
- * additionalProperties it stops once the schema's keys are exhausted, as
- * the remaining members match nothing.
+ * object_props_fast() for objects without a layout: one merge of the
+ * object's keys with n->keys, reading JEntries directly, values decoded
+ * only when a subschema applies.  Without additionalProperties it stops
+ * once the schema's keys are exhausted, as the remaining members match
+ * nothing.
  */
 static bool
-object_props_fast(VCtx *V, JsNode *n, JsonbContainer *c, int cnt)
+object_props_merge(VCtx *V, JsNode *n, JsonbContainer *c, int cnt, char *base,
+				   uint32 voff)
 {
-	char	   *base = (char *) &c->children[cnt * 2];
 	uint32		koff = 0;
-	uint32		voff = cnt > 0 ? JsonschemaOffset(c, cnt) : 0;
 	JsKey	   *keys = n->keys;
 	int			nkeys = n->nkeys;
 	JsNode	   *addl = (n->kw & JSK_ADDITIONALPROPS) ? n->additionalprops : NULL;
@@ -860,18 +1023,162 @@ object_props_fast(VCtx *V, JsNode *n, JsonbContainer *c, int cnt)
 				break;
 			}
 		}
-		if (child != NULL)
-		{
-			JsonbValue	v;
-
-			JsonschemaFillValue(c, i + cnt, base, voff, &v);
-			if (!apply_child(V, child, &v))
-				return false;
-		}
+		if (child != NULL && !apply_entry(V, child, c, i + cnt, base, voff))
+			return false;
 		JBE_ADVANCE_OFFSET(koff, ke);
 		JBE_ADVANCE_OFFSET(voff, ve);
 	}
 	return found_required == n->nrequired;
+}
+
+/*
+ * The members of an object matched against a node's properties once, for
+ * every object with exactly the same keys in the same order: the keys'
+ * JEntries and bytes identify the key sequence.
+ */
+typedef struct JsLayout
+{
+	int			cnt;			/* members */
+	uint32		keybytes;		/* bytes of all keys */
+	bool		required_ok;	/* every required key is present */
+	JEntry	   *key_entries;	/* [cnt] */
+	char	   *key_bytes;		/* [keybytes] */
+	JsNode	  **child;			/* [cnt] subschema of each member, or NULL */
+	uint8	   *pass[2];		/* [cnt] kinds accepted outright, by formats */
+} JsLayout;
+
+/* Layouts are kept for objects up to this size (bigger ones are merged). */
+#define JS_LAYOUT_MAX_MEMBERS	256
+#define JS_LAYOUT_MAX_KEYBYTES	8192
+
+static JsLayout *
+find_layout(JsNode *n, JsonbContainer *c, int cnt, const char *base, uint32 keybytes)
+{
+	for (int j = 0; j < n->nlayouts; j++)
+	{
+		JsLayout   *L = n->layouts[j];
+
+		if (L->cnt == cnt && L->keybytes == keybytes &&
+			memcmp(L->key_entries, c->children, sizeof(JEntry) * cnt) == 0 &&
+			memcmp(L->key_bytes, base, keybytes) == 0)
+			return L;
+	}
+	return NULL;
+}
+
+/*
+ * Match the members of c against n's properties (n->keys, in jsonb key
+ * order, merged with required) and additionalProperties, and keep the
+ * result as a new layout of n.
+ */
+static JsLayout *
+add_layout(VCtx *V, JsNode *n, JsonbContainer *c, int cnt, const char *base,
+		   uint32 keybytes)
+{
+	MemoryContext old = MemoryContextSwitchTo(V->s->cxt);
+	JsNode	   *addl = (n->kw & JSK_ADDITIONALPROPS) ? n->additionalprops : NULL;
+	JsLayout   *L = palloc(sizeof(JsLayout));
+	uint32		koff = 0;
+	int			ki = 0;
+	int			found_required = 0;
+
+	L->cnt = cnt;
+	L->keybytes = keybytes;
+	L->key_entries = palloc(sizeof(JEntry) * Max(cnt, 1));
+	memcpy(L->key_entries, c->children, sizeof(JEntry) * cnt);
+	L->key_bytes = palloc(Max(keybytes, 1));
+	memcpy(L->key_bytes, base, keybytes);
+	L->child = palloc(sizeof(JsNode *) * Max(cnt, 1));
+	L->pass[0] = palloc(Max(cnt, 1));
+	L->pass[1] = palloc(Max(cnt, 1));
+	MemoryContextSwitchTo(old);
+
+	for (int i = 0; i < cnt; i++)
+	{
+		JEntry		ke = c->children[i];
+		uint32		klen = JBE_HAS_OFF(ke) ? JBE_OFFLENFLD(ke) - koff : JBE_OFFLENFLD(ke);
+		JsNode	   *child = addl;
+
+		while (ki < n->nkeys)
+		{
+			JsKey	   *k = &n->keys[ki];
+			int			cmp = JsonschemaKeyCmp(k->name, k->len, base + koff, klen);
+
+			if (cmp > 0)
+				break;
+			ki++;
+			if (cmp == 0)
+			{
+				found_required += k->required;
+				if (k->node != NULL)
+				{
+					/* remember the $ref target (same answer, one node less) */
+					if (unlikely(k->node->kw == JSK_REF))
+						k->node = follow_refs(k->node);
+					child = k->node;
+				}
+				break;
+			}
+		}
+		L->child[i] = child;
+		if (child == NULL)
+			L->pass[0][i] = L->pass[1][i] = 0xFF;
+		else
+		{
+			if (child->leaf_state == 0)
+				leaf_summarize(child);
+			L->pass[0][i] = child->leaf_pass[0];
+			L->pass[1][i] = child->leaf_pass[1];
+		}
+		JBE_ADVANCE_OFFSET(koff, ke);
+	}
+	L->required_ok = found_required == n->nrequired;
+
+	/* published only once complete */
+	n->layouts[n->nlayouts] = L;
+	n->nlayouts++;
+	return L;
+}
+
+/*
+ * properties + required + additionalProperties in boolean mode, for a node
+ * without patternProperties, propertyNames and annotation tracking (the
+ * usual pydantic model), no instance path kept (nothing is reported).  The
+ * keys are matched once per distinct key sequence (a layout); members whose
+ * entry kind the subschema accepts outright are not even decoded.
+ */
+static bool
+object_props_fast(VCtx *V, JsNode *n, JsonbContainer *c, int cnt)
+{
+	char	   *base = (char *) &c->children[cnt * 2];
+	uint32		voff = cnt > 0 ? JsonschemaOffset(c, cnt) : 0;
+	JsLayout   *L;
+	const uint8 *pass;
+
+	L = find_layout(n, c, cnt, base, voff);
+	if (L == NULL)
+	{
+		if (n->nlayouts < JS_MAX_LAYOUTS && cnt <= JS_LAYOUT_MAX_MEMBERS &&
+			voff <= JS_LAYOUT_MAX_KEYBYTES)
+			L = add_layout(V, n, c, cnt, base, voff);
+		else
+			return object_props_merge(V, n, c, cnt, base, voff);
+	}
+	if (!L->required_ok)
+		return false;
+	pass = L->pass[V->assert_formats ? 1 : 0];
+	for (int i = 0; i < cnt; i++)
+	{
+		JEntry		ve = c->children[i + cnt];
+
+		if ((i & 255) == 255)
+			CHECK_FOR_INTERRUPTS();
+		if (!(JS_KIND_OF(ve) & pass[i]) &&
+			!apply_entry(V, L->child[i], c, i + cnt, base, voff))
+			return false;
+		JBE_ADVANCE_OFFSET(voff, ve);
+	}
+	return true;
 }
 
 /*
@@ -897,12 +1204,10 @@ array_items_fast(VCtx *V, JsNode *n, JsonbContainer *c, int cnt)
 	for (i = 0; i < cnt; i++)
 	{
 		JEntry		e = c->children[i];
-		JsonbValue	v;
 
 		if ((i & 255) == 255)
 			CHECK_FOR_INTERRUPTS();
-		JsonschemaFillValue(c, i, base, off, &v);
-		if (!apply_child(V, items, &v))
+		if (!apply_entry(V, items, c, i, base, off))
 			return false;
 		JBE_ADVANCE_OFFSET(off, e);
 	}
