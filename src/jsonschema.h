@@ -612,6 +612,36 @@ JsonschemaIsInteger(Numeric n)
 	return JsonschemaIsIntegerSlow(n);
 }
 
+/* Comparison of two decoded numerics: <0, 0, >0 */
+static pg_attribute_always_inline int
+JsonschemaNumPartsCmp(const JsNumParts *x, const JsNumParts *y)
+{
+	int			sx = x->ndigits == 0 ? 0 : (x->neg ? -1 : 1);
+	int			sy = y->ndigits == 0 ? 0 : (y->neg ? -1 : 1);
+	int			cmp = 0;
+	int			i;
+
+	if (sx != sy)
+		return sx < sy ? -1 : 1;
+	if (sx == 0)
+		return 0;
+	/* same sign, both non-zero: compare absolute values */
+	if (x->weight != y->weight)
+		cmp = x->weight > y->weight ? 1 : -1;
+	else
+	{
+		for (i = 0; i < x->ndigits && i < y->ndigits; i++)
+			if (x->digits[i] != y->digits[i])
+			{
+				cmp = x->digits[i] > y->digits[i] ? 1 : -1;
+				break;
+			}
+		if (cmp == 0 && x->ndigits != y->ndigits)
+			cmp = x->ndigits > y->ndigits ? 1 : -1;
+	}
+	return sx > 0 ? cmp : -cmp;
+}
+
 /* numeric comparison: <0, 0, >0 */
 static pg_attribute_always_inline int
 JsonschemaNumCmp(Numeric a, Numeric b)
@@ -620,32 +650,7 @@ JsonschemaNumCmp(Numeric a, Numeric b)
 				y;
 
 	if (JsonschemaNumParts(a, &x) && JsonschemaNumParts(b, &y))
-	{
-		int			sx = x.ndigits == 0 ? 0 : (x.neg ? -1 : 1);
-		int			sy = y.ndigits == 0 ? 0 : (y.neg ? -1 : 1);
-		int			cmp = 0;
-		int			i;
-
-		if (sx != sy)
-			return sx < sy ? -1 : 1;
-		if (sx == 0)
-			return 0;
-		/* same sign, both non-zero: compare absolute values */
-		if (x.weight != y.weight)
-			cmp = x.weight > y.weight ? 1 : -1;
-		else
-		{
-			for (i = 0; i < x.ndigits && i < y.ndigits; i++)
-				if (x.digits[i] != y.digits[i])
-				{
-					cmp = x.digits[i] > y.digits[i] ? 1 : -1;
-					break;
-				}
-			if (cmp == 0 && x.ndigits != y.ndigits)
-				cmp = x.ndigits > y.ndigits ? 1 : -1;
-		}
-		return sx > 0 ? cmp : -cmp;
-	}
+		return JsonschemaNumPartsCmp(&x, &y);
 	return JsonschemaNumCmpSlow(a, b);
 }
 

@@ -248,19 +248,36 @@ type_matches(uint8 types, JsonbValue *inst)
 static bool check_number(VCtx *V, JsNode *n, JsonbValue *inst);
 static bool check_string(VCtx *V, JsNode *n, JsonbValue *inst);
 
+/* x compared with bound: <0, 0, >0 (x decoded by the caller) */
+static pg_attribute_always_inline int
+bound_cmp(const JsNumParts *x, Numeric xnum, Numeric bound)
+{
+	JsNumParts	b;
+
+	if (JsonschemaNumParts(bound, &b))
+		return JsonschemaNumPartsCmp(x, &b);
+	return JsonschemaNumCmpSlow(xnum, bound);
+}
+
 /* minimum, maximum, exclusiveMinimum, exclusiveMaximum; no error recorded */
 static pg_noinline bool
 number_bounds_ok(JsNode *n, Numeric x)
 {
 	uint64		kw = n->kw;
+	JsNumParts	p;
 
-	if ((kw & JSK_MINIMUM) && JsonschemaNumCmp(x, n->minimum) < 0)
+	if (!JsonschemaNumParts(x, &p))
+		return !(((kw & JSK_MINIMUM) && JsonschemaNumCmpSlow(x, n->minimum) < 0) ||
+				 ((kw & JSK_MAXIMUM) && JsonschemaNumCmpSlow(x, n->maximum) > 0) ||
+				 ((kw & JSK_EXMINIMUM) && JsonschemaNumCmpSlow(x, n->exminimum) <= 0) ||
+				 ((kw & JSK_EXMAXIMUM) && JsonschemaNumCmpSlow(x, n->exmaximum) >= 0));
+	if ((kw & JSK_MINIMUM) && bound_cmp(&p, x, n->minimum) < 0)
 		return false;
-	if ((kw & JSK_MAXIMUM) && JsonschemaNumCmp(x, n->maximum) > 0)
+	if ((kw & JSK_MAXIMUM) && bound_cmp(&p, x, n->maximum) > 0)
 		return false;
-	if ((kw & JSK_EXMINIMUM) && JsonschemaNumCmp(x, n->exminimum) <= 0)
+	if ((kw & JSK_EXMINIMUM) && bound_cmp(&p, x, n->exminimum) <= 0)
 		return false;
-	if ((kw & JSK_EXMAXIMUM) && JsonschemaNumCmp(x, n->exmaximum) >= 0)
+	if ((kw & JSK_EXMAXIMUM) && bound_cmp(&p, x, n->exmaximum) >= 0)
 		return false;
 	return true;
 }
@@ -1051,17 +1068,25 @@ typedef struct JsLayout
 #define JS_LAYOUT_MAX_MEMBERS	256
 #define JS_LAYOUT_MAX_KEYBYTES	8192
 
+/*
+ * The layout of n for an object of cnt members whose keys are these: the
+ * key JEntries settle the keys' lengths (so *keybytes, where the values
+ * start, is the layout's), then the key bytes must match.
+ */
 static JsLayout *
-find_layout(JsNode *n, JsonbContainer *c, int cnt, const char *base, uint32 keybytes)
+find_layout(JsNode *n, JsonbContainer *c, int cnt, const char *base, uint32 *keybytes)
 {
 	for (int j = 0; j < n->nlayouts; j++)
 	{
 		JsLayout   *L = n->layouts[j];
 
-		if (L->cnt == cnt && L->keybytes == keybytes &&
+		if (L->cnt == cnt &&
 			memcmp(L->key_entries, c->children, sizeof(JEntry) * cnt) == 0 &&
-			memcmp(L->key_bytes, base, keybytes) == 0)
+			memcmp(L->key_bytes, base, L->keybytes) == 0)
+		{
+			*keybytes = L->keybytes;
 			return L;
+		}
 	}
 	return NULL;
 }
@@ -1151,13 +1176,14 @@ static bool
 object_props_fast(VCtx *V, JsNode *n, JsonbContainer *c, int cnt)
 {
 	char	   *base = (char *) &c->children[cnt * 2];
-	uint32		voff = cnt > 0 ? JsonschemaOffset(c, cnt) : 0;
+	uint32		voff;
 	JsLayout   *L;
 	const uint8 *pass;
 
-	L = find_layout(n, c, cnt, base, voff);
+	L = find_layout(n, c, cnt, base, &voff);
 	if (L == NULL)
 	{
+		voff = cnt > 0 ? JsonschemaOffset(c, cnt) : 0;
 		if (n->nlayouts < JS_MAX_LAYOUTS && cnt <= JS_LAYOUT_MAX_MEMBERS &&
 			voff <= JS_LAYOUT_MAX_KEYBYTES)
 			L = add_layout(V, n, c, cnt, base, voff);
