@@ -2,10 +2,11 @@
 # Follow-action trigger benchmark, one command (as root):
 #   bash bench/follow/run.sh
 # UPDATE of a status column on a table whose rows each carry 5 follow-action rules that
-# do not match, in one run on one throwaway cluster: no trigger, a no-op C trigger, the
+# do not match, in one run on one throwaway cluster: no trigger, no-op C triggers (BEFORE row,
+# AFTER row, statement with transition tables: the floor of each trigger design), the
 # celerysalt trigger, and a PL/pgSQL trigger with the same semantics.  Rounds are
 # interleaved (the order rotates each round) and each timed UPDATE follows a VACUUM of its
-# table, so the four variants see the same conditions; the median of the rounds is reported.
+# table, so all variants see the same conditions; the median of the rounds is reported.
 # Environment: BENCH_ROWS (100000), BENCH_ROUNDS (9), BENCH_PLPGSQL_ROUNDS (3: the PL/pgSQL
 # variant is ~15x slower, it runs in the first rounds only), BENCH_CPU=1 (fsync, full-page
 # writes and WAL beyond "minimal" off: measures CPU cost with little I/O noise), BENCH_NO_BUILD=1
@@ -66,15 +67,16 @@ as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/postgres.log" -w start >/dev/nul
 PSQL=(as_pg "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" -d postgres)
 
 echo "PostgreSQL $("$PGBIN/postgres" -V | awk '{print $3}'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "setup: $ROWS rows x 4 tables, 5 rules per row; $ROUNDS rounds ($PLPGSQL_ROUNDS for PL/pgSQL)${BENCH_CPU:+; BENCH_CPU: fsync/full_page_writes off, wal_level minimal}"
+echo "setup: $ROWS rows x 6 tables, 5 rules per row; $ROUNDS rounds ($PLPGSQL_ROUNDS for PL/pgSQL)${BENCH_CPU:+; BENCH_CPU: fsync/full_page_writes off, wal_level minimal}"
 "${PSQL[@]}" -v rows="$ROWS" -v noop_so="$WORK/noop_trigger.so" -f "$HERE/setup.sql"
 
-variants=(none noop c plpgsql)
+variants=(none noop noop_after noop_stmt c plpgsql)
+nvariants=${#variants[@]}
 script="$WORK/rounds.sql"
 : > "$script"
 for ((r = 0; r < ROUNDS; r++)); do
-	for ((k = 0; k < 4; k++)); do
-		v=${variants[$(((k + r) % 4))]}
+	for ((k = 0; k < nvariants; k++)); do
+		v=${variants[$(((k + r) % nvariants))]}
 		if [ "$v" = plpgsql ] && [ "$r" -ge "$PLPGSQL_ROUNDS" ]; then continue; fi
 		cat >> "$script" <<SQL
 VACUUM bench_$v;
@@ -121,17 +123,21 @@ for line in open(sys.argv[1]):
         current = None
 med = {v: statistics.median(t) for v, t in times.items()}
 rate = {v: rows / (med[v] / 1000.0) for v in med}
-names = {"none": "no trigger", "noop": "no-op C trigger", "c": "celerysalt follow-action trigger",
-         "plpgsql": "PL/pgSQL trigger, same semantics"}
+names = {"none": "no trigger", "noop": "no-op C trigger (BEFORE row)",
+         "noop_after": "no-op C trigger (AFTER row)",
+         "noop_stmt": "no-op C trigger (statement, transition tables)",
+         "c": "celerysalt follow-action trigger", "plpgsql": "PL/pgSQL trigger, same semantics"}
 print()
-print(f"{'variant':36} {'median ms':>10} {'min ms':>8} {'rows/s':>10} {'vs none':>8}   all rounds (ms)")
-for v in ("none", "noop", "c", "plpgsql"):
-    print(f"{names[v]:36} {med[v]:10.1f} {min(times[v]):8.1f} {rate[v]:10.0f} {rate[v] / rate['none']:8.3f}   "
+print(f"{'variant':48} {'median ms':>10} {'min ms':>8} {'rows/s':>10} {'vs none':>8}   all rounds (ms)")
+for v in ("none", "noop", "noop_after", "noop_stmt", "c", "plpgsql"):
+    print(f"{names[v]:48} {med[v]:10.1f} {min(times[v]):8.1f} {rate[v]:10.0f} {rate[v] / rate['none']:8.3f}   "
           + " ".join(f"{t:.0f}" for t in times[v]))
 over = 1 - rate["c"] / rate["none"]
 print()
 print(f"celerysalt trigger: overhead {over * 100:.1f}% of the trigger-free rate (target <= 10%); "
       f"{rate['c'] / rate['plpgsql']:.1f}x the PL/pgSQL trigger's rate (target >= 3x)")
-print(f"row-trigger call alone (no-op C): {(1 - rate['noop'] / rate['none']) * 100:.1f}%; "
+print(f"row-trigger call alone (no-op C BEFORE row trigger): {(1 - rate['noop'] / rate['none']) * 100:.1f}%; "
       f"rule evaluation on top of it: {(med['c'] - med['noop']) * 1000 / rows:.2f} us per row")
+print(f"floors of the other designs: no-op AFTER row trigger {(1 - rate['noop_after'] / rate['none']) * 100:.1f}%, "
+      f"no-op statement trigger with transition tables {(1 - rate['noop_stmt'] / rate['none']) * 100:.1f}%")
 PY

@@ -1,4 +1,4 @@
--- Follow-action benchmark: four identical tables, each row carrying the same 5 rules,
+-- Follow-action benchmark: six identical tables, each row carrying the same 5 rules,
 -- none of which matches the benchmark's UPDATE (status open <-> pending).
 -- :noop_so is the path of noop_trigger.so.
 SET client_min_messages = warning;
@@ -120,6 +120,13 @@ CREATE TABLE bench_none (LIKE bench_template INCLUDING ALL);
 CREATE TABLE bench_noop (LIKE bench_template INCLUDING ALL);
 CREATE TABLE bench_c (LIKE bench_template INCLUDING ALL);
 CREATE TABLE bench_plpgsql (LIKE bench_template INCLUDING ALL);
+-- the floors of the other trigger designs: a no-op AFTER row trigger (no row
+-- lock, but the event queue and two tuple fetches per row) and a no-op
+-- statement trigger with transition tables (both row images copied per row)
+CREATE TABLE bench_noop_after (LIKE bench_template INCLUDING ALL);
+CREATE TABLE bench_noop_stmt (LIKE bench_template INCLUDING ALL);
+INSERT INTO bench_noop_after SELECT * FROM bench_template;
+INSERT INTO bench_noop_stmt SELECT * FROM bench_template;
 INSERT INTO bench_none SELECT * FROM bench_template;
 INSERT INTO bench_noop SELECT * FROM bench_template;
 INSERT INTO bench_c SELECT * FROM bench_template;
@@ -127,8 +134,11 @@ INSERT INTO bench_plpgsql SELECT * FROM bench_template;
 DROP TABLE bench_template;
 
 CREATE TRIGGER noop BEFORE UPDATE ON bench_noop FOR EACH ROW EXECUTE FUNCTION bench_noop_trigger();
+CREATE TRIGGER noop AFTER UPDATE ON bench_noop_after FOR EACH ROW EXECUTE FUNCTION bench_noop_trigger();
+CREATE TRIGGER noop AFTER UPDATE ON bench_noop_stmt REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION bench_noop_trigger();
 SELECT celerysalt_attach_follow_actions('bench_c');
 CREATE TRIGGER zz_plpgsql_follow BEFORE UPDATE ON bench_plpgsql FOR EACH ROW EXECUTE FUNCTION bench_plpgsql_follow();
-VACUUM ANALYZE bench_none, bench_noop, bench_c, bench_plpgsql;
+VACUUM ANALYZE bench_none, bench_noop, bench_noop_after, bench_noop_stmt, bench_c, bench_plpgsql;
 SELECT pg_size_pretty(pg_table_size('bench_c')) AS table_size,
        pg_column_size(on_change_rules) AS rules_bytes_per_row FROM bench_c LIMIT 1;
