@@ -108,6 +108,7 @@ extern char *CatalogQualifiedName(const char *relname);
 
 /* ---- outbox.c ---- */
 extern void OutboxRequestCommitWake(void);
+extern void OutboxWakeAfterCommitPrepared(void);
 
 /* A plug point for the schema registry: called by celerysalt_publish for
  * every event before it is enqueued.  It may raise an error, and it may

@@ -4,7 +4,9 @@
  *		The launcher: one static background worker that starts a delivery
  *		worker (worker.c) for every database that has the extension, restarts
  *		workers that failed, and stops a database's worker before DROP
- *		DATABASE so it never hangs.
+ *		DATABASE so it never hangs.  Its utility hook also wakes the
+ *		database's worker after COMMIT PREPARED (a prepared transaction's
+ *		events become visible then).
  *
  * The launcher connects to no database and reads pg_database, a shared
  * catalog.  A worker started in a database without the extension notes it
@@ -394,4 +396,8 @@ launcher_process_utility(PlannedStmt *pstmt, const char *queryString,
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
+
+	if (celerysalt_shared != NULL && IsA(parsetree, TransactionStmt) &&
+		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
+		OutboxWakeAfterCommitPrepared();
 }

@@ -168,7 +168,10 @@ outbox_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			/* A prepared transaction is found by the periodic poll. */
+			/*
+			 * A prepared transaction's events become visible at COMMIT
+			 * PREPARED, which wakes the worker (OutboxWakeAfterCommitPrepared).
+			 */
 			wake_at_commit = false;
 			break;
 		default:
@@ -190,6 +193,23 @@ OutboxRequestCommitWake(void)
 		xact_callback_registered = true;
 	}
 	wake_at_commit = true;
+}
+
+/*
+ * OutboxWakeAfterCommitPrepared
+ *		Called for COMMIT PREPARED (launcher.c's utility hook): the prepared
+ *		transaction may have published, and COMMIT PREPARED runs in the
+ *		database it was prepared in.  Wake this database's worker when the
+ *		command's own transaction commits, if the database has one (without a
+ *		worker it has no extension, or the launcher starts one anyway).
+ */
+void
+OutboxWakeAfterCommitPrepared(void)
+{
+	DatabaseSlot *slot = ShmemFindDatabase(MyDatabaseId);
+
+	if (slot != NULL && slot->worker_latch != NULL)
+		OutboxRequestCommitWake();
 }
 
 /* A random (version 4) UUID. */
