@@ -991,6 +991,38 @@ check_array(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 /* ---- objects ---- */
 
 /*
+ * One step of the merge of an object's members (in jsonb key order) with
+ * n->keys: advances *ki past the schema keys that sort before key, counts a
+ * matching required key, and returns the member's subschema (the matching
+ * property's, else dflt: additionalProperties or NULL).
+ */
+static pg_attribute_always_inline JsNode *
+match_member(JsNode *n, int *ki, const char *key, uint32 klen, JsNode *dflt,
+			 int *found_required)
+{
+	while (*ki < n->nkeys)
+	{
+		JsKey	   *k = &n->keys[*ki];
+		int			cmp = JsonschemaKeyCmp(k->name, k->len, key, klen);
+
+		if (cmp > 0)
+			break;
+		(*ki)++;
+		if (cmp == 0)
+		{
+			*found_required += k->required;
+			if (k->node == NULL)
+				return dflt;
+			/* remember the $ref target (same answer, one node less) */
+			if (unlikely(k->node->kw == JSK_REF))
+				k->node = follow_refs(k->node);
+			return k->node;
+		}
+	}
+	return dflt;
+}
+
+/*
  * object_props_fast() for objects without a layout: one merge of the
  * object's keys with n->keys, reading JEntries directly, values decoded
  * only when a subschema applies.  Without additionalProperties it stops
@@ -1002,7 +1034,6 @@ object_props_merge(VCtx *V, JsNode *n, JsonbContainer *c, int cnt, char *base,
 				   uint32 voff)
 {
 	uint32		koff = 0;
-	JsKey	   *keys = n->keys;
 	int			nkeys = n->nkeys;
 	JsNode	   *addl = (n->kw & JSK_ADDITIONALPROPS) ? n->additionalprops : NULL;
 	int			ki = 0;
@@ -1014,32 +1045,11 @@ object_props_merge(VCtx *V, JsNode *n, JsonbContainer *c, int cnt, char *base,
 		JEntry		ke = c->children[i];
 		JEntry		ve = c->children[i + cnt];
 		uint32		klen = JBE_HAS_OFF(ke) ? JBE_OFFLENFLD(ke) - koff : JBE_OFFLENFLD(ke);
-		const char *key = base + koff;
-		JsNode	   *child = addl;
+		JsNode	   *child;
 
 		if ((i & 255) == 255)
 			CHECK_FOR_INTERRUPTS();
-		while (ki < nkeys)
-		{
-			JsKey	   *k = &keys[ki];
-			int			cmp = JsonschemaKeyCmp(k->name, k->len, key, klen);
-
-			if (cmp > 0)
-				break;
-			ki++;
-			if (cmp == 0)
-			{
-				found_required += k->required;
-				if (k->node != NULL)
-				{
-					/* remember the $ref target (same answer, one node less) */
-					if (unlikely(k->node->kw == JSK_REF))
-						k->node = follow_refs(k->node);
-					child = k->node;
-				}
-				break;
-			}
-		}
+		child = match_member(n, &ki, base + koff, klen, addl, &found_required);
 		if (child != NULL && !apply_entry(V, child, c, i + cnt, base, voff))
 			return false;
 		JBE_ADVANCE_OFFSET(koff, ke);
@@ -1122,29 +1132,8 @@ add_layout(VCtx *V, JsNode *n, JsonbContainer *c, int cnt, const char *base,
 	{
 		JEntry		ke = c->children[i];
 		uint32		klen = JBE_HAS_OFF(ke) ? JBE_OFFLENFLD(ke) - koff : JBE_OFFLENFLD(ke);
-		JsNode	   *child = addl;
+		JsNode	   *child = match_member(n, &ki, base + koff, klen, addl, &found_required);
 
-		while (ki < n->nkeys)
-		{
-			JsKey	   *k = &n->keys[ki];
-			int			cmp = JsonschemaKeyCmp(k->name, k->len, base + koff, klen);
-
-			if (cmp > 0)
-				break;
-			ki++;
-			if (cmp == 0)
-			{
-				found_required += k->required;
-				if (k->node != NULL)
-				{
-					/* remember the $ref target (same answer, one node less) */
-					if (unlikely(k->node->kw == JSK_REF))
-						k->node = follow_refs(k->node);
-					child = k->node;
-				}
-				break;
-			}
-		}
 		L->child[i] = child;
 		if (child == NULL)
 			L->pass[0][i] = L->pass[1][i] = 0xFF;

@@ -299,6 +299,17 @@ class PgCluster:
                    timeout, f"{len(ids)} event(s) in celerysalt_events",
                    on_timeout=lambda: f"status: {self.status()}\n{tail(self.log_file, 30)}")
 
+    def delivered_payloads(self, topic: str) -> list[Any]:
+        """Payloads of the events of topic the broker confirmed, in publish order."""
+        return [r[0] for r in self.execute(
+            "SELECT payload FROM celerysalt_events WHERE topic = %s ORDER BY event_id", (topic,))]
+
+    def wait_delivered_payloads(self, topic: str, n: int, timeout: float = 30) -> list[Any]:
+        """Wait until at least n events of topic are confirmed; their payloads."""
+        return wait_until(lambda: (lambda got: got if len(got) >= n else None)(self.delivered_payloads(topic)),
+                          timeout, f"{n} event(s) on {topic} in celerysalt_events",
+                          on_timeout=lambda: f"status: {self.status()}\n{tail(self.log_file, 30)}")
+
     def __repr__(self) -> str:
         return f"<PgCluster port={self.port} dir={self.base_dir}>"
 

@@ -16,8 +16,6 @@ import uuid
 
 import pytest
 
-import rig
-
 django = pytest.importorskip("django")
 
 from django.conf import settings  # noqa: E402
@@ -82,17 +80,6 @@ def follow_rule(field: str, operator: str, topic: str, value=None, payload=None,
     return json.loads(rule) if isinstance(rule, str) else rule
 
 
-def delivered(pg, topic: str) -> list[dict]:
-    rows = pg.execute("SELECT payload FROM celerysalt_events WHERE topic = %s ORDER BY event_id", (topic,))
-    return [r[0] for r in rows]
-
-
-def wait_delivered(pg, topic: str, n: int, timeout: float = 30) -> list[dict]:
-    return rig.wait_until(lambda: (lambda got: got if len(got) >= n else None)(delivered(pg, topic)),
-                          timeout, f"{n} event(s) on {topic} in celerysalt_events",
-                          on_timeout=lambda: f"status: {pg.status()}\n{rig.tail(pg.log_file, 30)}")
-
-
 def dispatcher_count(pg) -> int:
     return len([t for t in pg.scalar("SHOW celerysalt.dispatcher_tasks").split(",") if t.strip()])
 
@@ -120,7 +107,7 @@ def test_save_and_queryset_update_publish(pg, amqp, run_id, order_model):
 
     order.status = "paid"
     order.save()
-    [event] = wait_delivered(pg, topic_paid, 1)
+    [event] = pg.wait_delivered_payloads(topic_paid, 1)
     assert event == {"order_id": order.pk, "from": "new", "amount": 10.00}
     order.refresh_from_db()
     assert order.on_change_rules == [], "the trigger removed the fired persist False rule in the same UPDATE"
@@ -138,7 +125,7 @@ def test_save_and_queryset_update_publish(pg, amqp, run_id, order_model):
     ids = [o.pk for o in orders]
     updated = Order.objects.filter(pk__in=ids[:15]).update(status="shipped")
     assert updated == 15
-    events = wait_delivered(pg, topic_shipped, 15)
+    events = pg.wait_delivered_payloads(topic_shipped, 15)
     assert sorted(e["pk"] for e in events) == sorted(ids[:15])
     assert all(e["old"] == "paid" and e["new"] == "shipped" and e["field"] == "status" for e in events)
     assert all(e["table"].endswith("." + table) for e in events)
@@ -157,5 +144,5 @@ def test_save_and_queryset_update_publish(pg, amqp, run_id, order_model):
     assert keys == sorted([topic_paid] * per_event + [topic_shipped] * 15 * per_event)
     assert pg.scalar("SELECT count(*) FROM celerysalt_events WHERE topic = %s", (topic_void,)) == 0
     assert pg.scalar("SELECT count(*) FROM _celerysalt_outbox WHERE topic = %s", (topic_void,)) == 0
-    assert delivered(pg, topic_paid) == [event], "the removed rule never fired again"
+    assert pg.delivered_payloads(topic_paid) == [event], "the removed rule never fired again"
     assert amqp.channel.basic_get(queue=queue, no_ack=True) is None

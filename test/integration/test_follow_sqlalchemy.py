@@ -17,24 +17,11 @@ import uuid
 
 import pytest
 
-import rig
-
 sqlalchemy = pytest.importorskip("sqlalchemy")
 
 from sqlalchemy import bindparam, create_engine, text, update  # noqa: E402
 from sqlalchemy.dialects.postgresql import JSONB  # noqa: E402
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
-
-
-def delivered(pg, topic: str) -> list[dict]:
-    rows = pg.execute("SELECT payload FROM celerysalt_events WHERE topic = %s ORDER BY event_id", (topic,))
-    return [r[0] for r in rows]
-
-
-def wait_delivered(pg, topic: str, n: int, timeout: float = 30) -> list[dict]:
-    return rig.wait_until(lambda: (lambda got: got if len(got) >= n else None)(delivered(pg, topic)),
-                          timeout, f"{n} event(s) on {topic} in celerysalt_events",
-                          on_timeout=lambda: f"status: {pg.status()}\n{rig.tail(pg.log_file, 30)}")
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +72,7 @@ def test_documented_sqlalchemy_usage(pg, amqp, run_id, engine):
 
             order.status = "paid"
             session.commit()                                   # fires
-            [event] = wait_delivered(pg, topic_paid, 1)
+            [event] = pg.wait_delivered_payloads(topic_paid, 1)
             assert event["pk"] == 42 and event["old"] == "new" and event["new"] == "paid"
             session.refresh(order)
             assert order.on_change_rules == [], "the fired persist False rule was removed in the same UPDATE"
@@ -99,7 +86,7 @@ def test_documented_sqlalchemy_usage(pg, amqp, run_id, engine):
             session.commit()
             session.execute(update(Order).where(Order.status == "paid").values(status="shipped"))
             session.commit()
-            events = wait_delivered(pg, topic_shipped, 10)
+            events = pg.wait_delivered_payloads(topic_shipped, 10)
             assert sorted(e["pk"] for e in events) == list(range(100, 110))
             assert all(e["old"] == "paid" and e["new"] == "shipped" for e in events)
     finally:
