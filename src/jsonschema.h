@@ -339,6 +339,7 @@ typedef struct JsSchema
 	Jsonb	   *registry;		/* private copy of the extra documents, or NULL */
 	uint32		hash;
 	Size		size;			/* bytes of the key (schema + registry) */
+	Size		layout_bytes;	/* memory taken by the nodes' layouts */
 } JsSchema;
 
 /* One error of the output ("basic" output format) */

@@ -1074,9 +1074,20 @@ typedef struct JsLayout
 	uint8	   *pass[2];		/* [cnt] kinds accepted outright, by formats */
 } JsLayout;
 
-/* Layouts are kept for objects up to this size (bigger ones are merged). */
+/*
+ * Layouts are kept for objects up to this size (bigger ones are merged), and
+ * up to a memory budget per compiled schema: hostile input cannot make a
+ * cached schema grow without bound.
+ */
 #define JS_LAYOUT_MAX_MEMBERS	256
 #define JS_LAYOUT_MAX_KEYBYTES	8192
+#define JS_LAYOUT_BUDGET		(256 * 1024)
+
+static inline Size
+layout_size(int cnt, uint32 keybytes)
+{
+	return sizeof(JsLayout) + (Size) cnt * (sizeof(JEntry) + sizeof(JsNode *) + 2) + keybytes;
+}
 
 /*
  * The layout of n for an object of cnt members whose keys are these: the
@@ -1147,6 +1158,7 @@ add_layout(VCtx *V, JsNode *n, JsonbContainer *c, int cnt, const char *base,
 		JBE_ADVANCE_OFFSET(koff, ke);
 	}
 	L->required_ok = found_required == n->nrequired;
+	V->s->layout_bytes += layout_size(cnt, keybytes);
 
 	/* published only once complete */
 	n->layouts[n->nlayouts] = L;
@@ -1174,7 +1186,8 @@ object_props_fast(VCtx *V, JsNode *n, JsonbContainer *c, int cnt)
 	{
 		voff = cnt > 0 ? JsonschemaOffset(c, cnt) : 0;
 		if (n->nlayouts < JS_MAX_LAYOUTS && cnt <= JS_LAYOUT_MAX_MEMBERS &&
-			voff <= JS_LAYOUT_MAX_KEYBYTES)
+			voff <= JS_LAYOUT_MAX_KEYBYTES &&
+			V->s->layout_bytes + layout_size(cnt, voff) <= JS_LAYOUT_BUDGET)
 			L = add_layout(V, n, c, cnt, base, voff);
 		else
 			return object_props_merge(V, n, c, cnt, base, voff);
