@@ -687,6 +687,40 @@ is_label_sep(pg_wchar c, bool idn)
 }
 
 /*
+ * The common case of check_hostname(): an ASCII name whose labels are not
+ * A-labels (no "--" at positions 3-4), answered without decoding.  Returns
+ * 1 or 0, or -1 when the full check must decide.
+ */
+static int
+ascii_hostname(const char *s, int len)
+{
+	int			start = 0;
+
+	for (int i = 0; i <= len; i++)
+	{
+		unsigned char c = i < len ? (unsigned char) s[i] : '.';
+		const char *lab = s + start;
+		int			l = i - start;
+
+		if (c >= 0x80)
+			return -1;
+		if (c != '.')
+			continue;
+		if (l == 0 || l > 63)
+			return 0;
+		if (l >= 4 && lab[2] == '-' && lab[3] == '-')
+			return -1;			/* an A-label, or invalid: the full check says */
+		if (lab[0] == '-' || lab[l - 1] == '-')
+			return 0;
+		for (int j = 0; j < l; j++)
+			if (!(ISDIGIT(lab[j]) || ISALPHA(lab[j]) || lab[j] == '-'))
+				return 0;
+		start = i + 1;
+	}
+	return len <= 253 ? 1 : 0;
+}
+
+/*
  * hostname (idn = false: ASCII only, A-labels checked by decoding) or
  * idn-hostname (U-labels allowed, checked and measured in A-label form).
  */
@@ -700,7 +734,10 @@ check_hostname(const char *s, int len, bool idn)
 	int			total = 0;
 	bool		bidi = false;
 	int			pass;
+	int			quick = ascii_hostname(s, len);
 
+	if (quick >= 0)
+		return quick == 1;
 	if (len == 0 || len > 1024)
 		return false;
 	w = palloc((len + 1) * sizeof(pg_wchar));
@@ -1167,24 +1204,25 @@ check_uri_template(const char *s, int len)
 
 /* ---- the rest ---- */
 
+/* 1 for the hexadecimal digits (a table: no branch per character) */
+static const uint8 hex_digit[256] = {
+	['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+	['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+	['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+};
+
 static bool
 check_uuid(const char *s, int len)
 {
-	int			i;
+	const unsigned char *u = (const unsigned char *) s;
+	uint8		ok = 1;
 
-	if (len != 36)
+	if (len != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
 		return false;
-	for (i = 0; i < 36; i++)
-	{
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-		{
-			if (s[i] != '-')
-				return false;
-		}
-		else if (!ISHEX(s[i]))
-			return false;
-	}
-	return true;
+	for (int i = 0; i < 36; i++)
+		if (i != 8 && i != 13 && i != 18 && i != 23)
+			ok &= hex_digit[u[i]];
+	return ok != 0;
 }
 
 static bool
