@@ -279,6 +279,39 @@ SELECT count(*) FILTER (WHERE on_change_rules = '[]') AS fired_rules_removed,
   FROM fa_orders WHERE id >= 100;
 ROLLBACK;
 
+-- ------------------------------- large rule sets: compressed, or out of line
+-- 40 rules per row (one matches): stored compressed in line (STORAGE MAIN) and
+-- uncompressed out of line in the TOAST table (STORAGE EXTERNAL).  Consecutive
+-- rows with the same stored rules share one parse; every row still fires.
+CREATE TABLE fa_big_main (id int PRIMARY KEY, status text, on_change_rules jsonb);
+CREATE TABLE fa_big_ext (id int PRIMARY KEY, status text, on_change_rules jsonb);
+ALTER TABLE fa_big_main ALTER COLUMN on_change_rules SET STORAGE MAIN;
+ALTER TABLE fa_big_ext ALTER COLUMN on_change_rules SET STORAGE EXTERNAL;
+CREATE TEMP TABLE fa_big_rules AS
+SELECT jsonb_agg(pg_temp.r('status', 'eql', 'fa.big.never' || k, to_jsonb('never-' || k || '-' || md5(k::text))) ORDER BY k)
+       || jsonb_build_array(pg_temp.r('status', 'eql', 'fa.big.paid', '"paid"', 'False')) AS rules
+  FROM generate_series(1, 39) k;
+INSERT INTO fa_big_main SELECT i, 'new', rules FROM generate_series(1, 20) i, fa_big_rules;
+-- (a fresh, uncompressed value: a compressed one small enough would stay in line)
+INSERT INTO fa_big_ext SELECT i, 'new', rules::text::jsonb FROM generate_series(1, 20) i, fa_big_rules;
+SELECT celerysalt_attach_follow_actions('fa_big_main'), celerysalt_attach_follow_actions('fa_big_ext');
+SELECT (SELECT pg_column_size(on_change_rules) < octet_length(on_change_rules::text) / 2 FROM fa_big_main LIMIT 1) AS main_compressed,
+       (SELECT pg_total_relation_size(reltoastrelid) > 8192 FROM pg_class WHERE oid = 'fa_big_ext'::regclass) AS ext_out_of_line,
+       (SELECT pg_total_relation_size(reltoastrelid) <= 8192 FROM pg_class WHERE oid = 'fa_big_main'::regclass) AS main_in_line;
+BEGIN;
+UPDATE fa_big_main SET status = 'open';
+UPDATE fa_big_ext SET status = 'open';
+SELECT count(*) AS events_for_no_match FROM pg_temp.events() WHERE topic LIKE 'fa.big.%';
+UPDATE fa_big_main SET status = 'paid' WHERE id % 2 = 0;
+UPDATE fa_big_ext SET status = 'paid' WHERE id % 2 = 0;
+SELECT payload->>'table' AS tbl, count(*) AS events, sum((payload->>'pk')::int) AS pk_sum
+  FROM pg_temp.events() WHERE topic = 'fa.big.paid' GROUP BY 1 ORDER BY 1;
+SELECT 'main' AS tbl, jsonb_array_length(on_change_rules) AS rules, count(*) FROM fa_big_main GROUP BY 1, 2
+UNION ALL
+SELECT 'ext', jsonb_array_length(on_change_rules), count(*) FROM fa_big_ext GROUP BY 1, 2 ORDER BY 1, 2;
+ROLLBACK;
+DROP TABLE fa_big_main, fa_big_ext;
+
 -- ------------------------------------------------ rows changed by other triggers
 -- A BEFORE trigger of the same table runs first (name order): its change counts.
 CREATE FUNCTION pg_temp.auto_ship() RETURNS trigger LANGUAGE plpgsql AS $$

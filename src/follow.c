@@ -24,6 +24,7 @@
  */
 #include "follow.h"
 
+#include "access/detoast.h"
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_index.h"
@@ -102,6 +103,8 @@ typedef struct FollowRelCache
 	MemoryContext rules_cxt;
 	Jsonb	   *last_rules;
 	struct ParsedRule *last_parsed;
+	struct varlena *last_image; /* last_rules as stored in the row (maybe
+								 * compressed), when stored in line */
 } FollowRelCache;
 
 /* One rule of a rules array, read once. */
@@ -225,6 +228,7 @@ follow_cache_entry(Relation rel, const char *rules_column)
 											 ALLOCSET_SMALL_SIZES);
 	entry->last_rules = NULL;
 	entry->last_parsed = NULL;
+	entry->last_image = NULL;
 	entry->npk = 0;
 	pkoid = RelationGetPrimaryKeyIndex(rel);
 	if (OidIsValid(pkoid))
@@ -270,9 +274,10 @@ row_attr(FollowCall *call, bool new_row, int attnum, bool *isnull)
 }
 
 /*
- * Whether two non-null values of column att are binary identical: what
- * datum_image_eq() answers, without its calls for the common case of two
- * plain in-line varlenas.
+ * Whether two non-null values of column att are the same value: what
+ * datum_image_eq() answers, without detoasting when it can be avoided —
+ * two plain in-line varlenas are compared directly, two identical
+ * compressed images or two pointers to the same TOAST value are equal.
  */
 static inline bool
 same_image(Datum a, Datum b, Form_pg_attribute att)
@@ -292,8 +297,37 @@ same_image(Datum a, Datum b, Form_pg_attribute att)
 			return len == VARSIZE_ANY_EXHDR(pb) &&
 				memcmp(VARDATA_ANY(pa), VARDATA_ANY(pb), len) == 0;
 		}
+		if (VARATT_IS_COMPRESSED(pa) && VARATT_IS_COMPRESSED(pb) &&
+			VARSIZE(pa) == VARSIZE(pb) && memcmp(pa, pb, VARSIZE(pa)) == 0)
+			return true;
+		if (VARATT_IS_EXTERNAL_ONDISK(pa) && VARATT_IS_EXTERNAL_ONDISK(pb))
+		{
+			struct varatt_external ea;
+			struct varatt_external eb;
+
+			/* both rows exist: the same TOAST value id is the same value */
+			VARATT_EXTERNAL_GET_POINTER(ea, pa);
+			VARATT_EXTERNAL_GET_POINTER(eb, pb);
+			if (ea.va_toastrelid == eb.va_toastrelid && ea.va_valueid == eb.va_valueid)
+				return true;
+		}
 	}
 	return datum_image_eq(a, b, att->attbyval, att->attlen);
+}
+
+/*
+ * Whether the rules value d, as stored in the row, is byte for byte the
+ * one whose parsed rules the relation's cache holds (in-line values only:
+ * a TOAST pointer is not a lasting identity).
+ */
+static inline bool
+cached_image(FollowRelCache *entry, Datum d)
+{
+	Pointer		p = DatumGetPointer(d);
+
+	return entry->last_image != NULL && !VARATT_IS_EXTERNAL(p) &&
+		VARSIZE_ANY(p) == VARSIZE_ANY(entry->last_image) &&
+		memcmp(p, entry->last_image, VARSIZE_ANY(p)) == 0;
 }
 
 static FollowColumn *
@@ -858,17 +892,19 @@ parse_rule(FollowCall *call, JsonbContainer *c, int i, ParsedRule *out)
 }
 
 /*
- * The parsed rules of rules value rules (n elements), from the relation's
- * cache when the previous row had byte-identical rules.  The cache is left
- * alone by nested calls (the outer call may be using it).
+ * The parsed rules of rules value rules (n elements, detoasted from image,
+ * the value as stored in the row), from the relation's cache when the
+ * previous row had byte-identical rules.  The cache is left alone by nested
+ * calls (the outer call may be using it).
  */
 static ParsedRule *
-parse_rules_cached(FollowCall *call, Jsonb *rules, int n)
+parse_rules_cached(FollowCall *call, Datum image, Jsonb *rules, int n)
 {
 	FollowRelCache *entry = call->entry;
 	MemoryContext old;
 	ParsedRule *parsed;
 	Jsonb	   *copy;
+	Pointer		raw = DatumGetPointer(image);
 
 	if (follow_depth > 1)
 	{
@@ -884,12 +920,18 @@ parse_rules_cached(FollowCall *call, Jsonb *rules, int n)
 
 	MemoryContextReset(entry->rules_cxt);
 	entry->last_rules = NULL;
+	entry->last_image = NULL;
 	old = MemoryContextSwitchTo(entry->rules_cxt);
 	copy = palloc(VARSIZE(rules));
 	memcpy(copy, rules, VARSIZE(rules));
 	parsed = palloc(sizeof(ParsedRule) * n);
 	for (int i = 0; i < n; i++)
 		parse_rule(call, &copy->root, i, &parsed[i]);
+	if (!VARATT_IS_EXTERNAL(raw))
+	{
+		entry->last_image = palloc(VARSIZE_ANY(raw));
+		memcpy(entry->last_image, raw, VARSIZE_ANY(raw));
+	}
 	MemoryContextSwitchTo(old);
 	entry->last_parsed = parsed;
 	entry->last_rules = copy;
@@ -940,21 +982,34 @@ follow_row(FollowCall *call)
 	olddatum = row_attr(call, false, rules_attnum, &oldnull);
 	if (oldnull)
 		return call->newtup;	/* no rules before this UPDATE */
-	oldrules = DatumGetJsonbP(olddatum);
-	if (rules_empty(oldrules))
-		return call->newtup;
-
 	newdatum = row_attr(call, true, rules_attnum, &newnull);
 	if (newnull)
 		return call->newtup;	/* this UPDATE removes every rule */
 
-	if (same_image(olddatum, newdatum, rules_att))
-		newrules = oldrules;
+	if (follow_depth <= 1 && cached_image(call->entry, olddatum) &&
+		same_image(olddatum, newdatum, rules_att))
+	{
+		/*
+		 * The usual row of a bulk UPDATE: the rules of the previous row,
+		 * untouched by this UPDATE.  Nothing to detoast or parse.
+		 */
+		oldrules = newrules = call->entry->last_rules;
+		parsed = call->entry->last_parsed;
+	}
 	else
 	{
-		newrules = DatumGetJsonbP(newdatum);
-		if (rules_empty(newrules))
+		parsed = NULL;
+		oldrules = DatumGetJsonbP(olddatum);
+		if (rules_empty(oldrules))
 			return call->newtup;
+		if (same_image(olddatum, newdatum, rules_att))
+			newrules = oldrules;
+		else
+		{
+			newrules = DatumGetJsonbP(newdatum);
+			if (rules_empty(newrules))
+				return call->newtup;
+		}
 	}
 
 	if (!JB_ROOT_IS_ARRAY(newrules) || JB_ROOT_IS_SCALAR(newrules) ||
@@ -987,7 +1042,8 @@ follow_row(FollowCall *call)
 	if (newrules == oldrules)
 	{
 		memset(evaluate, true, sizeof(bool) * n);
-		parsed = parse_rules_cached(call, oldrules, n);
+		if (parsed == NULL)
+			parsed = parse_rules_cached(call, olddatum, oldrules, n);
 	}
 	else
 	{
