@@ -12,12 +12,14 @@
 # 2. builds the extension with `make SANITIZE=address` from a copy of the
 #    tree and installs it into that copy only (`make install DESTDIR=...`);
 # 3. runs a private cluster from the copied binaries with libasan preloaded
-#    (plus the swift_demangle stub, ../shared/BUILDING.md), checks that the
-#    backend really maps the ASan build from the copy;
+#    (plus the swift_demangle stub, ../shared/BUILDING.md) and celerysalt in
+#    shared_preload_libraries (test/regress.conf), checks that the backend
+#    really maps the ASan build from the copy;
 # 4. runs test/jsonschema/fuzz.sql once per seed (each iteration = one random
 #    schema/instance pair through celerysalt_validate,
-#    celerysalt_validation_errors and celerysalt_schema_errors), then
-#    sql/jsonschema.sql and the official JSON Schema Test Suite;
+#    celerysalt_validation_errors and celerysalt_schema_errors), then the
+#    regression files in ASAN_REGRESS (default: sql/jsonschema.sql and
+#    sql/follow_actions.sql) and the official JSON Schema Test Suite;
 # 5. fails on any ASan/LSan report that names the extension, on a crash, or
 #    on a fuzz finding.
 #
@@ -80,6 +82,8 @@ jit = off
 shared_buffers = 64MB
 max_stack_depth = 2MB
 EOF
+# preloaded as in the regression tests (launcher and workers run under ASan too)
+cat "$ROOT/build/test/regress.conf" >> "$ROOT/data/postgresql.conf"
 rm -f "$ROOT"/asan/asan.*		# initdb's own exits are not ours
 as_pg env LD_PRELOAD="$PRELOAD" ASAN_OPTIONS="$ASAN_OPTIONS" LSAN_OPTIONS="$LSAN_OPTIONS" \
 	"$PGBIN/pg_ctl" -D "$ROOT/data" -l "$ROOT/server.log" -w start >/dev/null
@@ -110,14 +114,19 @@ for seed in "${SEEDS[@]}"; do
 done
 echo "fuzz: $total schema/instance pairs in $(( $(date +%s) - t0 )) s"
 
-# the regression test file and the official suite, same build
+# regression test files (ASAN_REGRESS, default: the validator's and the
+# follow-action trigger's) and the official suite, same build; psql runs as
+# pg_regress runs it (input on stdin, its environment)
 psqlq -c 'CREATE DATABASE contrib_regression' >/dev/null
-(cd "$ROOT/build" && as_pg "${PSQL[@]:0:${#PSQL[@]}-2}" -d contrib_regression -a -q -f sql/jsonschema.sql > "$ROOT/jsonschema.out" 2>&1) || true
-if diff -u "$ROOT/build/expected/jsonschema.out" "$ROOT/jsonschema.out" > "$ROOT/jsonschema.diff"; then
-	echo "sql/jsonschema.sql: output matches expected/jsonschema.out"
-else
-	echo "sql/jsonschema.sql: differs from expected (see $ROOT/jsonschema.diff)"; head -30 "$ROOT/jsonschema.diff"; fail=1
-fi
+for t in ${ASAN_REGRESS:-jsonschema follow_actions}; do
+	(cd "$ROOT/build" && as_pg env PGTZ=PST8PDT PGDATESTYLE="Postgres, MDY" \
+		"${PSQL[@]:0:${#PSQL[@]}-2}" -d contrib_regression -a -q < "sql/$t.sql" > "$ROOT/$t.out" 2>&1) || true
+	if diff -u "$ROOT/build/expected/$t.out" "$ROOT/$t.out" > "$ROOT/$t.diff"; then
+		echo "sql/$t.sql: output matches expected/$t.out"
+	else
+		echo "sql/$t.sql: differs from expected (see $ROOT/$t.diff)"; head -30 "$ROOT/$t.diff"; fail=1
+	fi
+done
 if [ -d "$SUITE/tests" ]; then
 	as_pg perl "$ROOT/build/test/jsonschema/run_suite.pl" --suite "$SUITE" -- "${PSQL[@]}" | grep 'cases:' ||
 		{ echo "official suite: unexpected failures"; fail=1; }
