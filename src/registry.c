@@ -183,6 +183,17 @@ registry_relcache_callback(Datum arg, Oid relid)
 		registry_inval_count++;
 }
 
+/*
+ * A function was created, changed or dropped: the validator functions the
+ * cache found may be gone (an ALTER EXTENSION ... DROP FUNCTION and DROP
+ * FUNCTION).  Rare enough to reset the cache for.
+ */
+static void
+registry_function_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	registry_inval_count++;
+}
+
 /* The OID of function nspname.name(args), or InvalidOid. */
 static Oid
 lookup_function(const char *name, int nargs, const Oid *argtypes)
@@ -745,6 +756,7 @@ RegistryInit(void)
 	celerysalt_publish_validator = registry_publish_validator;
 	celerysalt_rpc_response_validator = registry_rpc_response_validator;
 	CacheRegisterRelcacheCallback(registry_relcache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, registry_function_callback, (Datum) 0);
 }
 
 /* ------------------------------------------------------ SQL functions */
