@@ -158,8 +158,10 @@ typedef struct JsResource JsResource;
 #define JS_KIND_TRUE		0x08
 #define JS_KIND_NULL		0x10
 #define JS_KIND_CONTAINER	0x20
-#define JS_MAX_LAYOUTS		4
 #define JS_KIND_OF(jentry)	((uint8) (1 << (((jentry) & JENTRY_TYPEMASK) >> 28)))
+
+/* Key layouts kept per model node (jsonschema_validate.c) */
+#define JS_MAX_LAYOUTS		4
 
 /* A compiled regular expression ("pattern", "patternProperties") */
 typedef struct JsRegex
