@@ -136,23 +136,12 @@ set_failure(FollowFailure *failure, int sqlerrcode, const char *fmt,...)
 static void
 set_failure(FollowFailure *failure, int sqlerrcode, const char *fmt,...)
 {
-	StringInfoData buf;
+	va_list		args;
 
-	initStringInfo(&buf);
-	for (;;)
-	{
-		va_list		args;
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&buf, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&buf, needed);
-	}
+	va_start(args, fmt);
+	failure->message = JsonschemaFormatVA(fmt, args);
+	va_end(args);
 	failure->sqlerrcode = sqlerrcode;
-	failure->message = buf.data;
 }
 
 /* A short, printable excerpt of a string for messages. */

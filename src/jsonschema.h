@@ -392,6 +392,7 @@ extern const char *JsonschemaTypeName(const JsonbValue *v);
 extern bool JsonschemaIsIntegerSlow(Numeric n);
 extern int	JsonschemaNumCmpSlow(Numeric a, Numeric b);
 extern int64 JsonschemaStrLen(const char *s, int len);
+extern char *JsonschemaFormatVA(const char *fmt, va_list args) pg_attribute_printf(1, 0);
 extern void JsonschemaAppendPointerToken(StringInfo buf, const char *s, int len);
 extern char *JsonschemaValueToText(const JsonbValue *v, int maxlen);
 
@@ -506,6 +507,19 @@ JsonschemaIterNext(JsIter *it, JsonbValue *key, JsonbValue *val)
 	}
 	it->i++;
 	return true;
+}
+
+/* The value of a hexadecimal digit (char or pg_wchar), or -1. */
+static inline int
+JsonschemaHexValue(pg_wchar c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
 }
 
 /* Are the len bytes at a and b equal?  Inline: keys are short. */

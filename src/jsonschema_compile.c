@@ -80,26 +80,17 @@ static void
 schema_error(CompileCtx *ctx, const char *loc, const char *fmt,...)
 {
 	va_list		ap;
-	StringInfoData msg;
+	char	   *msg;
 
-	initStringInfo(&msg);
-	for (;;)
-	{
-		int			needed;
-
-		va_start(ap, fmt);
-		needed = appendStringInfoVA(&msg, fmt, ap);
-		va_end(ap);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&msg, needed);
-	}
+	va_start(ap, fmt);
+	msg = JsonschemaFormatVA(fmt, ap);
+	va_end(ap);
 
 	if (ctx->raise)
 		ereport(ERROR,
 				(errcode(JSONSCHEMA_ERRCODE_INVALID_SCHEMA),
 				 errmsg("invalid JSON Schema"),
-				 errdetail("At schema location \"%s\": %s.", loc, msg.data)));
+				 errdetail("At schema location \"%s\": %s.", loc, msg)));
 	else
 	{
 		JsError    *e = palloc0(sizeof(JsError));
@@ -107,7 +98,7 @@ schema_error(CompileCtx *ctx, const char *loc, const char *fmt,...)
 		e->path = NULL;
 		e->schema_path = pstrdup(loc);
 		e->keyword = NULL;
-		e->message = msg.data;
+		e->message = msg;
 		ctx->s->errors = lappend(ctx->s->errors, e);
 	}
 }

@@ -176,6 +176,32 @@ JsonschemaNumCmpSlow(Numeric a, Numeric b)
 											 NumericGetDatum(b)));
 }
 
+/*
+ * JsonschemaFormatVA
+ *		fmt with args, palloc'd: the message builder of the variadic error
+ *		helpers (validator, compiler, follow-action rules).
+ */
+char *
+JsonschemaFormatVA(const char *fmt, va_list args)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (;;)
+	{
+		va_list		copy;
+		int			needed;
+
+		va_copy(copy, args);
+		needed = appendStringInfoVA(&buf, fmt, copy);
+		va_end(copy);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&buf, needed);
+	}
+	return buf.data;
+}
+
 /* Length in characters (code points in a UTF-8 database) */
 int64
 JsonschemaStrLen(const char *s, int len)

@@ -90,18 +90,6 @@ put_space_members(WBuf *b)
 		wput(b, *p);
 }
 
-static int
-hexdig(pg_wchar c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static bool
 is_syntax_char(pg_wchar c)
 {
@@ -225,9 +213,9 @@ translate(const pg_wchar *in, int n, bool strict, WBuf *out, const char **err)
 					}
 					break;
 				case 'x':
-					if (i + 1 < n && hexdig(in[i]) >= 0 && hexdig(in[i + 1]) >= 0)
+					if (i + 1 < n && JsonschemaHexValue(in[i]) >= 0 && JsonschemaHexValue(in[i + 1]) >= 0)
 					{
-						wput_literal(out, hexdig(in[i]) * 16 + hexdig(in[i + 1]), in_class);
+						wput_literal(out, JsonschemaHexValue(in[i]) * 16 + JsonschemaHexValue(in[i + 1]), in_class);
 						i += 2;
 					}
 					else
@@ -243,9 +231,9 @@ translate(const pg_wchar *in, int n, bool strict, WBuf *out, const char **err)
 						int			nd = 0;
 
 						i++;
-						while (i < n && hexdig(in[i]) >= 0 && nd < 7)
+						while (i < n && JsonschemaHexValue(in[i]) >= 0 && nd < 7)
 						{
-							v = v * 16 + hexdig(in[i]);
+							v = v * 16 + JsonschemaHexValue(in[i]);
 							i++;
 							nd++;
 						}
@@ -257,21 +245,21 @@ translate(const pg_wchar *in, int n, bool strict, WBuf *out, const char **err)
 						i++;
 						wput_literal(out, v, in_class);
 					}
-					else if (i + 3 < n && hexdig(in[i]) >= 0 && hexdig(in[i + 1]) >= 0 &&
-							 hexdig(in[i + 2]) >= 0 && hexdig(in[i + 3]) >= 0)
+					else if (i + 3 < n && JsonschemaHexValue(in[i]) >= 0 && JsonschemaHexValue(in[i + 1]) >= 0 &&
+							 JsonschemaHexValue(in[i + 2]) >= 0 && JsonschemaHexValue(in[i + 3]) >= 0)
 					{
-						pg_wchar	v = (hexdig(in[i]) << 12) | (hexdig(in[i + 1]) << 8) |
-							(hexdig(in[i + 2]) << 4) | hexdig(in[i + 3]);
+						pg_wchar	v = (JsonschemaHexValue(in[i]) << 12) | (JsonschemaHexValue(in[i + 1]) << 8) |
+							(JsonschemaHexValue(in[i + 2]) << 4) | JsonschemaHexValue(in[i + 3]);
 
 						i += 4;
 						/* a surrogate pair written as two escapes */
 						if (v >= 0xD800 && v <= 0xDBFF && i + 5 < n && in[i] == '\\' &&
-							in[i + 1] == 'u' && hexdig(in[i + 2]) >= 0 &&
-							hexdig(in[i + 3]) >= 0 && hexdig(in[i + 4]) >= 0 &&
-							hexdig(in[i + 5]) >= 0)
+							in[i + 1] == 'u' && JsonschemaHexValue(in[i + 2]) >= 0 &&
+							JsonschemaHexValue(in[i + 3]) >= 0 && JsonschemaHexValue(in[i + 4]) >= 0 &&
+							JsonschemaHexValue(in[i + 5]) >= 0)
 						{
-							pg_wchar	lo = (hexdig(in[i + 2]) << 12) | (hexdig(in[i + 3]) << 8) |
-								(hexdig(in[i + 4]) << 4) | hexdig(in[i + 5]);
+							pg_wchar	lo = (JsonschemaHexValue(in[i + 2]) << 12) | (JsonschemaHexValue(in[i + 3]) << 8) |
+								(JsonschemaHexValue(in[i + 4]) << 4) | JsonschemaHexValue(in[i + 5]);
 
 							if (lo >= 0xDC00 && lo <= 0xDFFF)
 							{

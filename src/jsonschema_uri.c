@@ -247,18 +247,6 @@ JsonschemaUriStripFragment(const char *uri, char **fragment)
 	return pnstrdup(uri, hash - uri);
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decode %XX escapes (invalid escapes are kept as they are) */
 char *
 JsonschemaPercentDecode(const char *s)
@@ -268,9 +256,9 @@ JsonschemaPercentDecode(const char *s)
 	initStringInfo(&buf);
 	while (*s)
 	{
-		if (s[0] == '%' && hexval(s[1]) >= 0 && hexval(s[2]) >= 0)
+		if (s[0] == '%' && JsonschemaHexValue(s[1]) >= 0 && JsonschemaHexValue(s[2]) >= 0)
 		{
-			appendStringInfoChar(&buf, (char) (hexval(s[1]) * 16 + hexval(s[2])));
+			appendStringInfoChar(&buf, (char) (JsonschemaHexValue(s[1]) * 16 + JsonschemaHexValue(s[2])));
 			s += 3;
 		}
 		else

@@ -140,24 +140,14 @@ static void
 add_error(VCtx *V, JsNode *n, const char *keyword, const char *fmt,...)
 {
 	JsError    *e;
-	StringInfoData msg;
 	va_list		ap;
 
 	if (!V->collect)
 		return;
-	initStringInfo(&msg);
-	for (;;)
-	{
-		int			needed;
-
-		va_start(ap, fmt);
-		needed = appendStringInfoVA(&msg, fmt, ap);
-		va_end(ap);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&msg, needed);
-	}
 	e = palloc(sizeof(JsError));
+	va_start(ap, fmt);
+	e->message = JsonschemaFormatVA(fmt, ap);
+	va_end(ap);
 	e->path = instance_pointer(V);
 	if (keyword)
 	{
@@ -171,7 +161,6 @@ add_error(VCtx *V, JsNode *n, const char *keyword, const char *fmt,...)
 	else
 		e->schema_path = pstrdup(n->location);
 	e->keyword = keyword ? keyword : "false";
-	e->message = msg.data;
 	V->errors = lappend(V->errors, e);
 }
 
