@@ -442,6 +442,27 @@ publish_one(BrokerConnection *conn, CeleryMessage *msg, bool mandatory)
 }
 
 /*
+ * Whether a librabbitmq-c status means the connection is unusable (retry
+ * later), as opposed to a message it could not send (bad AMQP data, a
+ * table too large, an invalid parameter), which no retry can fix.
+ */
+static bool
+connection_failure(int status)
+{
+	switch (status)
+	{
+		case AMQP_STATUS_BAD_AMQP_DATA:
+		case AMQP_STATUS_INVALID_PARAMETER:
+		case AMQP_STATUS_TABLE_TOO_BIG:
+		case AMQP_STATUS_UNKNOWN_CLASS:
+		case AMQP_STATUS_UNKNOWN_METHOD:
+			return false;
+		default:
+			return true;
+	}
+}
+
+/*
  * BrokerPublishBatch
  *		Publish nmsgs messages and wait until the broker has confirmed every
  *		one of them.  BROKER_OK only when all were acked.  With mandatory, a
@@ -470,7 +491,8 @@ BrokerPublishBatch(BrokerConnection *conn, CeleryMessage *msgs, int nmsgs,
 		{
 			appendStringInfo(error, "could not publish to broker: %s",
 							 amqp_error_string2(rc));
-			return BROKER_FAILED;
+			/* a message the library cannot encode is refused, not an outage */
+			return connection_failure(rc) ? BROKER_FAILED : BROKER_REJECTED;
 		}
 		conn->next_tag++;
 	}

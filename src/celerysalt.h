@@ -27,6 +27,10 @@
 
 /* Topics are AMQP routing keys: a short string. */
 #define CELERYSALT_MAX_TOPIC_LEN	255
+/* Limits of the other names an event carries (event.c). */
+#define CELERYSALT_MAX_VERSION_LEN	64
+#define CELERYSALT_MAX_TASK_LEN		255
+#define CELERYSALT_MAX_CORRELATION_ID_LEN	255
 
 /* The outbox rotates through this many partitions (outbox.c). */
 #define CELERYSALT_OUTBOX_SLOTS		3
@@ -46,6 +50,7 @@ extern int	celerysalt_poll_interval_ms;
 extern int	celerysalt_broker_timeout_ms;
 extern int	celerysalt_reconnect_max_delay_ms;
 extern int	celerysalt_max_payload_size;
+extern int	celerysalt_max_payload_depth;
 extern int	celerysalt_delivered_retention_s;
 extern int	celerysalt_outbox_rotation_s;
 extern int	celerysalt_max_databases;
@@ -106,6 +111,32 @@ extern void RequirePreload(void);
 extern Oid	CatalogExtensionSchema(bool missing_ok);
 extern char *CatalogQualifiedName(const char *relname);
 
+/* The only search_path under which SQL runs with more than the user's rights. */
+#define CATALOG_SAFE_SEARCH_PATH "pg_catalog, pg_temp"
+extern void CatalogPinProcessSearchPath(void);
+extern int	CatalogPushSafeSearchPath(void);
+extern void CatalogPopSearchPath(int level);
+
+/* ---- event_name.c, event.c ---- */
+typedef enum EventNameKind
+{
+	EVENT_NAME_TOPIC,
+	EVENT_NAME_VERSION,
+	EVENT_NAME_TASK,
+	EVENT_NAME_CORRELATION_ID
+} EventNameKind;
+
+extern char *EventNameProblem(EventNameKind kind, const char *value, char **detail);
+extern void EventCheckName(EventNameKind kind, const char *value);
+extern char *EventNameProblemSentence(EventNameKind kind, const char *value);
+extern char *EventPayloadProblem(Jsonb *payload, int *sqlstate, char **detail,
+								 const char **hint);
+extern void EventCheckPayload(Jsonb *payload);
+extern const char *EventIntake(const char *topic, Jsonb *payload, const char *version,
+							   const char *correlation_id);
+extern char *EventRowProblem(const char *topic, Jsonb *payload, const char *version,
+							 const char *correlation_id);
+
 /* ---- outbox.c ---- */
 extern void OutboxRequestCommitWake(void);
 extern void OutboxWakeAfterCommitPrepared(void);
@@ -117,8 +148,6 @@ typedef const char *(*PublishValidator) (const char *topic, Jsonb *payload,
 										 const char *version);
 extern PublishValidator celerysalt_publish_validator;
 
-extern void OutboxCheckTopic(const char *topic);
-extern void OutboxCheckPayload(Jsonb *payload);
 extern pg_uuid_t *OutboxEnqueue(const char *topic, Jsonb *payload,
 								const char *version, const char *correlation_id);
 

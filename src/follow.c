@@ -32,6 +32,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
@@ -105,6 +106,16 @@ typedef struct FollowRelCache
 	struct ParsedRule *last_parsed;
 	struct varlena *last_image; /* last_rules as stored in the row (maybe
 								 * compressed), when stored in line */
+
+	/*
+	 * Whether acl_user may SELECT each column (by attnum - 1): 0 not yet
+	 * checked, 1 yes, -1 no.  Reset when the user changes, when role
+	 * memberships change (acl_generation) and, with the entry, when the
+	 * table's privileges change (a relcache invalidation).
+	 */
+	Oid			acl_user;
+	uint64		acl_generation;
+	int8	   *col_readable;
 } FollowRelCache;
 
 /* One rule of a rules array, read once. */
@@ -115,12 +126,17 @@ typedef struct ParsedRule
 	FollowFailure failure;		/* ... or why not */
 	FollowRule	rule;
 	AttrNumber	attnum;			/* column named by field_name */
+	/* the other columns the rule reads: its payload's $new, $old, $pk */
+	AttrNumber *reads;
+	int			nreads;
+	bool		reads_pk;		/* $pk, or the default payload */
 } ParsedRule;
 
 static HTAB *follow_cache = NULL;
 static FollowRelCache *follow_cache_last = NULL;	/* entry of the last call */
 static MemoryContext follow_cache_cxt = NULL;
 static int	follow_depth = 0;	/* trigger calls in progress */
+static uint64 follow_acl_generation = 0;	/* bumped when memberships change */
 
 static void
 follow_cache_invalidate(Datum arg, Oid relid)
@@ -140,6 +156,13 @@ follow_cache_invalidate(Datum arg, Oid relid)
 	hash_seq_init(&seq, follow_cache);
 	while ((entry = hash_seq_search(&seq)) != NULL)
 		entry->valid = false;
+}
+
+/* Role memberships changed: every cached column privilege is stale. */
+static void
+follow_acl_invalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	follow_acl_generation++;
 }
 
 /*
@@ -177,6 +200,7 @@ follow_cache_entry(Relation rel, const char *rules_column)
 		follow_cache = hash_create("celerysalt follow-action relations", 16, &ctl,
 								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		CacheRegisterRelcacheCallback(follow_cache_invalidate, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, follow_acl_invalidate, (Datum) 0);
 	}
 
 	entry = hash_search(follow_cache, &relid, HASH_ENTER, &found);
@@ -219,6 +243,8 @@ follow_cache_entry(Relation rel, const char *rules_column)
 	entry->rules_attnum = attnum;
 	entry->natts = tupdesc->natts;
 	entry->columns = MemoryContextAllocZero(cxt, sizeof(FollowColumn) * tupdesc->natts);
+	entry->col_readable = MemoryContextAllocZero(cxt, sizeof(int8) * tupdesc->natts);
+	entry->acl_user = InvalidOid;
 	entry->relname = MemoryContextStrdup(cxt, RelationGetRelationName(rel));
 	entry->qualname = MemoryContextStrdup(cxt,
 										  psprintf("%s.%s",
@@ -755,10 +781,7 @@ static void
 enqueue_event(const char *topic, Jsonb *payload, const char *version)
 {
 	RequirePreload();
-	OutboxCheckTopic(topic);
-	OutboxCheckPayload(payload);
-	if (celerysalt_publish_validator != NULL)
-		version = celerysalt_publish_validator(topic, payload, version);
+	version = EventIntake(topic, payload, version, NULL);
 	(void) OutboxEnqueue(topic, payload, version, NULL);
 }
 
@@ -845,6 +868,14 @@ fire_rule(FollowCall *call, JsonbValue *elem, const FollowRule *rule,
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
+
+		/*
+		 * A cancel (statement_timeout included) or a failed assertion is not
+		 * a failure of the rule: like PL/pgSQL's OTHERS, never swallow it.
+		 */
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ASSERT_FAILURE)
+			ReThrowError(edata);
 		ok = false;
 
 		rule_failed(call, elem, edata->sqlerrcode,
@@ -870,6 +901,93 @@ follow_error_context(void *arg)
 /* ------------------------------------------------------------- the trigger */
 
 /*
+ * Note in pr the columns payload template tv reads ($new, $old, $pk), for
+ * the privilege check.  Unknown columns are left to the expansion, which
+ * reports them.
+ */
+static void
+collect_reads(FollowCall *call, JsonbValue *tv, ParsedRule *pr)
+{
+	JsonbContainer *c;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbValue	key;
+	JsonbValue	arg;
+	JsonbIteratorToken tok;
+
+	check_stack_depth();
+	if (tv->type != jbvBinary)
+		return;
+	c = tv->val.binary.data;
+	if (FollowIsPlaceholder(c, &key, &arg))
+	{
+		if (string_is(&key, "$pk"))
+			pr->reads_pk = true;
+		else if ((string_is(&key, "$new") || string_is(&key, "$old")) && arg.type == jbvString)
+		{
+			AttrNumber	attnum = FollowFindColumn(call->tupdesc, arg.val.string.val,
+												  arg.val.string.len);
+
+			if (attnum != InvalidAttrNumber)
+			{
+				pr->reads = pr->reads ? repalloc(pr->reads, sizeof(AttrNumber) * (pr->nreads + 1))
+					: palloc(sizeof(AttrNumber));
+				pr->reads[pr->nreads++] = attnum;
+			}
+		}
+		return;
+	}
+	it = JsonbIteratorInit(c);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		if (tok == WJB_VALUE || tok == WJB_ELEM)
+			collect_reads(call, &v, pr);
+}
+
+/* Whether the current user may SELECT column attnum (cached per relation). */
+static bool
+column_readable(FollowCall *call, AttrNumber attnum)
+{
+	FollowRelCache *entry = call->entry;
+	Oid			user = GetUserId();
+	int8	   *r;
+
+	if (entry->acl_user != user || entry->acl_generation != follow_acl_generation)
+	{
+		memset(entry->col_readable, 0, sizeof(int8) * entry->natts);
+		entry->acl_user = user;
+		entry->acl_generation = follow_acl_generation;
+	}
+	r = &entry->col_readable[attnum - 1];
+	if (*r == 0)	/* a table grant covers every column, or a column grant */
+		*r = (pg_class_aclcheck(entry->relid, user, ACL_SELECT) == ACLCHECK_OK ||
+			  pg_attribute_aclcheck(entry->relid, attnum, user, ACL_SELECT) == ACLCHECK_OK) ? 1 : -1;
+	return *r > 0;
+}
+
+/*
+ * NULL when the current user may SELECT every column rule pr reads, else
+ * the name of one it may not: a rule must not reveal, in an event or an
+ * error, a value its writer cannot read.
+ */
+static const char *
+unreadable_column(FollowCall *call, const ParsedRule *pr)
+{
+	AttrNumber	bad = InvalidAttrNumber;
+
+	if (!column_readable(call, pr->attnum))
+		bad = pr->attnum;
+	for (int i = 0; i < pr->nreads && bad == InvalidAttrNumber; i++)
+		if (!column_readable(call, pr->reads[i]))
+			bad = pr->reads[i];
+	for (int i = 0; pr->reads_pk && i < call->entry->npk && bad == InvalidAttrNumber; i++)
+		if (!column_readable(call, call->entry->pk[i]))
+			bad = call->entry->pk[i];
+	if (bad == InvalidAttrNumber)
+		return NULL;
+	return NameStr(TupleDescAttr(call->tupdesc, bad - 1)->attname);
+}
+
+/*
  * Read element i of rules array c into out (allocating in the current
  * context; out points into c).
  */
@@ -881,6 +999,17 @@ parse_rule(FollowCall *call, JsonbContainer *c, int i, ParsedRule *out)
 	if (!out->readable)
 		return;
 	out->attnum = FollowFindColumn(call->tupdesc, out->rule.field, out->rule.field_len);
+	out->reads = NULL;
+	out->nreads = 0;
+	out->reads_pk = false;
+	{
+		JsonbValue *tmpl = FollowGetMember(out->rule.obj, "payload");
+
+		if (tmpl == NULL || tmpl->type == jbvNull)
+			out->reads_pk = true;	/* the default payload has "pk" */
+		else
+			collect_reads(call, tmpl, out);
+	}
 	if (out->attnum == InvalidAttrNumber)
 	{
 		out->readable = false;
@@ -1067,6 +1196,7 @@ follow_row(FollowCall *call)
 		ParsedRule *pr = &parsed[i];
 		FollowFailure failure;
 		bool		matches;
+		const char *denied;
 
 		if (!evaluate[i])
 			continue;
@@ -1074,6 +1204,14 @@ follow_row(FollowCall *call)
 		if (!pr->readable)
 		{
 			rule_failed(call, pr->elem, pr->failure.sqlerrcode, pr->failure.message, NULL, NULL);
+			continue;
+		}
+		if ((denied = unreadable_column(call, pr)) != NULL)
+		{
+			rule_failed(call, pr->elem, ERRCODE_INSUFFICIENT_PRIVILEGE,
+						psprintf("The rule reads column \"%s\", which the current user may not SELECT.",
+								 denied),
+						NULL, NULL);
 			continue;
 		}
 

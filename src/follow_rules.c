@@ -845,19 +845,11 @@ check_operand_type(CheckTable *tbl, int attnum, const char *member,
 static void
 check_version(const JsonbValue *v)
 {
-	if (v->type != jbvString || v->val.string.len == 0 || v->val.string.len > 64)
+	if (v->type != jbvString)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("follow-action rule version must be a string of 1 to 64 bytes")));
-	for (int i = 0; i < v->val.string.len; i++)
-	{
-		unsigned char ch = v->val.string.val[i];
-
-		if (ch < ' ' || ch == 0x7f)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("follow-action rule version must not contain control characters")));
-	}
+				 errmsg("follow-action rule version must be a string")));
+	EventCheckName(EVENT_NAME_VERSION, pnstrdup(v->val.string.val, v->val.string.len));
 }
 
 /*
@@ -997,7 +989,7 @@ celerysalt_follow_action_check(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("follow-action rule topic must be a string")));
 	topic_str = pnstrdup(topic->val.string.val, topic->val.string.len);
-	OutboxCheckTopic(topic_str);
+	EventCheckName(EVENT_NAME_TOPIC, topic_str);
 
 	version = FollowGetMember(&rulejb->root, "version");
 	if (version != NULL && version->type != jbvNull)
@@ -1028,12 +1020,12 @@ celerysalt_follow_action_check(PG_FUNCTION_ARGS)
 		if (!template_has_placeholder(payload->val.binary.data))
 		{
 			/* a constant payload is the event's payload: check it fully */
-			OutboxCheckPayload(pjb);
+			EventCheckPayload(pjb);
 			if (celerysalt_publish_validator != NULL)
 				(void) celerysalt_publish_validator(topic_str, pjb, version_str);
 		}
 		else if (!FollowIsPlaceholder(payload->val.binary.data, &v, &arg))
-			OutboxCheckPayload(pjb);	/* shape and size of the template */
+			EventCheckPayload(pjb);	/* shape and size of the template */
 	}
 
 	if (tbl.rel != NULL)

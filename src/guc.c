@@ -34,6 +34,7 @@ int			celerysalt_poll_interval_ms = 1000;
 int			celerysalt_broker_timeout_ms = 5000;
 int			celerysalt_reconnect_max_delay_ms = 30000;
 int			celerysalt_max_payload_size = 1024 * 1024;
+int			celerysalt_max_payload_depth = 64;
 int			celerysalt_delivered_retention_s = 24 * 3600;
 int			celerysalt_outbox_rotation_s = 10;
 int			celerysalt_max_databases = 32;
@@ -269,6 +270,15 @@ GucDefineAll(void)
 							&celerysalt_max_payload_size,
 							1024 * 1024, 64, INT_MAX / 2,
 							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("celerysalt.max_payload_depth",
+							"Sets how deeply objects and arrays may nest in a payload.",
+							"Applies to celerysalt_publish, follow-action events and RPC requests. "
+							"Python's json module fails on documents nested about 1,000 levels deep.",
+							&celerysalt_max_payload_depth,
+							64, 1, 900,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("celerysalt.delivered_retention",

@@ -297,6 +297,7 @@ CelerysaltLauncherMain(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	CatalogPinProcessSearchPath();
 
 	celerysalt_shared->launcher_pid = MyProcPid;
 	celerysalt_shared->launcher_latch = MyLatch;

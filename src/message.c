@@ -365,8 +365,8 @@ MessageFree(CeleryMessage *msg)
 /*
  * MessageSplitTaskNames
  *		Split a comma-separated list of task names into a List of palloc'd
- *		strings, trimming white space.  Returns NIL if any name is empty or
- *		contains white space.
+ *		strings, trimming white space.  Returns NIL if any name is not a
+ *		valid task name (event_name.c).
  */
 List *
 MessageSplitTaskNames(const char *list)
@@ -387,17 +387,17 @@ MessageSplitTaskNames(const char *list)
 		end = p;
 		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
 			end--;
-		if (end == start || end - start > 200)
 		{
-			list_free_deep(names);
-			return NIL;
-		}
-		for (const char *c = start; c < end; c++)
-			if ((unsigned char) *c <= ' ')
+			char	   *name = pnstrdup(start, end - start);
+			char	   *detail;
+
+			if (EventNameProblem(EVENT_NAME_TASK, name, &detail) != NULL)
 			{
 				list_free_deep(names);
 				return NIL;
 			}
+			pfree(name);
+		}
 		names = lappend(names, pnstrdup(start, end - start));
 		if (*p == '\0')
 			break;

@@ -46,97 +46,6 @@ static bool relcache_callback_registered = false;
 static bool xact_callback_registered = false;
 static bool wake_at_commit = false;
 
-/*
- * OutboxCheckTopic
- *		Raise an error unless topic is a concrete AMQP routing key that the
- *		Python dispatchers can match: 1 to 255 bytes, no wildcard, no white
- *		space or control character.
- */
-void
-OutboxCheckTopic(const char *topic)
-{
-	size_t		len = strlen(topic);
-
-	if (len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("event topic must not be empty")));
-	if (len > CELERYSALT_MAX_TOPIC_LEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("event topic is too long"),
-				 errdetail("The topic has %zu bytes; AMQP routing keys have at most %d.",
-						   len, CELERYSALT_MAX_TOPIC_LEN)));
-	for (const unsigned char *p = (const unsigned char *) topic; *p; p++)
-	{
-		if (*p == '*' || *p == '#')
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("event topic \"%s\" contains the wildcard \"%c\"", topic, *p),
-					 errdetail("Wildcards only have a meaning in subscriptions; an event is published to one concrete topic."),
-					 errhint("Publish to a topic such as \"user.created\".")));
-		if (*p <= ' ' || *p == 0x7f)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("event topic \"%s\" contains white space or a control character", topic),
-					 errhint("Topics are dot-separated words such as \"user.created\".")));
-	}
-}
-
-/*
- * OutboxCheckPayload
- *		Raise an error unless payload is a JSON object within the size limit
- *		that does not carry the reserved member _tchu_meta.
- */
-void
-OutboxCheckPayload(Jsonb *payload)
-{
-	JsonbValue	key;
-
-	if (!JB_ROOT_IS_OBJECT(payload) || JB_ROOT_IS_SCALAR(payload))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("event payload must be a JSON object"),
-				 errdetail("The payload is a JSON %s.",
-						   JB_ROOT_IS_SCALAR(payload) ? "scalar" : "array"),
-				 errhint("Wrap the value in an object, for example jsonb_build_object('data', value).")));
-
-	if (VARSIZE(payload) > (Size) celerysalt_max_payload_size)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("event payload is too large"),
-				 errdetail("The payload takes %zu bytes; celerysalt.max_payload_size is %d bytes.",
-						   (Size) VARSIZE(payload), celerysalt_max_payload_size)));
-
-	key.type = jbvString;
-	key.val.string.val = "_tchu_meta";
-	key.val.string.len = strlen("_tchu_meta");
-	if (findJsonbValueFromContainer(&payload->root, JB_FOBJECT, &key) != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("event payload must not contain the member \"_tchu_meta\""),
-				 errdetail("celerysalt writes _tchu_meta itself, from the version and correlation_id arguments."),
-				 errhint("Pass version and correlation_id as arguments of celerysalt_publish.")));
-}
-
-/* Raise an error unless an optional text argument is short and printable. */
-static void
-check_label(const char *what, const char *value, int maxlen)
-{
-	size_t		len = strlen(value);
-
-	if (len == 0 || len > (size_t) maxlen)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("event %s must have between 1 and %d bytes", what, maxlen),
-				 errhint("Pass NULL to leave it out.")));
-	for (const unsigned char *p = (const unsigned char *) value; *p; p++)
-		if (*p < ' ' || *p == 0x7f)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("event %s must not contain control characters", what)));
-}
-
 static void
 outbox_xact_callback(XactEvent event, void *arg)
 {
@@ -329,22 +238,12 @@ celerysalt_publish(PG_FUNCTION_ARGS)
 				 errmsg("event payload must not be null")));
 
 	topic = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	OutboxCheckTopic(topic);
 	payload = PG_GETARG_JSONB_P(1);
-	OutboxCheckPayload(payload);
 	if (!PG_ARGISNULL(2))
-	{
 		version = text_to_cstring(PG_GETARG_TEXT_PP(2));
-		check_label("version", version, 64);
-	}
 	if (!PG_ARGISNULL(3))
-	{
 		correlation_id = text_to_cstring(PG_GETARG_TEXT_PP(3));
-		check_label("correlation_id", correlation_id, 255);
-	}
-
-	if (celerysalt_publish_validator != NULL)
-		version = celerysalt_publish_validator(topic, payload, version);
+	version = EventIntake(topic, payload, version, correlation_id);
 
 	PG_RETURN_UUID_P(OutboxEnqueue(topic, payload, version, correlation_id));
 }

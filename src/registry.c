@@ -73,7 +73,6 @@ PG_FUNCTION_INFO_V1(_celerysalt_registry_changed);
 PG_FUNCTION_INFO_V1(_celerysalt_check_names);
 PG_FUNCTION_INFO_V1(_celerysalt_schema_first_difference);
 
-#define REGISTRY_MAX_VERSION_LEN	64	/* as celerysalt_publish allows */
 #define REGISTRY_MAX_CACHED_TOPICS	4096
 #define REGISTRY_MAX_DETAIL_ERRORS	50
 #define REGISTRY_SERVICE_LEN		NAMEDATALEN
@@ -259,14 +258,25 @@ registry_reset(void)
 								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 }
 
-/* Run the following SPI work as the owner of the registry tables. */
-static void
+/*
+ * Run the following SPI work as the owner of the registry tables, under the
+ * safe search_path; returns the GUC level to give leave_registry_owner.
+ */
+static int
 become_registry_owner(Oid *save_userid, int *save_sec)
 {
 	GetUserIdAndSecContext(save_userid, save_sec);
 	SetUserIdAndSecContext(registry_owner,
 						   *save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+	return CatalogPushSafeSearchPath();
+}
+
+static void
+leave_registry_owner(Oid save_userid, int save_sec, int guc_level)
+{
+	CatalogPopSearchPath(guc_level);
+	SetUserIdAndSecContext(save_userid, save_sec);
 }
 
 /* Read the active versions of topic, latest first, into registry_cxt. */
@@ -279,6 +289,7 @@ registry_load(const char *topic)
 	Datum		args[1];
 	Oid			save_userid;
 	int			save_sec;
+	int			guc_level;
 	int			rc;
 	RegistryVersion *versions = NULL;
 	int			n;
@@ -294,9 +305,9 @@ registry_load(const char *topic)
 	args[0] = CStringGetTextDatum(topic);
 
 	SPI_connect();
-	become_registry_owner(&save_userid, &save_sec);
+	guc_level = become_registry_owner(&save_userid, &save_sec);
 	rc = SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 0);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	leave_registry_owner(save_userid, save_sec, guc_level);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read the schema registry: %s", SPI_result_code_string(rc));
 
@@ -385,12 +396,13 @@ topics_hint(void)
 	char	   *hint = NULL;
 	Oid			save_userid;
 	int			save_sec;
+	int			guc_level;
 	int			rc;
 
 	SPI_connect();
-	become_registry_owner(&save_userid, &save_sec);
+	guc_level = become_registry_owner(&save_userid, &save_sec);
 	rc = SPI_execute(sql, true, 1);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	leave_registry_owner(save_userid, save_sec, guc_level);
 	if (rc == SPI_OK_SELECT && SPI_processed == 1)
 	{
 		char	   *s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -542,6 +554,7 @@ counts_flush(void)
 	Oid			argtypes[5] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Oid			save_userid;
 	int			save_sec;
+	int			guc_level;
 
 	pending_counts = NULL;
 	if (counts == NULL)
@@ -566,6 +579,7 @@ counts_flush(void)
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+	guc_level = CatalogPushSafeSearchPath();
 	hash_seq_init(&seq, counts);
 	while ((c = hash_seq_search(&seq)) != NULL)
 	{
@@ -581,6 +595,7 @@ counts_flush(void)
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "could not record publish counts: %s", SPI_result_code_string(rc));
 	}
+	CatalogPopSearchPath(guc_level);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	PopActiveSnapshot();
 	SPI_finish();
@@ -803,35 +818,22 @@ _celerysalt_registry_changed(PG_FUNCTION_ARGS)
 /*
  * _celerysalt_check_names(topic text, version text) RETURNS void
  *		Raise 22023 unless topic is a publishable topic and version (unless
- *		NULL) a usable version label: 1 to 64 bytes, no white space or
- *		control characters, not "latest".
+ *		NULL) a usable version label (event.c's definitions), not "latest".
  */
 Datum
 _celerysalt_check_names(PG_FUNCTION_ARGS)
 {
 	char	   *version;
-	size_t		len;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("topic must not be null")));
-	OutboxCheckTopic(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	EventCheckName(EVENT_NAME_TOPIC, text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	if (PG_ARGISNULL(1))
 		PG_RETURN_VOID();		/* only the topic to check */
 	version = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	len = strlen(version);
-	if (len == 0 || len > REGISTRY_MAX_VERSION_LEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("schema version must have between 1 and %d bytes",
-						REGISTRY_MAX_VERSION_LEN)));
-	for (const unsigned char *p = (const unsigned char *) version; *p; p++)
-		if (*p <= ' ' || *p == 0x7f)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("schema version \"%s\" contains white space or a control character",
-							version)));
+	EventCheckName(EVENT_NAME_VERSION, version);
 	if (pg_strcasecmp(version, "latest") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

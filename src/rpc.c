@@ -568,6 +568,32 @@ converse(CeleryMessage *msg, const char *channel, TimestampTz deadline,
 }
 
 /*
+ * Raise 42501 unless the session may send to celerysalt.rpc_task: any role
+ * may pick one of the configured dispatcher tasks (celerysalt.dispatcher_tasks,
+ * set by a superuser), only a superuser may name another task.  Without this,
+ * any caller could run any Celery task of any service with the broker's
+ * credentials.
+ */
+static void
+check_rpc_task(void)
+{
+	List	   *allowed = MessageSplitTaskNames(celerysalt_dispatcher_tasks);
+	ListCell   *lc;
+
+	foreach(lc, allowed)
+		if (strcmp(lfirst(lc), celerysalt_rpc_task) == 0)
+			return;
+	if (superuser())
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("celerysalt.rpc_task \"%s\" is not one of celerysalt.dispatcher_tasks",
+					celerysalt_rpc_task),
+			 errdetail("celerysalt.dispatcher_tasks is \"%s\".", celerysalt_dispatcher_tasks),
+			 errhint("Set celerysalt.rpc_task to one of those tasks, or ask a superuser to add the task to celerysalt.dispatcher_tasks.")));
+}
+
+/*
  * Run one RPC call into res.  Raises for bad input and for broker or
  * Redis failures (class 08); every remote outcome is returned in res.
  */
@@ -591,14 +617,11 @@ rpc_execute(FunctionCallInfo fcinfo, RpcResult *res, const char **topic_out,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("RPC topic, payload and timeout must not be null")));
 	topic = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	OutboxCheckTopic(topic);
 	payload = PG_GETARG_JSONB_P(1);
-	OutboxCheckPayload(payload);
 	timeout_ms = interval_to_ms(PG_GETARG_INTERVAL_P(2));
 	if (!PG_ARGISNULL(3))
 		version = text_to_cstring(PG_GETARG_TEXT_PP(3));
-	if (celerysalt_publish_validator != NULL)
-		version = celerysalt_publish_validator(topic, payload, version);
+	version = EventIntake(topic, payload, version, NULL);
 	*topic_out = topic;
 	*version_out = version;
 
@@ -608,6 +631,7 @@ rpc_execute(FunctionCallInfo fcinfo, RpcResult *res, const char **topic_out,
 	task_uuid.data[6] = (task_uuid.data[6] & 0x0f) | 0x40;
 	task_uuid.data[8] = (task_uuid.data[8] & 0x3f) | 0x80;
 
+	check_rpc_task();
 	meta.is_rpc = true;
 	meta.version = version ? version : "v1";
 	meta.correlation_id = NULL;

@@ -368,7 +368,7 @@ finish_batch(OutboxEvent *events, int n)
 			char	   *sql;
 
 			if (log_events)
-				sql = psprintf("WITH d AS (DELETE FROM %s WHERE ctid = ANY($1) RETURNING *)"
+				sql = psprintf("WITH d AS (DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY($1) RETURNING *)"
 							   " INSERT INTO %s (id, event_id, topic, version, correlation_id, payload,"
 							   " enqueued_at, delivered_at, size)"
 							   " SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
@@ -376,7 +376,8 @@ finish_batch(OutboxEvent *events, int n)
 							   CatalogQualifiedName(partition),
 							   CatalogQualifiedName("celerysalt_events"));
 			else
-				sql = psprintf("DELETE FROM %s WHERE ctid = ANY($1)", CatalogQualifiedName(partition));
+				sql = psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY($1)",
+							   CatalogQualifiedName(partition));
 			plan = saved_plan(&ws.finish_plans[s][log_events], schema, sql, 1, argtypes);
 		}
 		values[0] = PointerGetDatum(construct_array(tids, ntids, TIDOID, sizeof(ItemPointerData),
@@ -412,7 +413,7 @@ dead_letter(OutboxEvent *ev, const char *reason)
 	}
 	values[0] = Int64GetDatum(ev->event_id);
 	values[1] = CStringGetTextDatum(reason);
-	sql = psprintf("WITH d AS (DELETE FROM %s WHERE event_id = $1 RETURNING *)"
+	sql = psprintf("WITH d AS (DELETE FROM %s WHERE event_id OPERATOR(pg_catalog.=) $1 RETURNING *)"
 				   " INSERT INTO %s (id, event_id, topic, version, correlation_id, payload,"
 				   " enqueued_at, failed_at, reason)"
 				   " SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
@@ -431,6 +432,30 @@ dead_letter(OutboxEvent *ev, const char *reason)
 			(errmsg("celerysalt moved event %s on topic \"%s\" to celerysalt_dead_letters",
 					id, ev->topic),
 			 errdetail_internal("%s", reason)));
+}
+
+/*
+ * Check every event read as celerysalt_publish checks it (rows can be moved
+ * into the outbox by hand), and dead-letter, with the reason, those that can
+ * never be sent: a refusal is not an outage, and must not hold up the events
+ * behind it.  Returns how many events remain, compacted to the front.
+ */
+static int
+dead_letter_unsendable(OutboxEvent *events, int n)
+{
+	int			kept = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		char	   *problem = EventRowProblem(events[i].topic, events[i].payload,
+											  events[i].version, events[i].correlation_id);
+
+		if (problem != NULL)
+			dead_letter(&events[i], problem);
+		else
+			events[kept++] = events[i];
+	}
+	return kept;
 }
 
 /*
@@ -486,6 +511,9 @@ deliver_batch(void)
 	n = read_batch(limit, &events);
 	if (n <= 0)
 		return n;
+	n = dead_letter_unsendable(events, n);
+	if (n == 0)
+		return 1;				/* all dead-lettered: look again at once */
 
 	old = MemoryContextSwitchTo(ws.batch_cxt);
 	/* task ids for further dispatchers use pg_cryptohash: needs an owner */
@@ -513,18 +541,24 @@ deliver_batch(void)
 			return -1;
 
 		case BROKER_REJECTED:
-			/* reconnect at once: the channel is closed, not the broker gone */
-			set_connected(false);
-			ShmemSetWorkerError(ws.dbslot, error.data);
-			BrokerAbort(ws.broker);
-			ws.broker = NULL;
-			SetLatch(MyLatch);	/* retry at once, not after a poll interval */
+			/*
+			 * The channel is closed, not the broker gone.  The first time,
+			 * reconnect at once and publish this batch one event at a time
+			 * to find the culprit; a refusal of a single event backs off
+			 * like an outage, so a broker that refuses everything is not
+			 * asked ten times a second.
+			 */
 			if (n > 1)
 			{
-				/* find the culprit: publish this batch one event at a time */
+				set_connected(false);
+				ShmemSetWorkerError(ws.dbslot, error.data);
+				BrokerAbort(ws.broker);
+				ws.broker = NULL;
+				SetLatch(MyLatch);
 				ws.isolate_remaining = n;
 				return -1;
 			}
+			broker_failed(error.data);
 			if (ws.rejected_event_id == events[0].event_id)
 				ws.rejected_count++;
 			else
@@ -623,6 +657,8 @@ static void
 apply_retention(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	Oid			argtypes[1];
+	Datum		values[1];
 	int			rc;
 
 	if (now < ws.retention_at)
@@ -634,12 +670,17 @@ apply_retention(void)
 		end_xact();
 		exit_extension_gone();
 	}
-	rc = SPI_execute(psprintf("DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s"
-							  " WHERE delivered_at < pg_catalog.now() - %d * interval '1 second' LIMIT %d))",
-							  CatalogQualifiedName("celerysalt_events"),
-							  CatalogQualifiedName("celerysalt_events"),
-							  celerysalt_delivered_retention_s, RETENTION_CHUNK),
-					 false, 0);
+	/* the cut-off is a parameter: no arithmetic in the SQL text */
+	argtypes[0] = TIMESTAMPTZOID;
+	values[0] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(now,
+																-(int64) celerysalt_delivered_retention_s * 1000));
+	rc = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
+										"SELECT ctid FROM %s WHERE delivered_at OPERATOR(pg_catalog.<) $1"
+										" LIMIT %d))",
+										CatalogQualifiedName("celerysalt_events"),
+										CatalogQualifiedName("celerysalt_events"),
+										RETENTION_CHUNK),
+							   1, argtypes, values, NULL, false, 0);
 	if (rc != SPI_OK_DELETE)
 		elog(ERROR, "could not apply the delivered-event retention: %s",
 			 SPI_result_code_string(rc));
@@ -680,6 +721,8 @@ CelerysaltWorkerMain(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	/* runs as the bootstrap superuser: nothing a user creates may be found */
+	CatalogPinProcessSearchPath();
 	pgstat_report_appname("celerysalt worker");
 
 	memset(&ws, 0, sizeof(ws));
