@@ -1,0 +1,246 @@
+# Security issue, item 1: no object a non-superuser creates can run with
+# more rights than its own.
+#
+# The attacker is an ordinary login role that owns its database (so it has
+# CREATE on public, as every database owner on PostgreSQL 15) and holds
+# celerysalt_admin.  It shadows, in public, every operator and function that
+# the SQL of the C code (src/*.c) and the extension's SQL functions name:
+# exact copies of every pg_catalog signature, which win once the attacker
+# puts public first in the database's search_path (it does), and, for every
+# operator, better matches for the common argument types (the
+# `*(integer, interval)` attack).  Each shadow records who ran it and tries
+# ALTER ROLE attacker SUPERUSER.  Then the worker delivers, retains,
+# dead-letters and rotates, a superuser's UPDATE fires a follow action, and
+# the attacker calls every SECURITY DEFINER function.  None of its objects
+# may have run as anyone but itself, and it must still not be superuser.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('shadow');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'celerysalt'
+celerysalt.poll_interval = '100ms'
+celerysalt.outbox_rotation = '1s'
+celerysalt.delivered_retention = '1h'
+celerysalt.reconnect_max_delay = '1s'
+});
+$node->start;
+
+# Test-side queries see only pg_catalog (a client option beats the database
+# setting the attacker makes): the shadows in public never apply to them.
+sub sq
+{
+	my ($sql) = @_;
+	local $ENV{PGOPTIONS} = '-c search_path=pg_catalog';
+	return $node->safe_psql('shadowdb', $sql);
+}
+sub poll
+{
+	my ($sql) = @_;
+	local $ENV{PGOPTIONS} = '-c search_path=pg_catalog';
+	return $node->poll_query_until('shadowdb', $sql);
+}
+sub as_attacker {
+	my ($sql, %opt) = @_;
+	return $node->psql('shadowdb', $sql, extra_params => ['-U', 'attacker', '-v', 'ON_ERROR_STOP=0'], %opt);
+}
+
+$node->safe_psql('postgres', q{
+	CREATE ROLE attacker LOGIN;
+	CREATE DATABASE shadowdb OWNER attacker;
+});
+$node->safe_psql('shadowdb', q{
+	CREATE EXTENSION celerysalt;
+	GRANT celerysalt_admin TO attacker;
+});
+ok($node->poll_query_until('shadowdb', 'SELECT worker_pid IS NOT NULL FROM celerysalt_status'),
+	'worker runs');
+is(sq("SELECT rolsuper FROM pg_roles WHERE rolname = 'attacker'"), 'f', 'attacker is not superuser');
+is(sq("SELECT has_schema_privilege('attacker', 'public', 'CREATE')"), 't', 'attacker may create in public');
+
+# ---------------------------------------------------------------- what to shadow
+# SQL texts: string literals of src/*.c (adjacent literals joined) that look
+# like SQL, and the bodies of the extension's SQL and PL/pgSQL functions.
+my @sql;
+for my $file (glob('src/*.c'))
+{
+	my $code = slurp_file($file);
+	while ($code =~ /((?:"(?:[^"\\\n]|\\.)*"\s*)+)/g)
+	{
+		my $lit = join('', $1 =~ /"((?:[^"\\\n]|\\.)*)"/g);
+		push @sql, $lit if $lit =~ /\b(SELECT|INSERT|DELETE|UPDATE|TRUNCATE|WITH)\b/;
+	}
+}
+push @sql, split(/\x1e/, sq(qq{SELECT string_agg(p.prosrc, chr(30))
+	FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+	JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'celerysalt'
+	JOIN pg_language l ON l.oid = p.prolang WHERE l.lanname IN ('sql', 'plpgsql')}));
+ok(@sql > 20, 'found ' . scalar(@sql) . ' SQL texts in the code and the extension');
+
+my (%ops, %funcs);
+for my $s (@sql)
+{
+	$s =~ s/'(?:[^']|'')*'//g;    # string literals
+	$s =~ s/%[sdu]//g;            # printf placeholders
+	$s =~ s/--[^\n]*//g;
+	$ops{$1} = 1 while $s =~ /([-+*\/<>=~!@#%^&|?]+)/g;
+	$funcs{lc $1} = 1 while $s =~ /\b([A-Za-z_][A-Za-z0-9_]*)\s*\(/g;
+}
+my $oplist = join(',', map { my $o = $_; $o =~ s/'/''/g; "'$o'" } sort keys %ops);
+my $fnlist = join(',', map { "'$_'" } sort keys %funcs);
+note("operators: " . join(' ', sort keys %ops));
+ok(exists $ops{'='} && exists $ops{'<'}, 'the derived operators include = and <');
+
+# -------------------------------------------------------------- the shadows
+my $body = q{LANGUAGE plpgsql AS $f$ BEGIN
+	INSERT INTO public.shadow_hits VALUES ('%s', current_user);
+	BEGIN EXECUTE 'ALTER ROLE attacker SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END;
+	RETURN %s; END $f$;};
+my @script = ('CREATE TABLE public.shadow_hits (obj text, by_user name);',
+	'GRANT ALL ON public.shadow_hits TO PUBLIC;');
+my $n = 0;
+# exact copies of pg_catalog's operators with these names
+for my $row (split /\n/, sq(qq{SELECT oprname, oprleft::regtype, oprright::regtype, oprresult::regtype
+	FROM pg_operator WHERE oprnamespace = 'pg_catalog'::regnamespace AND oprname IN ($oplist)
+	AND oprleft <> 0 AND oprright <> 0}))
+{
+	my ($op, $l, $r, $res) = split /\|/, $row;
+	$n++;
+	push @script, sprintf("CREATE FUNCTION public.shadow_%d(%s, %s) RETURNS %s $body", $n, $l, $r, $res, "op $op($l,$r)", 'NULL'),
+	  "CREATE OPERATOR public.$op (FUNCTION = public.shadow_$n, LEFTARG = $l, RIGHTARG = $r);";
+}
+# better matches than pg_catalog's for common argument types
+my @types = qw(smallint integer bigint numeric "double precision" text "character varying" name
+  boolean jsonb uuid "timestamp with time zone" interval tid oid);
+for my $op (sort keys %ops)
+{
+	my $res = sq(qq{SELECT oprresult::regtype FROM pg_operator WHERE oprname = '$op'
+		AND oprnamespace = 'pg_catalog'::regnamespace AND oprleft <> 0 LIMIT 1});
+	next if $res eq '' || $res =~ /any/;
+	for my $l (@types)
+	{
+		for my $r (@types)
+		{
+			$n++;
+			push @script, sprintf("CREATE FUNCTION public.shadow_%d(%s, %s) RETURNS %s $body", $n, $l, $r, $res, "op $op($l,$r)", 'NULL'),
+			  "CREATE OPERATOR public.$op (FUNCTION = public.shadow_$n, LEFTARG = $l, RIGHTARG = $r);";
+		}
+	}
+}
+# exact copies of pg_catalog's functions with these names
+for my $row (split /\n/, sq(qq{SELECT p.proname, pg_get_function_identity_arguments(p.oid), p.prorettype::regtype, p.proretset
+	FROM pg_proc p WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname IN ($fnlist)
+	AND p.prokind IN ('f', 'a') AND p.pronargs > 0}))
+{
+	my ($fn, $args, $res, $setof) = split /\|/, $row;
+	next if $args =~ /\b(internal|cstring|"any"|variadic)\b/i;
+	push @script, sprintf("CREATE FUNCTION public.%s(%s) RETURNS %s%s $body", $fn, $args,
+		$setof eq 't' ? 'SETOF ' : '', $res, "fn $fn($args)", $setof eq 't' ? '' : 'NULL');
+}
+my ($rc, $out, $err) = as_attacker(join("\n", @script));
+my $nops = sq("SELECT count(*) FROM pg_operator WHERE oprnamespace = 'public'::regnamespace");
+my $nfns = sq("SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.proowner = 'attacker'::regrole");
+ok($nops > 1000, "attacker created $nops shadow operators");
+ok($nfns > $nops, "attacker created $nfns shadow functions");
+
+# The attacker puts public before pg_catalog for every session of its
+# database, the worker's included (it restarts to pick the setting up).
+as_attacker('ALTER DATABASE shadowdb SET search_path = public, pg_catalog');
+my $pid = sq('SELECT worker_pid FROM public.celerysalt_status');
+sq("SELECT pg_terminate_backend($pid)");
+ok(poll("SELECT worker_pid IS NOT NULL AND worker_pid <> $pid FROM public.celerysalt_status"),
+	'worker reconnected under the attacker\'s database settings');
+
+# Positive control: in its own session the shadows do run (as the attacker).
+as_attacker(q{SELECT 2 * interval '1 second', 1 = 1});
+ok(sq("SELECT count(*) > 0 FROM public.shadow_hits WHERE by_user = 'attacker'"),
+	'shadows are effective in the attacker\'s own session');
+sq('DELETE FROM public.shadow_hits');
+
+# -------------------------------------------------------------- the worker's work
+my %relfile = map { $_ => sq("SELECT relfilenode FROM pg_class WHERE relname = '_celerysalt_outbox_$_'") } 0 .. 2;
+
+# deliver
+($rc, $out, $err) = as_attacker(q{SELECT celerysalt_publish('shadow.event', '{"n": 1}') FROM generate_series(1, 5)});
+is($rc, 0, 'attacker publishes') or diag($err);
+ok(poll(
+	"SELECT count(*) OPERATOR(pg_catalog.=) 5 FROM public.celerysalt_events WHERE topic OPERATOR(pg_catalog.=) 'shadow.event'"),
+	'events delivered');
+
+# dead-letter: rows moved into the outbox by hand that can never be sent
+# (a 300-byte topic, a scalar payload), followed by a good one
+sq(q{INSERT INTO public._celerysalt_outbox (slot, event_id, id, topic, payload, enqueued_at)
+	SELECT 0, nextval('public._celerysalt_event_seq'), gen_random_uuid(), t, p, now()
+	FROM (VALUES (1, repeat('x', 300), '{"a": 1}'::jsonb), (2, 'shadow.scalar', '42'), (3, 'shadow.after', '{"b": 2}')) v(i, t, p)
+	ORDER BY i;
+	SELECT public.celerysalt_wake()});
+ok(poll(
+	"SELECT count(*) OPERATOR(pg_catalog.=) 2 FROM public.celerysalt_dead_letters"),
+	'the two unsendable rows are dead-lettered');
+like(sq("SELECT string_agg(reason, ' | ' ORDER BY event_id) FROM public.celerysalt_dead_letters"),
+	qr/topic is too long.*300 bytes.*\|.*must be a JSON object/s, 'dead letters say why');
+ok(poll(
+	"SELECT count(*) OPERATOR(pg_catalog.=) 1 FROM public.celerysalt_events WHERE topic OPERATOR(pg_catalog.=) 'shadow.after'"),
+	'the event behind them is delivered');
+
+# rotate: drained partitions are truncated (new relfilenode)
+ok(poll(
+	"SELECT count(*) OPERATOR(pg_catalog.>) 0 FROM pg_class WHERE relname IN ('_celerysalt_outbox_0', '_celerysalt_outbox_1', '_celerysalt_outbox_2')"
+	  . " AND relfilenode OPERATOR(pg_catalog.<>) ALL (ARRAY[$relfile{0}, $relfile{1}, $relfile{2}]::oid[])"),
+	'outbox partitions rotated and truncated');
+
+# follow action fired by a superuser's UPDATE of the attacker's table
+($rc, $out, $err) = as_attacker(q{
+	CREATE TABLE public.shadow_t (id int PRIMARY KEY, status text, on_change_rules jsonb NOT NULL DEFAULT '[]');
+	SELECT celerysalt_attach_follow_actions('public.shadow_t');
+	INSERT INTO public.shadow_t VALUES (1, 'new', '[{"field_name": "status", "operator": "eql", "value": "paid", "topic": "shadow.paid"}]');});
+is($rc, 0, 'attacker attaches follow actions') or diag($err);
+$node->safe_psql('shadowdb', "UPDATE public.shadow_t SET status = 'paid' WHERE id OPERATOR(pg_catalog.=) 1");
+ok(poll(
+	"SELECT count(*) OPERATOR(pg_catalog.=) 1 FROM public.celerysalt_events WHERE topic OPERATOR(pg_catalog.=) 'shadow.paid'"),
+	'the follow action\'s event is delivered');
+
+# retain: with delivered_retention = 1s, a restarted worker applies it at once
+sq("ALTER SYSTEM SET celerysalt.delivered_retention = '1s'");
+$node->reload;
+sleep 1.5;
+$pid = sq('SELECT worker_pid FROM public.celerysalt_status');
+sq("SELECT pg_terminate_backend($pid)");
+ok(poll(
+	"SELECT count(*) OPERATOR(pg_catalog.=) 0 FROM public.celerysalt_events"),
+	'retention removed the delivered events');
+
+# every SECURITY DEFINER function, called by the attacker
+my %calls = (
+	'celerysalt_publish' => q{SELECT celerysalt_publish('shadow.definer', '{"x": 1}', 'v1', 'c1')},
+	'_celerysalt_topics_hint' => q{SELECT _celerysalt_topics_hint()},
+	'celerysalt_track_publisher' => q{SELECT celerysalt_track_publisher('shadow.definer', 'svc', '1.0', 'm', 'C')},
+	'celerysalt_track_subscriber' => q{SELECT celerysalt_track_subscriber('shadow.definer', 'svc', 'handler')},
+	'celerysalt_registry_compact' => q{SELECT celerysalt_registry_compact()},
+	'celerysalt_catalog_dot' => q{SELECT celerysalt_catalog_dot()},
+);
+my @definers = split /\n/, sq(q{SELECT p.proname || '|' || coalesce(array_to_string(p.proconfig, ','), '')
+	FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+	JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'celerysalt'
+	WHERE p.prosecdef ORDER BY 1});
+ok(@definers >= 6, scalar(@definers) . ' SECURITY DEFINER functions');
+for my $d (@definers)
+{
+	my ($name, $config) = split /\|/, $d, 2;
+	is($config, 'search_path=pg_catalog, pg_temp', "$name pins search_path");
+	ok(exists $calls{$name}, "$name has a call in this test") or next;
+	($rc, $out, $err) = as_attacker($calls{$name});
+	is($rc, 0, "attacker calls $name") or diag($err);
+}
+
+# ---------------------------------------------------------------- verdict
+is(sq("SELECT coalesce(string_agg(DISTINCT obj || ' as ' || by_user, '; '), '') FROM public.shadow_hits WHERE by_user <> 'attacker'"),
+	'', 'no shadow ran as anyone but the attacker');
+is(sq("SELECT rolsuper FROM pg_roles WHERE rolname = 'attacker'"), 'f', 'attacker is still not superuser');
+
+$node->stop;
+done_testing();
