@@ -33,6 +33,7 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/numeric.h"
@@ -188,15 +189,20 @@ value_member(List *list, const JsonbValue *v)
 	return false;
 }
 
-/* A short JSON rendering of v for descriptions. */
+/*
+ * A short JSON rendering of v for descriptions: longer than 80 bytes, it is
+ * cut after at most 76 bytes at a character boundary (never inside a
+ * multibyte character: the text ends up in error details) and gets " ...".
+ */
 static char *
 value_text(const JsonbValue *v)
 {
 	Jsonb	   *jb = JsonbValueToJsonb((JsonbValue *) v);
 	char	   *s = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	int			len = strlen(s);
 
-	if (strlen(s) > 80)
-		strcpy(s + 76, " ...");
+	if (len > 80)
+		strcpy(s + pg_mbcliplen(s, len, 76), " ...");
 	return s;
 }
 

@@ -835,22 +835,77 @@ COMMENT ON VIEW celerysalt_catalog_events IS
     'Delivered events (celerysalt_events, within celerysalt.delivered_retention) with their schema version, without payloads.';
 
 -- ------------------------------------------------------ generated code
--- Python helpers for celerysalt_pydantic_model.
+-- Python helpers for celerysalt_pydantic_model.  Every text of a schema
+-- reaches the module as a string literal made by _celerysalt_py_literal, and
+-- every name as an identifier made by _celerysalt_py_ident: nothing a schema
+-- holds can end a literal or a comment, or become code.
+--
+-- A Python identifier for name: ASCII letters, digits and _ (every other
+-- character becomes _); never empty nor starting with a digit, _ or model_
+-- (prefix M for classes, f_ for fields and enum members); never a keyword or
+-- soft keyword (suffix _).  Class names live at module level and are named
+-- in annotations, so they also avoid the builtins, the module's own names and
+-- pydantic's BaseModel attributes.  Callers add what their scope reserves
+-- besides and number duplicates.
 CREATE FUNCTION _celerysalt_py_ident(name text, is_class boolean)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN n IN ('False', 'None', 'True', 'and', 'as', 'assert', 'async', 'await', 'break',
-                           'class', 'continue', 'def', 'del', 'elif', 'else', 'except', 'finally',
-                           'for', 'from', 'global', 'if', 'import', 'in', 'is', 'lambda', 'nonlocal',
-                           'not', 'or', 'pass', 'raise', 'return', 'try', 'while', 'with', 'yield')
+    SELECT CASE WHEN n = ANY (ARRAY['False', 'None', 'True', 'and', 'as', 'assert', 'async', 'await',
+                                    'break', 'class', 'continue', 'def', 'del', 'elif', 'else', 'except',
+                                    'finally', 'for', 'from', 'global', 'if', 'import', 'in', 'is',
+                                    'lambda', 'nonlocal', 'not', 'or', 'pass', 'raise', 'return', 'try',
+                                    'while', 'with', 'yield',
+                                    -- soft keywords
+                                    '_', 'case', 'match', 'type'])
+                  OR (is_class AND n = ANY (ARRAY[
+                      -- the module's own names
+                      'Model', 'TOPIC', 'VERSION', 'annotations',
+                      -- pydantic's BaseModel attributes (model_* get a prefix)
+                      'construct', 'copy', 'from_orm', 'json', 'parse_file', 'parse_obj', 'parse_raw',
+                      'schema', 'schema_json', 'update_forward_refs', 'validate',
+                      -- builtins (Python 3.8 to 3.13)
+                      'ArithmeticError', 'AssertionError', 'AttributeError', 'BaseException',
+                      'BaseExceptionGroup', 'BlockingIOError', 'BrokenPipeError', 'BufferError',
+                      'BytesWarning', 'ChildProcessError', 'ConnectionAbortedError', 'ConnectionError',
+                      'ConnectionRefusedError', 'ConnectionResetError', 'DeprecationWarning', 'EOFError',
+                      'Ellipsis', 'EncodingWarning', 'EnvironmentError', 'Exception', 'ExceptionGroup',
+                      'FileExistsError', 'FileNotFoundError', 'FloatingPointError', 'FutureWarning',
+                      'GeneratorExit', 'IOError', 'ImportError', 'ImportWarning', 'IndentationError',
+                      'IndexError', 'InterruptedError', 'IsADirectoryError', 'KeyError', 'KeyboardInterrupt',
+                      'LookupError', 'MemoryError', 'ModuleNotFoundError', 'NameError', 'NotADirectoryError',
+                      'NotImplemented', 'NotImplementedError', 'OSError', 'OverflowError',
+                      'PendingDeprecationWarning', 'PermissionError', 'ProcessLookupError',
+                      'PythonFinalizationError', 'RecursionError', 'ReferenceError', 'ResourceWarning',
+                      'RuntimeError', 'RuntimeWarning', 'StopAsyncIteration', 'StopIteration', 'SyntaxError',
+                      'SyntaxWarning', 'SystemError', 'SystemExit', 'TabError', 'TimeoutError', 'TypeError',
+                      'UnboundLocalError', 'UnicodeDecodeError', 'UnicodeEncodeError', 'UnicodeError',
+                      'UnicodeTranslateError', 'UnicodeWarning', 'UserWarning', 'ValueError', 'Warning',
+                      'ZeroDivisionError', 'abs', 'aiter', 'all', 'anext', 'any', 'ascii', 'bin', 'bool',
+                      'breakpoint', 'bytearray', 'bytes', 'callable', 'chr', 'classmethod', 'compile',
+                      'complex', 'copyright', 'credits', 'delattr', 'dict', 'dir', 'divmod', 'enumerate',
+                      'eval', 'exec', 'exit', 'filter', 'float', 'format', 'frozenset', 'getattr', 'globals',
+                      'hasattr', 'hash', 'help', 'hex', 'id', 'input', 'int', 'isinstance', 'issubclass',
+                      'iter', 'len', 'license', 'list', 'locals', 'map', 'max', 'memoryview', 'min', 'next',
+                      'object', 'oct', 'open', 'ord', 'pow', 'print', 'property', 'quit', 'range', 'repr',
+                      'reversed', 'round', 'set', 'setattr', 'slice', 'sorted', 'staticmethod', 'str', 'sum',
+                      'super', 'tuple', 'vars', 'zip']))
                 THEN n || '_' ELSE n END
-      FROM (SELECT CASE WHEN s ~ '^[0-9]' OR s = '' OR (NOT is_class AND s ~ '^(_|model_)')
+      FROM (SELECT CASE WHEN s = '' OR s ~ '^([0-9_]|model_)'
                         THEN CASE WHEN is_class THEN 'M' ELSE 'f_' END || s ELSE s END AS n
               FROM (SELECT regexp_replace(name, '[^A-Za-z0-9_]', '_', 'g') AS s) a) b
 $$;
 
+-- A Python expression for the JSON value v: None, True/False, a number, a
+-- string literal, or _json.loads() of one for arrays and objects.
+-- Strings, whatever their text, become one double-quoted literal of
+-- printable ASCII: \ and " are escaped, tab, LF and CR by name, every other
+-- character as \xhh, \uhhhh or \Uhhhhhhhh (control characters, DEL, U+0085,
+-- U+2028, U+2029, bidirectional controls and all non-ASCII text), so a
+-- literal never holds a line break nor anything that reads differently from
+-- what it is.  Integers of more than 4000 digits, which Python refuses as
+-- literals, become a sum of smaller ones times powers of ten.
 CREATE FUNCTION _celerysalt_py_literal(v jsonb)
 RETURNS text
 LANGUAGE sql IMMUTABLE
@@ -859,9 +914,44 @@ AS $$
     SELECT CASE jsonb_typeof(v)
                WHEN 'null' THEN 'None'
                WHEN 'boolean' THEN CASE WHEN v = 'true' THEN 'True' ELSE 'False' END
-               WHEN 'number' THEN v::text
-               WHEN 'string' THEN v::text
-               ELSE '_json.loads(' || to_jsonb(v::text)::text || ')'
+               WHEN 'number' THEN
+                   CASE WHEN length(v::text) <= 4000 OR strpos(v::text, '.') > 0 THEN v::text
+                   ELSE (SELECT CASE WHEN left(n.t, 1) = '-' THEN '-(' ELSE '(' END
+                                || string_agg(format('%s * 10 ** %s',
+                                                     coalesce(nullif(ltrim(substr(n.d, i, 1000), '0'), ''), '0'),
+                                                     length(n.d) - i + 1 - length(substr(n.d, i, 1000))),
+                                              ' + ' ORDER BY i) || ')'
+                           FROM (SELECT v::text AS t, ltrim(v::text, '-') AS d) n,
+                                generate_series(1, length(n.d), 1000) i
+                          GROUP BY n.t)
+                   END
+               WHEN 'string' THEN
+                   CASE WHEN (v #>> '{}') ~ E'^[\\x20\\x21\\x23-\\x5b\\x5d-\\x7e]*$'
+                        THEN '"' || (v #>> '{}') || '"'
+                   ELSE (SELECT '"' || string_agg(
+                                    CASE WHEN cp = 92 THEN E'\\\\'
+                                         WHEN cp = 34 THEN E'\\"'
+                                         WHEN cp = 9 THEN E'\\t'
+                                         WHEN cp = 10 THEN E'\\n'
+                                         WHEN cp = 13 THEN E'\\r'
+                                         WHEN cp BETWEEN 32 AND 126 THEN c
+                                         WHEN cp < 256 THEN E'\\x' || lpad(to_hex(cp), 2, '0')
+                                         WHEN cp < 65536 THEN E'\\u' || lpad(to_hex(cp), 4, '0')
+                                         ELSE E'\\U' || lpad(to_hex(cp), 8, '0')
+                                    END, '' ORDER BY i) || '"'
+                           FROM regexp_split_to_table(v #>> '{}', '') WITH ORDINALITY x(c, i),
+                                LATERAL (SELECT convert_to(x.c, 'UTF8') AS b) u,
+                                -- the code point, from the character's UTF-8 bytes
+                                LATERAL (SELECT CASE octet_length(u.b)
+                                    WHEN 1 THEN get_byte(u.b, 0)
+                                    WHEN 2 THEN ((get_byte(u.b, 0) & 31) << 6) | (get_byte(u.b, 1) & 63)
+                                    WHEN 3 THEN ((get_byte(u.b, 0) & 15) << 12) | ((get_byte(u.b, 1) & 63) << 6)
+                                                | (get_byte(u.b, 2) & 63)
+                                    ELSE ((get_byte(u.b, 0) & 7) << 18) | ((get_byte(u.b, 1) & 63) << 12)
+                                         | ((get_byte(u.b, 2) & 63) << 6) | (get_byte(u.b, 3) & 63)
+                                END AS cp) p)
+                   END
+               ELSE '_json.loads(' || @extschema@._celerysalt_py_literal(to_jsonb(v::text)) || ')'
            END
 $$;
 
@@ -871,16 +961,14 @@ RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT string_agg(format('%s=%s', k.arg,
-                             CASE WHEN k.kw = 'pattern' THEN to_jsonb(s->>'pattern')::text ELSE (s->k.kw)::text END),
-                      ', ' ORDER BY k.ord)
+    SELECT string_agg(format('%s=%s', k.arg, @extschema@._celerysalt_py_literal(s->k.kw)), ', ' ORDER BY k.ord)
       FROM (VALUES (1, 'minimum', 'ge'), (2, 'exclusiveMinimum', 'gt'), (3, 'maximum', 'le'),
                    (4, 'exclusiveMaximum', 'lt'), (5, 'multipleOf', 'multiple_of'),
                    (6, 'minLength', 'min_length'), (7, 'maxLength', 'max_length'),
                    (8, 'minItems', 'min_length'), (9, 'maxItems', 'max_length'),
                    (10, 'pattern', 'pattern')) k(ord, kw, arg)
-     WHERE jsonb_typeof(s) = 'object' AND s ? k.kw
-       AND (k.kw = 'pattern' OR jsonb_typeof(s->k.kw) = 'number')
+     WHERE jsonb_typeof(s) = 'object'
+       AND jsonb_typeof(s->k.kw) = CASE WHEN k.kw = 'pattern' THEN 'string' ELSE 'number' END
 $$;
 
 -- The Python type of subschema s; classes maps "$ref" strings to class names.
@@ -924,9 +1012,12 @@ BEGIN
         END LOOP;
     ELSE
         IF s ? 'const' THEN
-            t := '_t.Literal[' || @extschema@._celerysalt_py_literal(s->'const') || ']';
+            t := CASE WHEN jsonb_typeof(s->'const') IN ('object', 'array') THEN '_t.Any'
+                      ELSE '_t.Literal[' || @extschema@._celerysalt_py_literal(s->'const') || ']' END;
         ELSIF jsonb_typeof(s->'enum') = 'array' THEN
-            SELECT '_t.Literal[' || string_agg(@extschema@._celerysalt_py_literal(e), ', ' ORDER BY i) || ']'
+            -- Literal takes scalars only; an enum listing arrays or objects is left to Any
+            SELECT CASE WHEN count(*) = 0 OR bool_or(jsonb_typeof(e) IN ('object', 'array')) THEN '_t.Any'
+                        ELSE '_t.Literal[' || string_agg(@extschema@._celerysalt_py_literal(e), ', ' ORDER BY i) || ']' END
               INTO t FROM jsonb_array_elements(s->'enum') WITH ORDINALITY a(e, i);
         ELSE
             t := CASE s->>'type'
@@ -945,8 +1036,8 @@ BEGIN
                 WHEN 'null' THEN 'None'
                 WHEN 'array' THEN
                     CASE WHEN jsonb_typeof(s->'prefixItems') = 'array' THEN
-                             '_t.Tuple[' || (SELECT string_agg(@extschema@._celerysalt_py_type(root, e, classes), ', ' ORDER BY i)
-                                              FROM jsonb_array_elements(s->'prefixItems') WITH ORDINALITY a(e, i)) || ']'
+                             '_t.Tuple[' || coalesce((SELECT string_agg(@extschema@._celerysalt_py_type(root, e, classes), ', ' ORDER BY i)
+                                                       FROM jsonb_array_elements(s->'prefixItems') WITH ORDINALITY a(e, i)), '()') || ']'
                          ELSE '_t.List[' || @extschema@._celerysalt_py_type(root, s->'items', classes) || ']'
                     END
                 WHEN 'object' THEN
@@ -976,7 +1067,10 @@ BEGIN
 END
 $$;
 
--- One model class.
+-- One model class.  Properties whose names are not usable Python names get
+-- a generated one and Field(alias=<the name>); texts pydantic would not give
+-- back as they are (a title other than the class name, a description that
+-- inspect.cleandoc would change) are also set in model_config.
 CREATE FUNCTION _celerysalt_py_class(root jsonb, s jsonb, class_name text, classes jsonb)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
@@ -984,41 +1078,97 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     out text := format(E'class %s(_p.BaseModel):\n', class_name);
+    props jsonb := CASE WHEN jsonb_typeof(s->'properties') = 'object' THEN s->'properties' ELSE '{}' END;
     config text[];
     prop record;
+    pv jsonb;
     ident text;
+    base text;
+    n integer;
     args text[];
     body text := '';
+    has_alias boolean := false;
+    default_title text;
+    -- names no field may take: pydantic's BaseModel attributes (model_* get
+    -- a prefix anyway) and the module's classes, which annotations name
+    taken text[] := ARRAY['construct', 'copy', 'dict', 'from_orm', 'json', 'parse_file', 'parse_obj',
+                          'parse_raw', 'schema', 'schema_json', 'update_forward_refs', 'validate']
+                    || ARRAY(SELECT c.value FROM jsonb_each_text(classes) c);
+    kept text[];
 BEGIN
-    IF s ? 'description' THEN
-        out := out || '    """' || replace(replace(s->>'description', '\', '\\'), '"""', '\"\"\"') || E'"""\n\n';
+    IF jsonb_typeof(s->'description') = 'string' THEN
+        out := out || '    ' || @extschema@._celerysalt_py_literal(s->'description') || E'\n\n';
     END IF;
     IF s->'additionalProperties' = 'false' THEN
         config := config || 'extra="forbid"'::text;
     ELSIF s ? 'additionalProperties' THEN
         config := config || 'extra="allow"'::text;
     END IF;
-    FOR prop IN SELECT p.key, p.value FROM jsonb_each(coalesce(s->'properties', '{}')) p ORDER BY p.key LOOP
+    -- property names that are usable identifiers keep them, the others get
+    -- one of their own (numbered after a clash)
+    kept := ARRAY(SELECT k FROM jsonb_object_keys(props) k
+                      WHERE @extschema@._celerysalt_py_ident(k, false) = k AND k <> ALL (taken));
+    taken := taken || kept;
+    FOR prop IN SELECT p.key, p.value FROM jsonb_each(props) p ORDER BY p.key LOOP
+        pv := CASE WHEN jsonb_typeof(prop.value) = 'object' THEN prop.value ELSE '{}' END;
         ident := @extschema@._celerysalt_py_ident(prop.key, false);
+        IF prop.key <> ALL (kept) THEN
+            IF ident = ANY (taken) THEN
+                base := ident;
+                ident := base || '_';
+                n := 1;
+                WHILE ident = ANY (taken) LOOP
+                    n := n + 1;
+                    ident := base || '_' || n;
+                END LOOP;
+            END IF;
+            taken := taken || ident;
+        END IF;
         args := '{}';
-        IF prop.value ? 'default' THEN
-            args := args || ('default=' || @extschema@._celerysalt_py_literal(prop.value->'default'));
+        IF pv ? 'default' THEN
+            args := args || ('default=' || @extschema@._celerysalt_py_literal(pv->'default'));
         ELSIF NOT coalesce(s->'required' ? prop.key, false) THEN
             args := args || 'default=None'::text;
         END IF;
         IF ident <> prop.key THEN
-            args := args || ('alias=' || to_jsonb(prop.key)::text);
+            args := args || ('alias=' || @extschema@._celerysalt_py_literal(to_jsonb(prop.key)));
+            has_alias := true;
         END IF;
-        IF prop.value ? 'description' THEN
-            args := args || ('description=' || to_jsonb(prop.value->>'description')::text);
+        IF jsonb_typeof(pv->'title') = 'string' THEN
+            -- pydantic's own title: name.title().replace('_', ' ').strip(), none for references
+            SELECT btrim(replace(string_agg(CASE WHEN m.a[1] ~ '^[A-Za-z]'
+                                                 THEN translate(left(m.a[1], 1), 'abcdefghijklmnopqrstuvwxyz',
+                                                                'ABCDEFGHIJKLMNOPQRSTUVWXYZ')
+                                                      || translate(substr(m.a[1], 2), 'ABCDEFGHIJKLMNOPQRSTUVWXYZ',
+                                                                   'abcdefghijklmnopqrstuvwxyz')
+                                                 ELSE m.a[1] END, '' ORDER BY m.o), '_', ' '))
+              INTO default_title
+              FROM regexp_matches(prop.key, '[A-Za-z]+|[^A-Za-z]+', 'g') WITH ORDINALITY m(a, o)
+             WHERE prop.key ~ '^[A-Za-z0-9_]+$';
+            IF pv->>'title' IS DISTINCT FROM default_title OR pv ? '$ref'
+               OR jsonb_path_exists(pv, '$ ? (exists(@.anyOf[*]."$ref") || exists(@.oneOf[*]."$ref")
+                                              || exists(@.allOf[*]."$ref"))') THEN
+                args := args || ('title=' || @extschema@._celerysalt_py_literal(pv->'title'));
+            END IF;
+        END IF;
+        IF jsonb_typeof(pv->'description') = 'string' THEN
+            args := args || ('description=' || @extschema@._celerysalt_py_literal(pv->'description'));
         END IF;
         body := body || format(E'    %s: %s%s\n', ident,
                                @extschema@._celerysalt_py_type(root, prop.value, classes),
                                CASE WHEN cardinality(args) > 0
                                     THEN ' = _p.Field(' || array_to_string(args, ', ') || ')' ELSE '' END);
     END LOOP;
-    IF body LIKE '%alias=%' THEN
+    IF has_alias THEN
         config := config || 'populate_by_name=True'::text;
+    END IF;
+    IF jsonb_typeof(s->'title') = 'string' AND s->>'title' <> class_name THEN
+        config := config || ('title=' || @extschema@._celerysalt_py_literal(s->'title'));
+    END IF;
+    IF jsonb_typeof(s->'description') = 'string'
+       AND NOT (s->>'description' ~ '^[!-~]' AND s->>'description' !~ E'[\\t\\n]') THEN
+        config := config || ('json_schema_extra={"description": '
+                             || @extschema@._celerysalt_py_literal(s->'description') || '}');
     END IF;
     IF config IS NOT NULL THEN
         out := out || '    model_config = _p.ConfigDict(' || array_to_string(config, ', ') || E')\n';
@@ -1040,12 +1190,34 @@ DECLARE
     root jsonb := @extschema@.celerysalt_get_schema(topic, version);
     real_version text;
     defs_key text := CASE WHEN root ? '$defs' THEN '$defs' ELSE 'definitions' END;
+    defs jsonb;
     classes jsonb := '{}';
+    names text[];
     def record;
+    elem record;
+    name text;
+    base text;
+    n integer;
+    kind text;
     root_class text;
     model_names text[] := '{}';
+    model_keys text[] := '{}';
     out text;
+    defs_out text := '';
     members text;
+    used text[];
+    kept text[];
+    texts text[];
+    need_texts boolean := false;
+    heads text[];
+    -- names no enum member may take: those Enum and str give a meaning
+    member_reserved CONSTANT text[] := ARRAY['mro', 'name', 'value',
+        'capitalize', 'casefold', 'center', 'count', 'encode', 'endswith', 'expandtabs', 'find', 'format',
+        'format_map', 'index', 'isalnum', 'isalpha', 'isascii', 'isdecimal', 'isdigit', 'isidentifier',
+        'islower', 'isnumeric', 'isprintable', 'isspace', 'istitle', 'isupper', 'join', 'ljust', 'lower',
+        'lstrip', 'maketrans', 'partition', 'removeprefix', 'removesuffix', 'replace', 'rfind', 'rindex',
+        'rjust', 'rpartition', 'rsplit', 'rstrip', 'split', 'splitlines', 'startswith', 'strip', 'swapcase',
+        'title', 'translate', 'upper', 'zfill'];
 BEGIN
     SELECT c.version INTO real_version FROM @extschema@.celerysalt_schemas c
      WHERE c.topic = topic AND c.active AND c.schema = root
@@ -1053,62 +1225,147 @@ BEGIN
     IF version IS NOT NULL AND version <> 'latest' THEN
         real_version := version;
     END IF;
+    real_version := coalesce(real_version, version, 'latest');
+    defs := CASE WHEN jsonb_typeof(root->defs_key) = 'object' THEN root->defs_key ELSE '{}' END;
 
-    -- class names: one per $defs entry, the root last
-    FOR def IN SELECT d.key FROM jsonb_each(coalesce(root->defs_key, '{}')) d ORDER BY d.key LOOP
+    -- class names: one per $defs entry, the root last; names that are
+    -- usable identifiers keep them, the others get one of their own
+    names := ARRAY(SELECT k FROM jsonb_object_keys(defs) k WHERE @extschema@._celerysalt_py_ident(k, true) = k);
+    FOR def IN SELECT d.key FROM jsonb_each(defs) d ORDER BY d.key LOOP
+        name := @extschema@._celerysalt_py_ident(def.key, true);
+        IF name <> def.key THEN
+            IF name = ANY (names) THEN
+                base := name;
+                name := base || '_';
+                n := 1;
+                WHILE name = ANY (names) LOOP
+                    n := n + 1;
+                    name := base || '_' || n;
+                END LOOP;
+            END IF;
+            names := names || name;
+        END IF;
         classes := classes || jsonb_build_object(
-            format('#/%s/%s', defs_key, replace(replace(def.key, '~', '~0'), '/', '~1')),
-            @extschema@._celerysalt_py_ident(def.key, true));
+            format('#/%s/%s', defs_key, replace(replace(def.key, '~', '~0'), '/', '~1')), name);
     END LOOP;
     root_class := @extschema@._celerysalt_py_ident(coalesce(root->>'title', 'Event'), true);
-    IF EXISTS (SELECT FROM jsonb_each_text(classes) c WHERE c.value = root_class) THEN
-        root_class := root_class || 'Event';
+    IF root_class = ANY (names) THEN
+        base := root_class || 'Event';
+        root_class := base;
+        n := 1;
+        WHILE root_class = ANY (names) LOOP
+            n := n + 1;
+            root_class := base || '_' || n;
+        END LOOP;
     END IF;
     classes := classes || jsonb_build_object('#', root_class);
 
-    out := format(E'# Generated by celerysalt_pydantic_model(%L, %L): pydantic v2 models of the\n'
+    -- enums and aliases first, then models
+    FOR def IN SELECT d.key, d.value,
+                      classes->>format('#/%s/%s', defs_key, replace(replace(d.key, '~', '~0'), '/', '~1')) AS class_name
+                 FROM jsonb_each(defs) d ORDER BY d.key LOOP
+        kind := CASE
+            WHEN jsonb_typeof(def.value) <> 'object' THEN 'alias'
+            WHEN jsonb_typeof(def.value->'enum') = 'array' AND NOT def.value ? 'properties'
+                 AND (SELECT coalesce(bool_and(jsonb_typeof(e) = 'string'), false)
+                        FROM jsonb_array_elements(def.value->'enum') e) THEN 'enum'
+            WHEN def.value ? 'properties' OR def.value->>'type' = 'object' THEN 'model'
+            ELSE 'alias' END;
+        IF kind = 'enum' THEN
+            -- member names as for fields; values that are usable names keep them
+            kept := ARRAY(SELECT e #>> '{}' FROM jsonb_array_elements(def.value->'enum') e
+                              WHERE @extschema@._celerysalt_py_ident(e #>> '{}', false) = e #>> '{}'
+                                AND e #>> '{}' <> ALL (member_reserved));
+            used := '{}';
+            members := '';
+            FOR elem IN SELECT a.e FROM jsonb_array_elements(def.value->'enum') WITH ORDINALITY a(e, i) ORDER BY a.i LOOP
+                name := @extschema@._celerysalt_py_ident(elem.e #>> '{}', false);
+                IF NOT (name = elem.e #>> '{}' AND name = ANY (kept) AND name <> ALL (used)) THEN
+                    IF name = ANY (member_reserved) OR name = ANY (kept) OR name = ANY (used) THEN
+                        base := name;
+                        name := base || '_';
+                        n := 1;
+                        WHILE name = ANY (member_reserved) OR name = ANY (kept) OR name = ANY (used) LOOP
+                            n := n + 1;
+                            name := base || '_' || n;
+                        END LOOP;
+                    END IF;
+                END IF;
+                used := used || name;
+                members := members || format(E'    %s = %s\n', name, @extschema@._celerysalt_py_literal(elem.e));
+            END LOOP;
+            -- pydantic gives an enum the class name as title and the docstring
+            -- through inspect.cleandoc as description: keep the registered ones
+            texts := '{}';
+            IF jsonb_typeof(def.value->'title') = 'string' THEN
+                texts := texts || ('title=' || @extschema@._celerysalt_py_literal(def.value->'title'));
+            END IF;
+            IF jsonb_typeof(def.value->'description') = 'string' THEN
+                texts := texts || ('description=' || @extschema@._celerysalt_py_literal(def.value->'description'));
+            END IF;
+            IF (jsonb_typeof(def.value->'title') = 'string' AND def.value->>'title' <> def.class_name)
+               OR (jsonb_typeof(def.value->'description') = 'string'
+                   AND NOT (def.value->>'description' ~ '^[!-~]' AND def.value->>'description' !~ E'[\\t\\n]')) THEN
+                need_texts := true;
+            ELSE
+                texts := '{}';
+            END IF;
+            defs_out := defs_out || format(E'\n\n%sclass %s(str, _enum.Enum):\n%s%s',
+                                           CASE WHEN cardinality(texts) > 0
+                                                THEN '@_json_schema_texts(' || array_to_string(texts, ', ') || E')\n'
+                                                ELSE '' END,
+                                           def.class_name,
+                                           CASE WHEN jsonb_typeof(def.value->'description') = 'string'
+                                                THEN '    ' || @extschema@._celerysalt_py_literal(def.value->'description') || E'\n\n'
+                                                ELSE '' END,
+                                           members);
+        ELSIF kind = 'model' THEN
+            model_keys := model_keys || def.key;
+        ELSE
+            defs_out := defs_out || format(E'\n\n%s = %s\n', def.class_name,
+                                           @extschema@._celerysalt_py_type(root, def.value, classes));
+        END IF;
+    END LOOP;
+    FOR def IN SELECT d.key, d.value,
+                      classes->>format('#/%s/%s', defs_key, replace(replace(d.key, '~', '~0'), '/', '~1')) AS class_name
+                 FROM jsonb_each(defs) d WHERE d.key = ANY (model_keys) ORDER BY d.key LOOP
+        defs_out := defs_out || E'\n\n' || @extschema@._celerysalt_py_class(root, def.value, def.class_name, classes);
+        model_names := model_names || def.class_name;
+    END LOOP;
+    defs_out := defs_out || E'\n\n' || @extschema@._celerysalt_py_class(root, root, root_class, classes);
+    model_names := model_names || root_class;
+
+    -- the call in the header comment, as SQL when that is plain text
+    heads := ARRAY(SELECT CASE WHEN @extschema@._celerysalt_py_literal(to_jsonb(h)) = '"' || h || '"'
+                                    AND strpos(h, '''') = 0
+                               THEN '''' || h || '''' ELSE @extschema@._celerysalt_py_literal(to_jsonb(h)) END
+                     FROM unnest(ARRAY[topic, real_version]) WITH ORDINALITY u(h, i) ORDER BY i);
+    out := format(E'# Generated by celerysalt_pydantic_model(%s, %s): pydantic v2 models of the\n'
                   || E'# JSON Schema registered for this topic. Do not edit; generate again instead.\n'
                   || E'from __future__ import annotations\n\n'
                   || E'import datetime as _dt\nimport enum as _enum\nimport json as _json\n'
                   || E'import typing as _t\nimport uuid as _uuid\n\nimport pydantic as _p\n\n'
                   || E'TOPIC = %s\nVERSION = %s\n',
-                  topic, coalesce(real_version, version),
-                  to_jsonb(topic)::text, to_jsonb(coalesce(real_version, version))::text);
-
-    -- enums and aliases first, then models
-    FOR def IN SELECT d.key, d.value FROM jsonb_each(coalesce(root->defs_key, '{}')) d ORDER BY d.key LOOP
-        IF jsonb_typeof(def.value->'enum') = 'array' AND NOT def.value ? 'properties'
-           AND (SELECT bool_and(jsonb_typeof(e) = 'string') FROM jsonb_array_elements(def.value->'enum') e) THEN
-            SELECT string_agg(format('    %s = %s', m.ident, m.lit), E'\n' ORDER BY m.i) INTO members
-              FROM (SELECT i,
-                           @extschema@._celerysalt_py_ident(e #>> '{}', false)
-                               || CASE WHEN count(*) OVER (PARTITION BY @extschema@._celerysalt_py_ident(e #>> '{}', false)) > 1
-                                       THEN '_' || i ELSE '' END AS ident,
-                           e::text AS lit
-                      FROM jsonb_array_elements(def.value->'enum') WITH ORDINALITY a(e, i)) m;
-            out := out || format(E'\n\nclass %s(str, _enum.Enum):\n%s%s\n',
-                                 classes->>format('#/%s/%s', defs_key, def.key),
-                                 CASE WHEN def.value ? 'description'
-                                      THEN '    """' || replace(def.value->>'description', '"""', '\"\"\"') || E'"""\n\n'
-                                      ELSE '' END,
-                                 coalesce(members, '    pass'));
-        ELSIF NOT (def.value ? 'properties' OR def.value->>'type' = 'object') THEN
-            out := out || format(E'\n\n%s = %s\n', classes->>format('#/%s/%s', defs_key, def.key),
-                                 @extschema@._celerysalt_py_type(root, def.value, classes));
-        END IF;
-    END LOOP;
-    FOR def IN SELECT d.key, d.value FROM jsonb_each(coalesce(root->defs_key, '{}')) d ORDER BY d.key LOOP
-        IF def.value ? 'properties' OR def.value->>'type' = 'object' THEN
-            out := out || E'\n\n' || @extschema@._celerysalt_py_class(root, def.value,
-                                         classes->>format('#/%s/%s', defs_key, def.key), classes);
-            model_names := model_names || (classes->>format('#/%s/%s', defs_key, def.key));
-        END IF;
-    END LOOP;
-    out := out || E'\n\n' || @extschema@._celerysalt_py_class(root, root, root_class, classes);
-    model_names := model_names || root_class;
-
-    out := out || format(E'\n\nfor _model in (%s,):\n    _model.model_rebuild()\n\nModel = %s\n',
-                         array_to_string(model_names, ', '), root_class);
+                  heads[1], heads[2],
+                  @extschema@._celerysalt_py_literal(to_jsonb(topic)),
+                  @extschema@._celerysalt_py_literal(to_jsonb(real_version)));
+    IF need_texts THEN
+        out := out || E'\n\n'
+            || E'def _json_schema_texts(**texts):\n'
+            || E'    """Give an enum''s JSON Schema the registered title and description as they\n'
+            || E'    are (pydantic would use the class name and the cleaned-up docstring)."""\n'
+            || E'    def apply(cls):\n'
+            || E'        def __get_pydantic_json_schema__(core_schema, handler):\n'
+            || E'            json_schema = handler(core_schema)\n'
+            || E'            handler.resolve_ref_schema(json_schema).update(texts)\n'
+            || E'            return json_schema\n'
+            || E'        cls.__get_pydantic_json_schema__ = __get_pydantic_json_schema__\n'
+            || E'        return cls\n'
+            || E'    return apply\n';
+    END IF;
+    out := out || defs_out
+        || format(E'\n\nfor _model in (%s,):\n    _model.model_rebuild()\n\nModel = %s\n',
+                  array_to_string(model_names, ', '), root_class);
     RETURN out;
 END
 $$;
