@@ -842,8 +842,9 @@ COMMENT ON VIEW celerysalt_catalog_events IS
 --
 -- A Python identifier for name: ASCII letters, digits and _ (every other
 -- character becomes _); never empty nor starting with a digit, _ or model_
--- (prefix M for classes, f_ for fields and enum members); never a keyword or
--- soft keyword (suffix _).  Class names live at module level and are named
+-- (prefix M for classes, f_ for fields and enum members); never a keyword
+-- (suffix _); soft keywords (match, case, type) stay field names, so that
+-- event.type keeps working.  Class names live at module level and are named
 -- in annotations, so they also avoid the builtins, the module's own names and
 -- pydantic's BaseModel attributes.  Callers add what their scope reserves
 -- besides and number duplicates.
@@ -856,12 +857,10 @@ AS $$
                                     'break', 'class', 'continue', 'def', 'del', 'elif', 'else', 'except',
                                     'finally', 'for', 'from', 'global', 'if', 'import', 'in', 'is',
                                     'lambda', 'nonlocal', 'not', 'or', 'pass', 'raise', 'return', 'try',
-                                    'while', 'with', 'yield',
-                                    -- soft keywords
-                                    '_', 'case', 'match', 'type'])
+                                    'while', 'with', 'yield'])
                   OR (is_class AND n = ANY (ARRAY[
-                      -- the module's own names
-                      'Model', 'TOPIC', 'VERSION', 'annotations',
+                      -- the module's own names; soft keywords stay usable as field names
+                      'Model', 'TOPIC', 'VERSION', 'annotations', 'case', 'match', 'type',
                       -- pydantic's BaseModel attributes (model_* get a prefix)
                       'construct', 'copy', 'from_orm', 'json', 'parse_file', 'parse_obj', 'parse_raw',
                       'schema', 'schema_json', 'update_forward_refs', 'validate',
