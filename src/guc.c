@@ -18,6 +18,7 @@
 #include "utils/guc.h"
 
 #include "broker.h"
+#include "jsonschema.h"
 #include "redis.h"
 
 char	   *celerysalt_broker_url = NULL;
@@ -296,6 +297,20 @@ GucDefineAll(void)
 							&celerysalt_outbox_rotation_s,
 							10, 1, 3600,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	/*
+	 * SUSET: the limit protects the server from the schemas publishers send
+	 * or register, so they must not raise it themselves (GRANT SET ON
+	 * PARAMETER delegates it).
+	 */
+	DefineCustomIntVariable("celerysalt.validation_work_limit",
+							"Sets how many steps one JSON Schema validation or schema compilation may take.",
+							"A step is one subschema applied to one value; schemas whose anyOf, oneOf, "
+							"allOf, $ref, not or if multiply the work stop with SQLSTATE 54000.",
+							&JsonschemaWorkLimit,
+							JSONSCHEMA_DEFAULT_WORK_LIMIT, 1000, INT_MAX,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
 	/* A PGC_POSTMASTER parameter can only be defined at server start. */

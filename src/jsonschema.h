@@ -353,6 +353,17 @@ typedef struct JsError
 	char	   *message;
 } JsError;
 
+/*
+ * The work limit (celerysalt.validation_work_limit, defined in guc.c): the
+ * steps one validation (subschemas applied to values) or one compilation
+ * (schema objects compiled, resources and anchors compared) may take.
+ * Real schemas stay far below the default; schemas whose in-place
+ * applicators or $ref fan out exponentially stop with 54000.
+ */
+#define JSONSCHEMA_DEFAULT_WORK_LIMIT	100000000
+extern int	JsonschemaWorkLimit;
+extern void JsonschemaWorkLimitExceeded(const char *what, const char *location) pg_attribute_noreturn();
+
 /* jsonschema_compile.c */
 extern JsSchema *JsonschemaCompile(Jsonb *schema, Jsonb *registry,
 								   MemoryContext parent, bool raise);

@@ -52,6 +52,8 @@ typedef struct CompileCtx
 	List	   *pending;		/* nodes whose $ref/$dynamicRef is unresolved */
 	int			default_draft;
 	int			ndocs;
+	int64		work;			/* steps, for celerysalt.validation_work_limit */
+	const char *loc;			/* schema location being compiled, for its error */
 } CompileCtx;
 
 /* What the enclosing schema passes down */
@@ -67,6 +69,20 @@ typedef struct Scope
 
 static JsNode *compile_node(CompileCtx *ctx, JsonbValue *json, Scope *sc,
 							const char *loc);
+
+/*
+ * Count steps of the compilation (schema objects, resources and anchors
+ * compared in the lists) against celerysalt.validation_work_limit, and let
+ * interrupts through.
+ */
+static inline void
+compile_work(CompileCtx *ctx, int steps)
+{
+	ctx->work += steps;
+	if (unlikely(ctx->work > JsonschemaWorkLimit))
+		JsonschemaWorkLimitExceeded("compilation", ctx->loc ? ctx->loc : "");
+	CHECK_FOR_INTERRUPTS();
+}
 
 /*
  * Report a problem in the schema at location loc (a JSON pointer, possibly
@@ -168,6 +184,7 @@ find_resource(CompileCtx *ctx, const char *uri)
 {
 	ListCell   *lc;
 
+	compile_work(ctx, list_length(ctx->uris));
 	foreach(lc, ctx->uris)
 	{
 		UriEntry   *e = lfirst(lc);
@@ -207,10 +224,11 @@ new_resource(CompileCtx *ctx, const char *uri, JsonbValue *json,
 }
 
 static JsAnchor *
-find_anchor(JsResource *r, const char *name)
+find_anchor(CompileCtx *ctx, JsResource *r, const char *name)
 {
 	ListCell   *lc;
 
+	compile_work(ctx, list_length(r->anchors));
 	foreach(lc, r->anchors)
 	{
 		JsAnchor   *a = lfirst(lc);
@@ -237,7 +255,7 @@ static void
 add_anchor(CompileCtx *ctx, JsResource *r, const char *name, bool dynamic,
 		   JsNode *node, const char *loc)
 {
-	JsAnchor   *a = find_anchor(r, name);
+	JsAnchor   *a = find_anchor(ctx, r, name);
 
 	if (a != NULL)
 	{
@@ -994,7 +1012,8 @@ compile_node(CompileCtx *ctx, JsonbValue *json, Scope *outer, const char *loc)
 	bool		has_additional_items = false;
 
 	check_stack_depth();
-	CHECK_FOR_INTERRUPTS();
+	ctx->loc = loc;
+	compile_work(ctx, 1);
 
 	if (json->type == jbvBool)
 		return bool_node(ctx, json->val.boolean, &sc, loc);
@@ -1299,6 +1318,7 @@ compile_document(CompileCtx *ctx, JsonbValue *root, const char *uri,
 		ListCell   *lc;
 
 		/* the retrieval URI names the resource the root's $id created */
+		compile_work(ctx, list_length(ctx->uris));
 		foreach(lc, ctx->uris)
 		{
 			UriEntry   *e = lfirst(lc);
@@ -1425,7 +1445,7 @@ resolve_ref(CompileCtx *ctx, JsNode *n, const char *ref, const char *kw,
 		return resolve_pointer(ctx, r, frag, refloc, ref);
 	else
 	{
-		JsAnchor   *a = find_anchor(r, frag);
+		JsAnchor   *a = find_anchor(ctx, r, frag);
 
 		if (a == NULL)
 		{
@@ -1447,7 +1467,8 @@ resolve_pending(CompileCtx *ctx)
 	{
 		JsNode	   *n = list_nth(ctx->pending, i);
 
-		CHECK_FOR_INTERRUPTS();
+		ctx->loc = n->location;
+		compile_work(ctx, 1);
 		if (n->ref && n->ref_node == NULL)
 		{
 			n->ref_node = resolve_ref(ctx, n, n->ref, "$ref", NULL);

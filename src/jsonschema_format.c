@@ -28,8 +28,18 @@
 #include <limits.h>
 
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 
 #include "jsonschema.h"
+
+/*
+ * Loops whose length is the string's (up to 256 MB in jsonb) check for
+ * interrupts every 64 kB: one predictable branch per character.  The
+ * window of 4 positions cannot be stepped over by loops that advance 1 to
+ * 3 characters at a time (a %XX escape).
+ */
+#define SCAN_CHECK(i) \
+	do { if (unlikely(((i) & 0xFFFF) >= 0xFFFC)) CHECK_FOR_INTERRUPTS(); } while (0)
 
 static const struct
 {
@@ -137,7 +147,10 @@ check_time(const char *s, int len)
 		if (i >= len || !ISDIGIT(s[i]))
 			return false;
 		while (i < len && ISDIGIT(s[i]))
+		{
+			SCAN_CHECK(i);
 			i++;
+		}
 	}
 	if (i >= len)
 		return false;
@@ -189,8 +202,11 @@ check_duration(const char *s, int len)
 	if (s[len - 1] == 'W')
 	{
 		for (i = 1; i < len - 1; i++)
+		{
+			SCAN_CHECK(i);
 			if (!ISDIGIT(s[i]))
 				return false;
+		}
 		return len > 2;
 	}
 	while (i < len && s[i] != 'T')
@@ -200,7 +216,10 @@ check_duration(const char *s, int len)
 		int			idx;
 
 		while (i < len && ISDIGIT(s[i]))
+		{
+			SCAN_CHECK(i);
 			i++;
+		}
 		if (i == start || i >= len)
 			return false;
 		u = strchr(date_units, s[i]);
@@ -229,7 +248,10 @@ check_duration(const char *s, int len)
 			int			idx;
 
 			while (i < len && ISDIGIT(s[i]))
+			{
+				SCAN_CHECK(i);
 				i++;
+			}
 			if (i == start || i >= len)
 				return false;
 			u = strchr(time_units, s[i]);
@@ -315,7 +337,8 @@ check_ipv6(const char *s, int len)
 		}
 		if (i == start || i - start > 4)
 			return false;
-		groups++;
+		if (++groups > 8)
+			return false;		/* too many already: stop reading */
 		if (i == len)
 			break;
 		if (s[i] != ':')
@@ -734,8 +757,12 @@ check_hostname(const char *s, int len, bool idn)
 	int			total = 0;
 	bool		bidi = false;
 	int			pass;
-	int			quick = ascii_hostname(s, len);
+	int			quick;
 
+	/* A-label form has at most 253 octets; U-labels at most 1024 bytes here */
+	if (len > 1024)
+		return false;
+	quick = ascii_hostname(s, len);
 	if (quick >= 0)
 		return quick == 1;
 	if (len == 0 || len > 1024)
@@ -870,6 +897,9 @@ check_email(const char *s, int len, bool idn)
 		{
 			unsigned char c = s[i];
 
+			if (i > 64 * 4)
+				return false;	/* the local part is too long anyway */
+
 			if (c == '\\')
 			{
 				if (i + 1 >= len)
@@ -897,6 +927,8 @@ check_email(const char *s, int len, bool idn)
 		{
 			unsigned char c = s[i];
 
+			if (i > 64 * 4)
+				return false;	/* the local part is too long anyway */
 			if (c == '.')
 			{
 				if (prev_dot)
@@ -957,6 +989,7 @@ check_chars(const char *s, int len, const char *extra, bool iri)
 	{
 		unsigned char c = s[i];
 
+		SCAN_CHECK(i);
 		if (c == '%')
 		{
 			if (i + 2 >= len)
@@ -984,12 +1017,15 @@ check_authority(const char *s, int len, bool iri)
 	int			i;
 
 	for (i = 0; i < len; i++)
+	{
+		SCAN_CHECK(i);
 		if (s[i] == '@')
 		{
 			if (at)
 				return false;
 			at = s + i;
 		}
+	}
 	if (at)
 	{
 		if (!check_chars(s, at - s, ":", iri))
@@ -1013,7 +1049,10 @@ check_authority(const char *s, int len, bool iri)
 			int			j = 2;
 
 			while (j < iplen + 1 && ISHEX(host[j]))
+			{
+				SCAN_CHECK(j);
 				j++;
+			}
 			if (j == 2 || j >= iplen + 1 || host[j] != '.')
 				return false;
 			if (!check_chars(host + j + 1, iplen - j, ":", false) || iplen - j < 1)
@@ -1040,8 +1079,11 @@ check_authority(const char *s, int len, bool iri)
 	{
 		/* :port */
 		for (i = 1; i < hostlen; i++)
+		{
+			SCAN_CHECK(i);
 			if (!ISDIGIT(host[i]))
 				return false;
+		}
 	}
 	return true;
 }
@@ -1063,7 +1105,10 @@ check_uri(const char *s, int len, bool need_scheme, bool iri)
 	{
 		i = 1;
 		while (i < len && (ISALPHA(s[i]) || ISDIGIT(s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.'))
+		{
+			SCAN_CHECK(i);
 			i++;
+		}
 		if (i < len && s[i] == ':')
 		{
 			has_scheme = true;
@@ -1082,14 +1127,20 @@ check_uri(const char *s, int len, bool need_scheme, bool iri)
 		int			e = a;
 
 		while (e < len && s[e] != '/' && s[e] != '?' && s[e] != '#')
+		{
+			SCAN_CHECK(e);
 			e++;
+		}
 		if (!check_authority(s + a, e - a, iri))
 			return false;
 		pathstart = e;
 	}
 	pathend = pathstart;
 	while (pathend < len && s[pathend] != '?' && s[pathend] != '#')
+	{
+		SCAN_CHECK(pathend);
 		pathend++;
+	}
 	if (!check_chars(s + pathstart, pathend - pathstart, ":@/", iri))
 		return false;
 	if (!has_scheme && pathstart == 0)
@@ -1098,6 +1149,7 @@ check_uri(const char *s, int len, bool need_scheme, bool iri)
 		q = s;
 		while (q < s + pathend && *q != '/')
 		{
+			SCAN_CHECK(q - s);
 			if (*q == ':')
 				return false;
 			q++;
@@ -1109,7 +1161,10 @@ check_uri(const char *s, int len, bool need_scheme, bool iri)
 		int			e = i + 1;
 
 		while (e < len && s[e] != '#')
+		{
+			SCAN_CHECK(e);
 			e++;
+		}
 		if (!check_chars(s + i + 1, e - i - 1, ":@/?", iri))
 			return false;
 		i = e;
@@ -1132,6 +1187,7 @@ check_uri_template(const char *s, int len)
 	{
 		unsigned char c = s[i];
 
+		SCAN_CHECK(i);
 		if (c == '{')
 		{
 			int			e = i + 1;
@@ -1147,6 +1203,7 @@ check_uri_template(const char *s, int len)
 				/* varname: varchar *( ["."] varchar ) */
 				while (e < len)
 				{
+					SCAN_CHECK(e);
 					if (ISALPHA(s[e]) || ISDIGIT(s[e]) || s[e] == '_')
 						prev_dot = false;
 					else if (s[e] == '%' && e + 2 < len && ISHEX(s[e + 1]) && ISHEX(s[e + 2]))
@@ -1167,7 +1224,10 @@ check_uri_template(const char *s, int len)
 					int			d = ++e;
 
 					while (e < len && ISDIGIT(s[e]))
+					{
+						SCAN_CHECK(e);
 						e++;
+					}
 					if (e == d || e - d > 4 || s[d] == '0')
 						return false;
 				}
@@ -1233,8 +1293,11 @@ check_json_pointer(const char *s, int len)
 	if (len > 0 && s[0] != '/')
 		return false;
 	for (i = 0; i < len; i++)
+	{
+		SCAN_CHECK(i);
 		if (s[i] == '~' && (i + 1 >= len || (s[i + 1] != '0' && s[i + 1] != '1')))
 			return false;
+	}
 	return true;
 }
 
@@ -1244,7 +1307,10 @@ check_relative_json_pointer(const char *s, int len)
 	int			i = 0;
 
 	while (i < len && ISDIGIT(s[i]))
+	{
+		SCAN_CHECK(i);
 		i++;
+	}
 	if (i == 0 || (i > 1 && s[0] == '0'))
 		return false;
 	if (i < len && s[i] == '#')

@@ -212,8 +212,12 @@ JsonschemaStrLen(const char *s, int len)
 		int			i;
 
 		for (i = 0; i < len; i++)
+		{
+			if (unlikely((i & 0xFFFF) == 0xFFFF))
+				CHECK_FOR_INTERRUPTS();
 			if (((unsigned char) s[i] & 0xC0) != 0x80)
 				n++;
+		}
 		return n;
 	}
 	return pg_mbstrlen_with_len(s, len);
@@ -309,6 +313,7 @@ JsonschemaHash(const JsonbValue *v)
 		int			i;
 
 		check_stack_depth();
+		CHECK_FOR_INTERRUPTS();
 		if (JsonContainerIsObject(c))
 		{
 			h = 0x5bd1e995;

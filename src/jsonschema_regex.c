@@ -19,10 +19,10 @@
  * Anything else ARE understands the same way is passed through.
  *
  * Simple patterns (the usual "^[0-9]{5}$", "^[A-Z]{3}-\d+$": a sequence of
- * literals and character classes with quantifiers, no groups, alternation
- * or non-ASCII class members, and each variable-length atom disjoint from
- * the next one so that greedy matching is exact) are also compiled for a
- * small linear-time matcher that skips the regex engine's set-up cost.  Unsupported:
+ * literals and character classes with quantifiers, no groups or
+ * alternation, see "the simple-pattern fast path" below) are also compiled
+ * for a small matcher, linear in the string, that skips the regex engine's
+ * set-up cost.  Both matchers check for interrupts.  Unsupported:
  * \k<name>, other \p classes, \D \S \W \P inside a bracket expression.
  *
  *-------------------------------------------------------------------------
@@ -528,15 +528,38 @@ unsupported_in_class:
 }
 
 
-/* ---- the simple-pattern fast path ---- */
+/* ---- the simple-pattern fast path ----
+ *
+ * A simple pattern is an optional ^, a sequence of atoms, an optional $.
+ * An atom is an ASCII literal or escape, ".", \d \w \D \W, or a bracket
+ * expression of ASCII members, ranges, \d and \w (optionally negated),
+ * with at most one greedy quantifier (? * + {n} {n,} {n,m}).  Anything
+ * else (groups, alternation, lazy quantifiers, non-ASCII pattern text,
+ * \s, \b, ...) goes to PostgreSQL's engine.
+ *
+ * Two matchers, both linear in the string and exact (no greedy guessing):
+ *
+ * - fixed length: ^...$ whose atoms all have fixed counts and ASCII-only
+ *   classes ("^[0-9]{5}$"): the string must have that many bytes, each in
+ *   its position's set;
+ * - otherwise the atoms are expanded into at most 63 positions (x{2,3} is
+ *   x x x?, x+ is x with a loop) and run as a bit-parallel NFA (Shift-And
+ *   extended with optional and repeatable positions, Navarro and Raffinot):
+ *   bit b of the state is set when the first b positions can have matched
+ *   the input read so far.  Each character costs a table lookup and a few
+ *   word operations; patterns with more positions use the engine.
+ */
 
 typedef struct SimpleAtom
 {
 	uint8		set[16];		/* ASCII members, bit per character */
 	bool		nonascii;		/* does a non-ASCII character match? */
+	bool		dot;			/* ".": but not U+2028, U+2029 */
 	int			min;
 	int			max;			/* -1: unbounded */
 } SimpleAtom;
+
+#define SIMPLE_MAX_POS	63		/* positions; states are bits 0..npos */
 
 typedef struct SimpleRe
 {
@@ -545,11 +568,24 @@ typedef struct SimpleRe
 	int			fixed_len;		/* ^...$ of ASCII atoms with fixed counts:
 								 * the only length that matches; else -1 */
 	int			natoms;
-	SimpleAtom	atoms[FLEXIBLE_ARRAY_MEMBER];
+	SimpleAtom *atoms;			/* for the fixed-length matcher */
+
+	/* the bit-parallel NFA (fixed_len < 0) */
+	uint64		start;			/* state before any input: closure of bit 0 */
+	uint64		accept;			/* bit npos */
+	uint64		opt;			/* bit b: position b may be skipped */
+	uint64		loop;			/* bit b + 1: position b may repeat */
+	uint64		nonascii;		/* bit b: position b takes any non-ASCII
+								 * character but U+2028, U+2029 */
+	uint64		lineterm;		/* bit b: position b takes U+2028, U+2029 */
+	uint64		ascii[128];		/* bit b: position b takes this character */
 } SimpleRe;
 
 #define SET_ADD(a, c) ((a)->set[(c) >> 3] |= (uint8) (1 << ((c) & 7)))
 #define SET_HAS(a, c) (((a)->set[(c) >> 3] & (1 << ((c) & 7))) != 0)
+
+/* characters between two interrupt checks of the matchers */
+#define SIMPLE_CHECK_INTERVAL	65536
 
 static void
 set_range(SimpleAtom *a, int lo, int hi)
@@ -561,13 +597,6 @@ set_range(SimpleAtom *a, int lo, int hi)
 }
 
 static void
-set_space(SimpleAtom *a)
-{
-	set_range(a, 9, 13);
-	SET_ADD(a, ' ');
-}
-
-static void
 set_word(SimpleAtom *a)
 {
 	set_range(a, 'a', 'z');
@@ -576,11 +605,20 @@ set_word(SimpleAtom *a)
 	SET_ADD(a, '_');
 }
 
-/* class escape inside or outside [...]; false if not a simple one */
-static bool
-simple_class_escape(SimpleAtom *a, char e, bool *negated_out)
+static void
+set_negate(SimpleAtom *a)
 {
-	*negated_out = false;
+	int			k;
+
+	for (k = 0; k < 16; k++)
+		a->set[k] = ~a->set[k];
+	a->nonascii = true;
+}
+
+/* \d or \w, inside or outside [...]; false if e is neither */
+static bool
+simple_class_escape(SimpleAtom *a, char e)
+{
 	switch (e)
 	{
 		case 'd':
@@ -589,14 +627,12 @@ simple_class_escape(SimpleAtom *a, char e, bool *negated_out)
 		case 'w':
 			set_word(a);
 			return true;
-		case 's':
-			set_space(a);
-			return false;		/* \s has non-ASCII members */
 		default:
 			return false;
 	}
 }
 
+/* the character a literal escape stands for, or -1 */
 static int
 simple_literal_escape(char e)
 {
@@ -615,23 +651,31 @@ simple_literal_escape(char e)
 	return -1;
 }
 
-static bool
-atoms_disjoint(const SimpleAtom *a, const SimpleAtom *b)
+/* The state after the epsilon moves: skip optional positions. */
+static pg_attribute_always_inline uint64
+simple_closure(uint64 state, uint64 opt)
 {
-	int			i;
+	for (;;)
+	{
+		uint64		next = state | ((state & opt) << 1);
 
-	if (a->nonascii && b->nonascii)
-		return false;
-	for (i = 0; i < 16; i++)
-		if (a->set[i] & b->set[i])
-			return false;
-	return true;
+		if (next == state)
+			return state;
+		state = next;
+	}
 }
 
+/*
+ * Parse a simple pattern into atoms and build its matcher; NULL when the
+ * pattern is not simple or too long for both matchers.
+ */
 static SimpleRe *
 simple_compile(const char *p, int len)
 {
-	SimpleRe   *re = palloc0(offsetof(SimpleRe, atoms) + sizeof(SimpleAtom) * (len + 1));
+	SimpleRe   *re = palloc0(sizeof(SimpleRe));
+	SimpleAtom *atoms = palloc0(sizeof(SimpleAtom) * (len + 1));
+	int			natoms = 0;
+	int			npos;
 	int			i = 0;
 
 	if (len > 0 && p[0] == '^')
@@ -641,7 +685,7 @@ simple_compile(const char *p, int len)
 	}
 	while (i < len)
 	{
-		SimpleAtom *a = &re->atoms[re->natoms];
+		SimpleAtom *a = &atoms[natoms];
 		unsigned char c = p[i];
 
 		if (c >= 0x80)
@@ -653,18 +697,31 @@ simple_compile(const char *p, int len)
 		}
 		if (c == '\\')
 		{
-			bool		neg;
 			int			lit;
 
 			if (i + 1 >= len)
 				return NULL;
-			if (simple_class_escape(a, p[i + 1], &neg))
+			if (simple_class_escape(a, p[i + 1]))
 				;
+			else if (p[i + 1] == 'D' || p[i + 1] == 'W')
+			{
+				simple_class_escape(a, p[i + 1] == 'D' ? 'd' : 'w');
+				set_negate(a);
+			}
 			else if ((lit = simple_literal_escape(p[i + 1])) >= 0)
 				SET_ADD(a, lit);
 			else
 				return NULL;
 			i += 2;
+		}
+		else if (c == '.')
+		{
+			set_range(a, 0, 127);
+			a->set['\n' >> 3] &= ~(1 << ('\n' & 7));
+			a->set['\r' >> 3] &= ~(1 << ('\r' & 7));
+			a->nonascii = true;
+			a->dot = true;
+			i++;
 		}
 		else if (c == '[')
 		{
@@ -682,7 +739,6 @@ simple_compile(const char *p, int len)
 			{
 				int			lo,
 							hi;
-				bool		neg;
 
 				if ((unsigned char) p[i] >= 0x80 || p[i] == '[')
 					return NULL;
@@ -690,7 +746,7 @@ simple_compile(const char *p, int len)
 				{
 					if (i + 1 >= len)
 						return NULL;
-					if (simple_class_escape(a, p[i + 1], &neg))
+					if (simple_class_escape(a, p[i + 1]))
 					{
 						i += 2;
 						continue;
@@ -717,15 +773,9 @@ simple_compile(const char *p, int len)
 				return NULL;
 			i++;
 			if (negate)
-			{
-				int			k;
-
-				for (k = 0; k < 16; k++)
-					a->set[k] = ~a->set[k];
-				a->nonascii = true;
-			}
+				set_negate(a);
 		}
-		else if (strchr("^$.*+?(){}|", c) != NULL)
+		else if (strchr("^$*+?(){}|", c) != NULL)
 			return NULL;
 		else
 		{
@@ -779,23 +829,16 @@ simple_compile(const char *p, int len)
 			if (i < len && (p[i] == '?' || p[i] == '*' || p[i] == '+' || p[i] == '{'))
 				return NULL;	/* lazy or stacked quantifiers */
 		}
-		re->natoms++;
+		natoms++;
 	}
-	/* greedy matching is exact only if variable atoms are disjoint from the next */
-	for (i = 0; i < re->natoms; i++)
-	{
-		SimpleAtom *a = &re->atoms[i];
+	re->natoms = natoms;
+	re->atoms = atoms;
 
-		if (a->min == a->max)
-			continue;
-		if (i + 1 < re->natoms && !atoms_disjoint(a, &re->atoms[i + 1]))
-			return NULL;
-	}
-	/* unanchored start: a leading variable atom makes search ambiguous-free anyway */
+	/* the fixed-length matcher, when it applies */
 	re->fixed_len = (re->anchor_start && re->anchor_end) ? 0 : -1;
-	for (i = 0; i < re->natoms && re->fixed_len >= 0; i++)
+	for (i = 0; i < natoms && re->fixed_len >= 0; i++)
 	{
-		SimpleAtom *a = &re->atoms[i];
+		SimpleAtom *a = &atoms[i];
 
 		if (a->min != a->max || a->nonascii || a->min > 65536 ||
 			re->fixed_len > (1 << 24))
@@ -803,85 +846,127 @@ simple_compile(const char *p, int len)
 		else
 			re->fixed_len += a->min;
 	}
+	if (re->fixed_len >= 0)
+		return re;
+
+	/* else the NFA: x{n,m} is n positions, then m-n optional ones */
+	npos = 0;
+	for (i = 0; i < natoms; i++)
+	{
+		SimpleAtom *a = &atoms[i];
+		int			count = a->max < 0 ? Max(a->min, 1) : a->max;
+		int			k;
+
+		if (count > SIMPLE_MAX_POS - npos)
+			return NULL;
+		for (k = 0; k < count; k++)
+		{
+			uint64		bit = UINT64CONST(1) << npos;
+			int			ch;
+
+			for (ch = 0; ch < 128; ch++)
+				if (SET_HAS(a, ch))
+					re->ascii[ch] |= bit;
+			if (a->nonascii)
+			{
+				re->nonascii |= bit;
+				if (!a->dot)
+					re->lineterm |= bit;
+			}
+			if (k >= a->min)
+				re->opt |= bit;
+			npos++;
+		}
+		if (a->max < 0)
+			re->loop |= UINT64CONST(1) << npos;
+	}
+	re->accept = UINT64CONST(1) << npos;
+	re->start = simple_closure(1, re->opt);
 	return re;
 }
 
-static inline int
-char_len(const unsigned char *s)
-{
-	return *s < 0x80 ? 1 : pg_utf_mblen(s);
-}
-
-/* match at s[0..len) from position start; true on success */
+/* fixed-length matcher: one byte per atom repetition, each in its set */
 static bool
-simple_match_at(const SimpleRe *re, const unsigned char *s, int len, int pos)
+simple_match_fixed(const SimpleRe *re, const unsigned char *s, int len)
 {
+	int			pos = 0;
 	int			k;
 
+	if (len != re->fixed_len)
+		return false;
 	for (k = 0; k < re->natoms; k++)
 	{
 		const SimpleAtom *a = &re->atoms[k];
-		int			max = a->max < 0 ? len : a->max;
-		int			count = 0;
+		int			j;
 
-		while (count < max && pos < len)
-		{
-			unsigned char c = s[pos];
-
-			if (c < 0x80)
-			{
-				if (!SET_HAS(a, c))
-					break;
-				pos++;
-			}
-			else
-			{
-				if (!a->nonascii)
-					break;
-				pos += char_len(s + pos);
-			}
-			count++;
-		}
-		if (count < a->min)
-			return false;
+		for (j = 0; j < a->min; j++, pos++)
+			if (s[pos] >= 0x80 || !SET_HAS(a, s[pos]))
+				return false;
+		if ((k & 1023) == 1023)
+			CHECK_FOR_INTERRUPTS();
 	}
-	return !re->anchor_end || pos == len;
+	return true;
+}
+
+/* the NFA over s[0..len) (valid UTF-8), "search" semantics */
+static bool
+simple_match_nfa(const SimpleRe *re, const unsigned char *s, int len)
+{
+	uint64		state = re->start;
+	uint64		accept = re->accept;
+	uint64		opt = re->opt;
+	uint64		loop = re->loop;
+	bool		search_end = !re->anchor_end;
+	int			pos = 0;
+	int			next_check = SIMPLE_CHECK_INTERVAL;
+
+	if (search_end && (state & accept))
+		return true;
+	while (pos < len)
+	{
+		unsigned char c = s[pos];
+		uint64		takes;
+
+		if (c < 0x80)
+		{
+			takes = re->ascii[c];
+			pos++;
+		}
+		else
+		{
+			/* U+2028 and U+2029 are E2 80 A8 and E2 80 A9 */
+			if (c == 0xE2 && pos + 2 < len && s[pos + 1] == 0x80 &&
+				(s[pos + 2] == 0xA8 || s[pos + 2] == 0xA9))
+				takes = re->lineterm;
+			else
+				takes = re->nonascii;
+			pos += pg_utf_mblen(s + pos);
+		}
+		/* advance past a position, or loop on a repeatable one */
+		state = ((state | ((state & loop) >> 1)) & takes) << 1;
+		if (opt)
+			state = simple_closure(state, opt);
+		if (!re->anchor_start)
+			state |= re->start;
+		else if (state == 0)
+			return false;
+		if (search_end && (state & accept))
+			return true;
+		if (unlikely(pos >= next_check))
+		{
+			CHECK_FOR_INTERRUPTS();
+			next_check = pos + SIMPLE_CHECK_INTERVAL;
+		}
+	}
+	return (state & accept) != 0;
 }
 
 static bool
 simple_match(const SimpleRe *re, const char *str, int len)
 {
-	const unsigned char *s = (const unsigned char *) str;
-	int			pos = 0;
-
 	if (re->fixed_len >= 0)
-	{
-		/* one byte per atom repetition, each in its ASCII set */
-		int			k;
-
-		if (len != re->fixed_len)
-			return false;
-		for (k = 0; k < re->natoms; k++)
-		{
-			const SimpleAtom *a = &re->atoms[k];
-			int			j;
-
-			for (j = 0; j < a->min; j++, pos++)
-				if (s[pos] >= 0x80 || !SET_HAS(a, s[pos]))
-					return false;
-		}
-		return true;
-	}
-	if (re->anchor_start)
-		return simple_match_at(re, s, len, 0);
-	for (;;)
-	{
-		if (simple_match_at(re, s, len, pos))
-			return true;
-		if (pos >= len)
-			return false;
-		pos += char_len(s + pos);
-	}
+		return simple_match_fixed(re, (const unsigned char *) str, len);
+	return simple_match_nfa(re, (const unsigned char *) str, len);
 }
 
 static bool
@@ -909,6 +994,8 @@ compile_wchars(regex_t *re, const char *pattern, int len, bool strict,
 	{
 		char		buf[256];
 
+		/* REG_CANCEL: the engine saw a pending interrupt */
+		CHECK_FOR_INTERRUPTS();
 		pg_regerror(rc, re, buf, sizeof(buf));
 		*errmsg = pstrdup(buf);
 		return false;

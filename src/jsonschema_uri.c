@@ -113,9 +113,11 @@ remove_dot_segments(const char *path)
 				in += 2;
 				*in = '/';
 			}
-			out.data[out.len] = '\0';
-			last = strrchr(out.data, '/');
-			out.len = last ? last - out.data : 0;
+			/* back to the last '/': linear overall, as what it passes is cut */
+			last = out.data + out.len;
+			while (last > out.data && last[-1] != '/')
+				last--;
+			out.len = last > out.data ? last - out.data - 1 : 0;
 			out.data[out.len] = '\0';
 		}
 		else if (strcmp(in, ".") == 0 || strcmp(in, "..") == 0)

@@ -49,6 +49,8 @@ typedef struct VCtx
 	int			maxscope;
 	int			inplace;
 	int			inplace_limit;
+	int64		work;			/* steps taken: validate() calls */
+	int64		work_limit;
 	Numeric		zero;			/* for multipleOf, made on first use */
 	PathSeg		path_local[32]; /* initial path and scope storage: no */
 	JsResource *scope_local[16];	/* palloc per call for shallow input */
@@ -62,6 +64,30 @@ typedef struct Eval
 } Eval;
 
 static bool validate(VCtx *V, JsNode *n, JsonbValue *inst, Eval *ev);
+
+/* celerysalt.validation_work_limit */
+int			JsonschemaWorkLimit = JSONSCHEMA_DEFAULT_WORK_LIMIT;
+
+/*
+ * Raise the 54000 of a validation (what = "validation") or compilation
+ * ("compilation") that took more than celerysalt.validation_work_limit
+ * steps; location is the schema location being evaluated.
+ */
+void
+JsonschemaWorkLimitExceeded(const char *what, const char *location)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("JSON Schema %s exceeded the work limit of %d steps",
+					what, JsonschemaWorkLimit),
+			 errdetail("At schema location \"%s\": the limit was reached here.", location),
+			 strcmp(what, "validation") == 0 ?
+			 errhint("Subschemas applied to the same value again and again (through $ref, anyOf, oneOf, allOf, "
+					 "not, if, properties) multiply the work: simplify the schema, or have a superuser raise "
+					 "celerysalt.validation_work_limit.") :
+			 errhint("Very many $id and anchors make compilation slow: split the schema, or have a superuser "
+					 "raise celerysalt.validation_work_limit.")));
+}
 
 /* ---- paths and errors ---- */
 
@@ -416,6 +442,7 @@ apply_inplace(VCtx *V, JsNode *child, JsonbValue *inst, Eval *evp,
 		return q == 1;
 
 	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
 	V->inplace++;
 	if (V->inplace > V->inplace_limit)
 		ereport(ERROR,
@@ -472,6 +499,7 @@ apply_child(VCtx *V, JsNode *child, JsonbValue *inst)
 		if (child->nkeys == 0 && !(child->kw & JSK_ADDITIONALPROPS))
 			return true;
 		check_stack_depth();
+		CHECK_FOR_INTERRUPTS();
 		return object_props_fast(V, child, c, JsonContainerSize(c));
 	}
 
@@ -486,6 +514,7 @@ apply_child(VCtx *V, JsNode *child, JsonbValue *inst)
 		if ((child->kw & JSK_TYPE) && !(child->types & JS_T_ARRAY))
 			return false;
 		check_stack_depth();
+		CHECK_FOR_INTERRUPTS();
 		return array_items_fast(V, child, c, JsonContainerSize(c));
 	}
 	V->inplace = 0;
@@ -1332,6 +1361,11 @@ check_object(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 				int			j;
 				bool		pp_ok = true;
 
+				/* every member against every pattern: count them as steps */
+				V->work += n->npatternprops;
+				if (unlikely(V->work > V->work_limit))
+					JsonschemaWorkLimitExceeded("validation", n->location);
+				CHECK_FOR_INTERRUPTS();
 				for (j = 0; j < n->npatternprops; j++)
 				{
 					if (!JsonschemaRegexMatch(n->patternprops[j].re, key, klen))
@@ -1430,6 +1464,15 @@ validate(VCtx *V, JsNode *n, JsonbValue *inst, Eval *ev)
 	int			itype;
 
 #define FAIL() do { ok = false; if (!V->collect) goto done; } while (0)
+
+	/*
+	 * Every step of the walk: the work limit stops exponential schemas (a
+	 * $ref graph fanning out through anyOf and the like), the interrupt
+	 * check lets a cancel or terminate through meanwhile.
+	 */
+	if (unlikely(++V->work > V->work_limit))
+		JsonschemaWorkLimitExceeded("validation", n->location);
+	CHECK_FOR_INTERRUPTS();
 
 	if (n->boolean >= 0)
 	{
@@ -1762,6 +1805,7 @@ JsonschemaValidateValue(JsSchema *s, JsonbValue *instance, bool assert_formats,
 	V.maxscope = lengthof(V.scope_local);
 	V.scope = V.scope_local;
 	V.inplace_limit = s->nnodes * 2 + 32;
+	V.work_limit = JsonschemaWorkLimit;
 
 	/* the dynamic scope starts at the root resource (as validate() would) */
 	if (s->root->resource != NULL)
