@@ -16,8 +16,10 @@
 #include "access/parallel.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
-#include "utils/memutils.h"
+#include "tcop/tcopprot.h"
+#include "utils/backend_status.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 #include "broker.h"
 #include "redis.h"
@@ -168,6 +170,23 @@ guc_copy(const char *s)
 	return copy;
 }
 
+/*
+ * pg_stat_activity shows the statement a backend runs, and after it the last
+ * one, to members of pg_read_all_stats (so pg_monitor): when the statement
+ * being run carries a URL password (ALTER SYSTEM, a refused SET), report it
+ * redacted there.  (debug_query_string may already be redacted by the log
+ * hook, so report it whether or not RedactText changes it.)  The raw text is
+ * visible there from the start of the statement until this check runs.
+ */
+static void
+redact_reported_activity(void)
+{
+	if (MyBackendType == B_BACKEND && pgstat_track_activities &&
+		debug_query_string != NULL &&
+		MyBEEntry != NULL && MyBEEntry->st_state == STATE_RUNNING)
+		pgstat_report_activity(STATE_RUNNING, RedactText(debug_query_string));
+}
+
 /* Where a password may come from: the server's own configuration. */
 static bool
 source_may_hold_password(GucSource source)
@@ -195,6 +214,7 @@ check_url_setting(UrlSetting *s, char **newval, void **extra, GucSource source)
 	}
 	if (password != NULL)
 	{
+		redact_reported_activity();
 		masked = RedactUrl(*newval);
 		if (strcmp(password, "***") == 0)
 		{

@@ -98,6 +98,26 @@ $node->safe_psql('postgres',
 	"ALTER SYSTEM SET celerysalt.broker_url = 'amqp://guest:guest\@127.0.0.1:5672/%2F'");
 $node->reload;
 check_shown('after ALTER SYSTEM and reload');
+
+# pg_stat_activity (pg_read_all_stats, part of pg_monitor) shows each
+# session's current or last statement: a superuser's ALTER SYSTEM with a
+# password, or a refused SET, must not be readable there.
+my $admin = $node->background_psql('postgres', on_error_stop => 0);
+$admin->query_safe("SET application_name = 'admin030'");
+$admin->query("ALTER SYSTEM SET celerysalt.redis_url = 'redis://:$redis_secret\@127.0.0.1:6379/0'");
+my $activity = $node->safe_psql('postgres',
+	"SELECT query FROM pg_stat_activity WHERE application_name = 'admin030'",
+	extra_params => [ '-U', 'mon' ]);
+like($activity, qr{ALTER SYSTEM SET celerysalt\.redis_url = 'redis://:\*\*\*\@}, 'pg_stat_activity shows ALTER SYSTEM masked');
+no_secret($activity, 'pg_stat_activity after ALTER SYSTEM');
+$admin->query("SET celerysalt.redis_url = 'redis://:${redis_secret}x\@127.0.0.1:6379/0'");
+$activity = $node->safe_psql('postgres',
+	"SELECT query FROM pg_stat_activity WHERE application_name = 'admin030'",
+	extra_params => [ '-U', 'mon' ]);
+like($activity, qr{^SET celerysalt\.redis_url = 'redis://:\*\*\*\@}, 'pg_stat_activity shows a refused SET masked');
+no_secret($activity, 'pg_stat_activity after a refused SET');
+$admin->quit;
+
 $node->restart;
 check_shown('after restart');
 ok($node->poll_query_until('postgres', 'SELECT broker_connected FROM celerysalt_status'),

@@ -90,6 +90,12 @@ UPDATE pg_db_role_setting
  WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = 'appdb') AND setrole = 0;
 });
 push @secrets, 'LegacyPw11';
+# The query docs/configuration.md gives to find such values.
+is($node->safe_psql('postgres', q{
+SELECT d.datname, s.setrole::regrole, s.setconfig
+  FROM pg_db_role_setting s LEFT JOIN pg_database d ON d.oid = s.setdatabase
+ WHERE array_to_string(s.setconfig, ' ') ~ 'celerysalt\.(broker|redis)_url=\S*:\S*@';
+}), 'appdb|-|{celerysalt.redis_url=redis://:LegacyPw11@127.0.0.1:6379/3}', 'the documented query finds it');
 ($ret, $out, $err) = $node->psql('appdb', 'SHOW celerysalt.redis_url');
 is($out, 'redis://127.0.0.1:6379/0', 'a stored value with a password is not applied');
 like($err, qr/WARNING:  a password in parameter "celerysalt\.redis_url" can only be set in the server's configuration file/,
