@@ -37,9 +37,8 @@ SET celerysalt.redis_url = 'redis://127.0.0.1:1/0';
 SELECT state, message, hint FROM pg_temp.try($q$SELECT celerysalt_call('rpc.x', '{}')$q$);
 RESET celerysalt.redis_url;
 
--- Settings are checked.  PostgreSQL repeats a rejected value in its message: the
--- server log gets it with the password masked (src/redact.c); an error caught in
--- PL/pgSQL, as here, still shows the caller what it typed.
+-- Settings are checked.  A URL that does not parse is not repeated in the
+-- message (it may hold a password), not even to an error caught in PL/pgSQL.
 SELECT state, message, detail FROM pg_temp.try($q$SET celerysalt.redis_url = 'http://user:secret@host'$q$);
 SELECT state, message, detail FROM pg_temp.try($q$SET celerysalt.redis_url = 'redis://:secret@host:99999/0'$q$);
 SELECT state, message, detail FROM pg_temp.try($q$SET celerysalt.rpc_task = 'a, b'$q$);

@@ -46,14 +46,18 @@ struct BrokerConnection
 
 /*
  * BrokerParseUrl
- *		Split an amqp:// URL.  Strings in *out are palloc'd.  On failure
- *		returns false with *error set to a message that does not repeat the
- *		URL (it may hold a password).
+ *		Split an amqp:// URL as librabbitmq-c (which connects) splits it.
+ *		Strings in *out are palloc'd.  out->has_password says whether the URL
+ *		gave a non-empty password (else librabbitmq-c's default, "guest", is
+ *		in out->password, as kombu does).  On failure returns false with
+ *		*error set to a message that does not repeat the URL (it may hold a
+ *		password).
  */
 bool
 BrokerParseUrl(const char *url, BrokerUrl *out, char **error)
 {
 	struct amqp_connection_info info;
+	struct amqp_connection_info defaults;
 	char	   *copy = pstrdup(url);
 	int			rc;
 
@@ -62,6 +66,7 @@ BrokerParseUrl(const char *url, BrokerUrl *out, char **error)
 		*error = "TLS (amqps://) is not supported by this build.";
 		return false;
 	}
+	amqp_default_connection_info(&defaults);
 	amqp_default_connection_info(&info);
 	rc = amqp_parse_url(copy, &info);
 	if (rc != AMQP_STATUS_OK)
@@ -74,6 +79,8 @@ BrokerParseUrl(const char *url, BrokerUrl *out, char **error)
 	out->vhost = pstrdup(info.vhost);
 	out->user = pstrdup(info.user);
 	out->password = pstrdup(info.password);
+	/* the parser leaves the default's pointer unless the URL gave one */
+	out->has_password = info.password != defaults.password && info.password[0] != '\0';
 	pfree(copy);
 	return true;
 }
@@ -82,22 +89,9 @@ BrokerParseUrl(const char *url, BrokerUrl *out, char **error)
 char *
 BrokerRedactedUrl(const char *url)
 {
-	const char *scheme = strstr(url, "://");
-	const char *at;
-	const char *colon;
-
-	if (scheme == NULL)
-		return pstrdup(url);
-	at = strchr(scheme + 3, '@');
-	if (at == NULL)
-		return pstrdup(url);
-	colon = memchr(scheme + 3, ':', at - (scheme + 3));
-	if (colon == NULL)
-		return pstrdup(url);
-	return psprintf("%.*s:***%s", (int) (colon - url), url, at);
+	return RedactUrl(url);
 }
 
-/* Read the first line of celerysalt.broker_password_file, or NULL. */
 /* Describe a failed library call or server exception into error. */
 static void
 describe_reply(StringInfo error, const char *what, amqp_rpc_reply_t reply)

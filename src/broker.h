@@ -18,6 +18,7 @@ typedef struct BrokerUrl
 	char	   *vhost;
 	char	   *user;
 	char	   *password;		/* never printed */
+	bool		has_password;	/* the URL gave a non-empty password */
 } BrokerUrl;
 
 typedef enum BrokerStatus

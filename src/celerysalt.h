@@ -102,6 +102,8 @@ extern void ShmemWakeLauncher(void);
 
 /* ---- redact.c ---- */
 extern void RedactInstallHook(void);
+extern char *RedactText(const char *text);
+extern char *RedactUrl(const char *url);
 
 /* ---- celerysalt.c ---- */
 extern bool celerysalt_preloaded;

@@ -13,9 +13,13 @@
 
 #include <limits.h>
 
+#include "access/parallel.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
+#include "tcop/tcopprot.h"
+#include "utils/backend_status.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 #include "broker.h"
 #include "jsonschema.h"
@@ -40,40 +44,268 @@ int			celerysalt_delivered_retention_s = 24 * 3600;
 int			celerysalt_outbox_rotation_s = 10;
 int			celerysalt_max_databases = 32;
 
+/*
+ * URL settings that may carry a password: broker_url and redis_url.
+ *
+ * PostgreSQL shows a setting's value to every member of
+ * pg_read_all_settings (SHOW, current_setting, pg_settings), keeps
+ * per-database and per-role values in the world-readable
+ * pg_db_role_setting, and serializes values into parallel workers.  So the
+ * value PostgreSQL holds is the URL with its password replaced by "***",
+ * and the URL with the real password lives in the check hook's "extra",
+ * which guc.c keeps with every value it holds (reset value, SET stack,
+ * transaction rollback) and hands to the assign hook: that is where
+ * celerysalt_broker_url and celerysalt_redis_url point, and what the worker
+ * and celerysalt_call use.
+ *
+ * A password is accepted only from the server's configuration
+ * (postgresql.conf, ALTER SYSTEM's postgresql.auto.conf, the command line):
+ * values from ALTER DATABASE/ROLE ... SET (checked with PGC_S_TEST when
+ * stored, applied with PGC_S_GLOBAL/DATABASE/USER/DATABASE_USER), from a
+ * function's SET clause, the connection request or SET are refused, even
+ * for superusers, because other roles can read them.
+ *
+ * The masked value comes back to the check hook only in a parallel worker
+ * (RestoreGUCState).  Each process remembers which real URL it saw for each
+ * masked one; parallel workers are forked from the postmaster, which saw
+ * the configuration file, so they find it there.
+ */
+#define SECRET_CACHE_SIZE	8
+
+typedef struct UrlSetting
+{
+	const char *name;			/* celerysalt.broker_url */
+	const char *password_file;	/* its password-file setting */
+	const char *form;			/* "amqp://user@host:port/vhost" */
+	/* parse url; on success *password is NULL or the non-empty password */
+	bool		(*parse) (const char *url, char **password, char **error);
+	char	   *masked[SECRET_CACHE_SIZE];	/* TopMemoryContext, newest first */
+	char	   *real[SECRET_CACHE_SIZE];
+} UrlSetting;
+
+static bool
+parse_broker_url(const char *url, char **password, char **error)
+{
+	BrokerUrl	u;
+
+	if (url[0] == '\0')
+	{
+		*error = "The broker URL must not be empty.";
+		return false;
+	}
+	if (!BrokerParseUrl(url, &u, error))
+		return false;
+	*password = u.has_password ? u.password : NULL;
+	return true;
+}
+
+static bool
+parse_redis_url(const char *url, char **password, char **error)
+{
+	RedisUrl	u;
+
+	*error = NULL;
+	if (!RedisParseUrl(url, &u, error))
+	{
+		if (*error == NULL)
+			*error = "The Redis URL is not valid.";
+		return false;
+	}
+	*password = (u.password != NULL && u.password[0] != '\0') ? u.password : NULL;
+	return true;
+}
+
+static UrlSetting broker_url_setting = {
+	"celerysalt.broker_url", "celerysalt.broker_password_file",
+	"amqp://user@host:port/vhost", parse_broker_url
+};
+static UrlSetting redis_url_setting = {
+	"celerysalt.redis_url", "celerysalt.redis_password_file",
+	"redis://host:port/db", parse_redis_url
+};
+
+/* The GUC variables: what PostgreSQL shows, password masked. */
+static char *broker_url_shown = NULL;
+static char *redis_url_shown = NULL;
+
+static const char *
+secret_lookup(UrlSetting *s, const char *masked)
+{
+	for (int i = 0; i < SECRET_CACHE_SIZE && s->masked[i]; i++)
+		if (strcmp(s->masked[i], masked) == 0)
+			return s->real[i];
+	return NULL;
+}
+
+static void
+secret_remember(UrlSetting *s, const char *masked, const char *real)
+{
+	int			i;
+
+	for (i = 0; i < SECRET_CACHE_SIZE - 1 && s->masked[i]; i++)
+		if (strcmp(s->masked[i], masked) == 0)
+			break;
+	/* drop entry i (a match, or the oldest), shift the newer ones down */
+	if (s->masked[i])
+	{
+		pfree(s->masked[i]);
+		pfree(s->real[i]);
+	}
+	for (; i > 0; i--)
+	{
+		s->masked[i] = s->masked[i - 1];
+		s->real[i] = s->real[i - 1];
+	}
+	s->masked[0] = MemoryContextStrdup(TopMemoryContext, masked);
+	s->real[0] = MemoryContextStrdup(TopMemoryContext, real);
+}
+
+/* A malloc'd copy, as guc.c frees values and extras with free(). */
+static char *
+guc_copy(const char *s)
+{
+	char	   *copy = malloc(strlen(s) + 1);
+
+	if (copy != NULL)
+		strcpy(copy, s);
+	return copy;
+}
+
+/*
+ * pg_stat_activity shows the statement a backend runs, and after it the last
+ * one, to members of pg_read_all_stats (so pg_monitor): when the statement
+ * being run carries a URL password (ALTER SYSTEM, a refused SET), report it
+ * redacted there.  (debug_query_string may already be redacted by the log
+ * hook, so report it whether or not RedactText changes it.)  The raw text is
+ * visible there from the start of the statement until this check runs.
+ */
+static void
+redact_reported_activity(void)
+{
+	if (MyBackendType == B_BACKEND && pgstat_track_activities &&
+		debug_query_string != NULL &&
+		MyBEEntry != NULL && MyBEEntry->st_state == STATE_RUNNING)
+		pgstat_report_activity(STATE_RUNNING, RedactText(debug_query_string));
+}
+
+/* Where a password may come from: the server's own configuration. */
+static bool
+source_may_hold_password(GucSource source)
+{
+	return source <= PGC_S_ARGV;
+}
+
+static bool
+check_url_setting(UrlSetting *s, char **newval, void **extra, GucSource source)
+{
+	char	   *password = NULL;
+	char	   *error = NULL;
+	const char *real = *newval;
+	char	   *masked = NULL;
+	char	   *shown;
+
+	if (*newval == NULL || !s->parse(*newval, &password, &error))
+	{
+		/* Never repeat a value that did not parse: it may hold a password. */
+		GUC_check_errmsg("invalid value for parameter \"%s\"", s->name);
+		GUC_check_errdetail("%s", error ? error : "The URL must not be empty.");
+		GUC_check_errhint("Use the form %s and put a password in the file %s names.",
+						  s->form, s->password_file);
+		return false;
+	}
+	if (password != NULL)
+	{
+		redact_reported_activity();
+		masked = RedactUrl(*newval);
+		if (strcmp(password, "***") == 0)
+		{
+			/* the masked value given back: only a parallel worker does that */
+			real = IsParallelWorker() ? secret_lookup(s, masked) : NULL;
+			if (real == NULL && IsParallelWorker())
+				real = masked;	/* parallel workers never connect */
+			if (real == NULL)
+			{
+				GUC_check_errmsg("invalid value for parameter \"%s\": \"%s\"",
+								 s->name, masked);
+				GUC_check_errdetail("\"***\" stands for a password that is not shown; it cannot be set.");
+				GUC_check_errhint("Set the URL in postgresql.conf or with ALTER SYSTEM, "
+								  "or put the password in the file %s names.",
+								  s->password_file);
+				return false;
+			}
+		}
+		else if (strcmp(masked, *newval) == 0)
+		{
+			/* cannot happen: RedactUrl masks what the parsers take */
+			GUC_check_errmsg("invalid value for parameter \"%s\"", s->name);
+			GUC_check_errdetail("The password in the URL cannot be located.");
+			return false;
+		}
+		else if (!source_may_hold_password(source))
+		{
+			GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+			GUC_check_errmsg("a password in parameter \"%s\" can only be set in the server's configuration file",
+							 s->name);
+			GUC_check_errdetail("Per-database, per-role, per-function and session settings can be read by other roles; "
+								"the URL given was \"%s\".", masked);
+			GUC_check_errhint("Remove the password from the URL and put it in the file %s names, "
+							  "or set the URL in postgresql.conf or with ALTER SYSTEM.",
+							  s->password_file);
+			return false;
+		}
+		else
+			secret_remember(s, masked, *newval);
+	}
+
+	/* extra: the real URL; the value PostgreSQL keeps and shows: masked */
+	*extra = guc_copy(real);
+	if (*extra == NULL)
+	{
+		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
+		GUC_check_errmsg("out of memory");
+		return false;
+	}
+	if (masked != NULL && strcmp(masked, *newval) != 0)
+	{
+		shown = guc_copy(masked);
+		if (shown == NULL)
+		{
+			free(*extra);
+			*extra = NULL;
+			GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
+			GUC_check_errmsg("out of memory");
+			return false;
+		}
+		free(*newval);
+		*newval = shown;
+	}
+	if (masked != NULL)
+		pfree(masked);
+	return true;
+}
+
 static bool
 check_broker_url(char **newval, void **extra, GucSource source)
 {
-	BrokerUrl	url;
-	char	   *error = NULL;
+	return check_url_setting(&broker_url_setting, newval, extra, source);
+}
 
-	if (*newval == NULL || **newval == '\0')
-	{
-		GUC_check_errdetail("The broker URL must not be empty.");
-		return false;
-	}
-	if (!BrokerParseUrl(*newval, &url, &error))
-	{
-		/* The message never repeats the URL: it may hold a password. */
-		GUC_check_errdetail("%s", error);
-		GUC_check_errhint("Use the form amqp://user@host:port/vhost.");
-		return false;
-	}
-	return true;
+static void
+assign_broker_url(const char *newval, void *extra)
+{
+	celerysalt_broker_url = (char *) extra;
 }
 
 static bool
 check_redis_url(char **newval, void **extra, GucSource source)
 {
-	RedisUrl	url;
-	char	   *error = NULL;
+	return check_url_setting(&redis_url_setting, newval, extra, source);
+}
 
-	if (*newval == NULL || !RedisParseUrl(*newval, &url, &error))
-	{
-		GUC_check_errdetail("%s", error ? error : "The Redis URL must not be empty.");
-		GUC_check_errhint("Use the form redis://host:port/db.");
-		return false;
-	}
-	return true;
+static void
+assign_redis_url(const char *newval, void *extra)
+{
+	celerysalt_redis_url = (char *) extra;
 }
 
 static bool
@@ -158,11 +390,11 @@ GucDefineAll(void)
 							   "Sets the RabbitMQ server events are delivered to.",
 							   "amqp://user[:password]@host[:port]/vhost; prefer "
 							   "celerysalt.broker_password_file for the password.",
-							   &celerysalt_broker_url,
-							   "amqp://guest:guest@127.0.0.1:5672/%2F",
+							   &broker_url_shown,
+							   "amqp://guest@127.0.0.1:5672/%2F",
 							   PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
-							   check_broker_url, NULL, NULL);
+							   GUC_SUPERUSER_ONLY,
+							   check_broker_url, assign_broker_url, NULL);
 
 	DefineCustomStringVariable("celerysalt.broker_password_file",
 							   "Sets a file whose first line is the broker password.",
@@ -193,11 +425,11 @@ GucDefineAll(void)
 	DefineCustomStringVariable("celerysalt.redis_url",
 							   "Sets the Redis server and database where Celery workers store results (their result_backend).",
 							   "Used by celerysalt_call; prefer celerysalt.redis_password_file for a password.",
-							   &celerysalt_redis_url,
+							   &redis_url_shown,
 							   "redis://127.0.0.1:6379/0",
 							   PGC_SUSET,
-							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
-							   check_redis_url, NULL, NULL);
+							   GUC_SUPERUSER_ONLY,
+							   check_redis_url, assign_redis_url, NULL);
 
 	DefineCustomStringVariable("celerysalt.redis_password_file",
 							   "Sets a file whose first line is the Redis password.",
