@@ -42,4 +42,23 @@ RESET celerysalt.redis_url;
 SELECT state, message, detail FROM pg_temp.try($q$SET celerysalt.redis_url = 'http://user:secret@host'$q$);
 SELECT state, message, detail FROM pg_temp.try($q$SET celerysalt.redis_url = 'redis://:secret@host:99999/0'$q$);
 SELECT state, message, detail FROM pg_temp.try($q$SET celerysalt.rpc_task = 'a, b'$q$);
+
+-- Redis URLs parse as redis-py parses them (issue 12, item 7d): user
+-- information up to the LAST '@', percent-decoding, db from the path or
+-- ?db=.  The details never repeat any part of the URL.
+SELECT state, detail FROM pg_temp.try($q$SET celerysalt.redis_url = 'rediss://:secret@host:6380/0'$q$);
+SELECT state, detail FROM pg_temp.try($q$SET celerysalt.redis_url = 'redis://secret@host/0'$q$);
+SELECT state, detail FROM pg_temp.try($q$SET celerysalt.redis_url = 'redis://:se/cret@host/0'$q$);
+SELECT state, detail FROM pg_temp.try($q$SET celerysalt.redis_url = 'redis://host/0?password=secret'$q$);
+SELECT state, detail FROM pg_temp.try($q$SET celerysalt.redis_url = 'redis://host/0?db=x'$q$);
+SELECT state, detail FROM pg_temp.try($q$SET celerysalt.redis_url = 'redis://host/x'$q$);
+SELECT state, detail FROM pg_temp.try($q$SET celerysalt.redis_url = 'redis://:a%00b@host/0'$q$);
+SELECT state, detail FROM pg_temp.try($q$SET celerysalt.redis_url = 'redis://[::1/0'$q$);
+-- accepted: '@' and ':' unencoded or encoded in the password, encoded '/',
+-- a user name, IPv6, ?db= beside other redis-py options
+SELECT state FROM pg_temp.try($q$SET celerysalt.redis_url = 'redis://:p@ss:w@host:6390/3'$q$);
+SELECT state FROM pg_temp.try($q$SET celerysalt.redis_url = 'redis://us%3Aer:p%40ss%3Aw%2Frd%3F%23@127.0.0.1:6390/3'$q$);
+SELECT state FROM pg_temp.try($q$SET celerysalt.redis_url = 'redis://[::1]:6390?db=4&socket_timeout=5'$q$);
+SELECT state FROM pg_temp.try($q$SET celerysalt.redis_url = 'redis://host:6390/'$q$);
+RESET celerysalt.redis_url;
 \x off

@@ -1,10 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * redis.c
- *		hiredis: connections to the Celery result backend with timeouts,
- *		GET, SUBSCRIBE / UNSUBSCRIBE, and waits for a pub/sub message that
- *		sleep on the backend's latch and the socket together, so query cancel,
- *		statement_timeout and termination end them at once.
+ *		hiredis: connections to the Celery result backend, GET, SUBSCRIBE /
+ *		UNSUBSCRIBE and pub/sub messages.  Every context is non-blocking and
+ *		every wait sleeps on the backend's latch and the socket together with
+ *		the caller's deadline, so query cancel, statement_timeout and
+ *		termination end it at once and nothing outlives the deadline.
  *
  * Library and server errors come back as text without credentials; the
  * caller decides the SQLSTATE.  A link whose state is uncertain after an
@@ -15,10 +16,11 @@
 #include "celerysalt.h"
 
 #include <poll.h>
-#include <sys/time.h>
+#include <sys/socket.h>
 
 #include <hiredis/hiredis.h>
 
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/fd.h"
@@ -33,146 +35,491 @@ struct RedisLink
 	redisContext *ctx;
 };
 
+/* Value of hex digit c, or -1. */
+static int
+hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * s[0..len) percent-decoded, palloc'd, as Python's urllib.parse.unquote does
+ * it (a '%' not followed by two hex digits stays as it is).  NULL if it
+ * decodes to a NUL byte, which no Redis name or password can hold here.
+ */
+static char *
+percent_decode(const char *s, size_t len)
+{
+	char	   *out = palloc(len + 1);
+	size_t		n = 0;
+
+	for (size_t i = 0; i < len; i++)
+	{
+		if (s[i] == '%' && i + 2 < len &&
+			hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0)
+		{
+			out[n] = (char) (hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+			if (out[n] == '\0')
+				return NULL;
+			n++;
+			i += 2;
+		}
+		else
+			out[n++] = s[i];
+	}
+	out[n] = '\0';
+	return out;
+}
+
+/* A database number (decimal text, already decoded); -1 if invalid. */
+static int
+parse_db(const char *text)
+{
+	char	   *end;
+	long		db;
+
+	if (text[0] < '0' || text[0] > '9')
+		return -1;
+	errno = 0;
+	db = strtol(text, &end, 10);
+	if (errno != 0 || *end != '\0' || db > 1000000)
+		return -1;
+	return (int) db;
+}
+
 /*
  * RedisParseUrl
- *		redis://[[user]:password@]host[:port][/db].  Strings are palloc'd.
- *		On failure *error says why without repeating the URL.
+ *		redis://[[user]:password@]host[:port][/db][?db=N], parsed as redis-py
+ *		parses it (urllib.parse): the authority ends at the first '/', '?' or
+ *		'#'; the user information runs up to the LAST '@' of the authority and
+ *		splits at its first ':' into user name and password; user name,
+ *		password, host and database are percent-decoded (a password holding
+ *		'@', ':', '/', '?' or '#' is written %40, %3A, %2F, %3F, %23); a
+ *		"db" query parameter overrides the path; other query parameters
+ *		(redis-py connection options) are ignored.  [::1] is an IPv6 host.
+ *
+ *		Strings are palloc'd.  On failure *error says why, never repeating
+ *		any part of the URL.
  */
 bool
 RedisParseUrl(const char *url, RedisUrl *out, char **error)
 {
+	const char *auth;
+	const char *auth_end;
+	const char *host;
+	const char *at = NULL;
+	const char *port_text = NULL;
+	const char *host_end;
 	const char *p;
-	const char *at;
-	const char *hostend;
-	const char *slash;
+	bool		db_in_query = false;
 
 	memset(out, 0, sizeof(*out));
 	out->port = 6379;
 	if (strncmp(url, "redis://", 8) != 0)
 	{
 		*error = strncmp(url, "rediss://", 9) == 0
-			? "TLS (rediss://) is not supported by this build."
+			? "TLS (rediss://) is not supported by this build: reach a TLS-only Redis through a local TLS tunnel (for example stunnel) with a redis:// URL."
 			: "The Redis URL must start with redis://.";
 		return false;
 	}
-	p = url + 8;
-	slash = strchr(p, '/');
-	at = strchr(p, '@');
-	if (at != NULL && (slash == NULL || at < slash))
+	auth = url + 8;
+	auth_end = auth + strcspn(auth, "/?#");
+
+	for (p = auth; p < auth_end; p++)
+		if (*p == '@')
+			at = p;
+	host = auth;
+	if (at != NULL)
 	{
-		const char *colon = memchr(p, ':', at - p);
+		const char *colon = memchr(auth, ':', at - auth);
 
 		if (colon == NULL)
-			out->password = pnstrdup(p, at - p);
-		else
 		{
-			if (colon > p)
-				out->user = pnstrdup(p, colon - p);
-			out->password = pnstrdup(colon + 1, at - colon - 1);
+			*error = "The Redis URL has user information without a colon: write redis://:password@host or redis://user:password@host, and percent-encode @ : / ? # in the password (%40 %3A %2F %3F %23).";
+			return false;
 		}
-		p = at + 1;
-	}
-	hostend = slash ? slash : p + strlen(p);
-	{
-		const char *colon = memchr(p, ':', hostend - p);
-
-		if (colon != NULL)
+		if (colon > auth)
 		{
-			char	   *end;
-			long		port = strtol(colon + 1, &end, 10);
-
-			if (end != hostend || port < 1 || port > 65535)
+			out->user = percent_decode(auth, colon - auth);
+			if (out->user == NULL)
 			{
-				*error = "The Redis URL has an invalid port.";
+				*error = "The Redis URL's user name contains an encoded NUL byte.";
 				return false;
 			}
-			out->port = (int) port;
-			out->host = pnstrdup(p, colon - p);
 		}
+		if (at > colon + 1)
+		{
+			out->password = percent_decode(colon + 1, at - colon - 1);
+			if (out->password == NULL)
+			{
+				*error = "The Redis URL's password contains an encoded NUL byte.";
+				return false;
+			}
+		}
+		host = at + 1;
+	}
+
+	/* host[:port] or [v6]:port */
+	if (host < auth_end && *host == '[')
+	{
+		const char *close = memchr(host, ']', auth_end - host);
+
+		if (close == NULL || (close + 1 < auth_end && close[1] != ':'))
+		{
+			*error = "The Redis URL has an invalid IPv6 host (write [address]:port).";
+			return false;
+		}
+		host_end = close;
+		host++;
+		if (close + 1 < auth_end)
+			port_text = close + 2;
+	}
+	else
+	{
+		host_end = memchr(host, ':', auth_end - host);
+		if (host_end == NULL)
+			host_end = auth_end;
 		else
-			out->host = pnstrdup(p, hostend - p);
+			port_text = host_end + 1;
+	}
+	if (port_text != NULL && port_text < auth_end)
+	{
+		long		port = 0;
+
+		for (p = port_text; p < auth_end; p++)
+		{
+			if (*p < '0' || *p > '9' || port > 65535)
+				break;
+			port = port * 10 + (*p - '0');
+		}
+		if (p != auth_end || port < 1 || port > 65535)
+		{
+			*error = "The Redis URL has an invalid port (or an unencoded '/', '?' or '#' in its password: percent-encode them as %2F, %3F, %23).";
+			return false;
+		}
+		out->port = (int) port;
+	}
+	out->host = percent_decode(host, host_end - host);
+	if (out->host == NULL || strchr(out->host, '@') != NULL)
+	{
+		*error = "The Redis URL has an invalid host.";
+		return false;
 	}
 	if (out->host[0] == '\0')
 		out->host = pstrdup("127.0.0.1");
-	if (slash != NULL && slash[1] != '\0')
-	{
-		char	   *end;
-		long		db = strtol(slash + 1, &end, 10);
 
-		if (*end != '\0' || db < 0 || db > 1000000)
+	/* query: db=N overrides the path; the rest are client options */
+	p = auth_end + strcspn(auth_end, "?#");
+	if (*p == '?')
+	{
+		const char *q = p + 1;
+		const char *q_end = q + strcspn(q, "#");
+
+		while (q < q_end)
+		{
+			const char *amp = memchr(q, '&', q_end - q);
+			const char *item_end = amp ? amp : q_end;
+			const char *eq = memchr(q, '=', item_end - q);
+			size_t		name_len = (eq ? eq : item_end) - q;
+
+			if ((name_len == 8 && strncmp(q, "password", 8) == 0) ||
+				(name_len == 8 && strncmp(q, "username", 8) == 0))
+			{
+				*error = "The Redis URL has a user name or password in its query string: write redis://user:password@host, or use celerysalt.redis_password_file.";
+				return false;
+			}
+			if (name_len == 2 && strncmp(q, "db", 2) == 0 && eq != NULL && eq + 1 < item_end)
+			{
+				char	   *text = percent_decode(eq + 1, item_end - eq - 1);
+
+				out->db = text ? parse_db(text) : -1;
+				if (out->db < 0)
+				{
+					*error = "The Redis URL has an invalid database number.";
+					return false;
+				}
+				db_in_query = true;
+			}
+			q = amp ? amp + 1 : q_end;
+		}
+	}
+
+	/* path: /db */
+	if (!db_in_query && *auth_end == '/')
+	{
+		const char *path = auth_end + 1;
+		size_t		len = strcspn(path, "?#");
+		char	   *text = percent_decode(path, len);
+
+		if (text == NULL)
 		{
 			*error = "The Redis URL has an invalid database number.";
 			return false;
 		}
-		out->db = (int) db;
+		/* redis-py drops every '/' of the path */
+		{
+			char	   *w = text;
+
+			for (char *r = text; *r; r++)
+				if (*r != '/')
+					*w++ = *r;
+			*w = '\0';
+		}
+		if (text[0] != '\0')
+		{
+			out->db = parse_db(text);
+			if (out->db < 0)
+			{
+				*error = "The Redis URL has an invalid database number.";
+				return false;
+			}
+		}
 	}
 	return true;
 }
 
-/* The URL with any password replaced by "***". */
+/*
+ * RedisRedactedUrl
+ *		The URL with its password replaced by "***", for messages and logs.
+ *		Deliberately broader than the parser: everything up to the last '@'
+ *		of the whole URL counts as user information (a password with an
+ *		unencoded '/' or '?' is hidden too), and a password= query value is
+ *		hidden as well.
+ */
 char *
 RedisRedactedUrl(const char *url)
 {
 	const char *start = strstr(url, "://");
 	const char *at;
 	const char *colon;
+	StringInfoData out;
+	const char *q;
 
 	if (start == NULL)
 		return pstrdup(url);
 	start += 3;
-	at = strchr(start, '@');
+	at = strrchr(start, '@');
+	initStringInfo(&out);
 	if (at == NULL)
-		return pstrdup(url);
-	colon = memchr(start, ':', at - start);
-	if (colon == NULL)
-		return psprintf("%.*s***%s", (int) (start - url), url, at);
-	return psprintf("%.*s:***%s", (int) (colon - url), url, at);
+		appendStringInfoString(&out, url);
+	else
+	{
+		colon = memchr(start, ':', at - start);
+		if (colon == NULL)
+			appendStringInfo(&out, "%.*s***%s", (int) (start - url), url, at);
+		else
+			appendStringInfo(&out, "%.*s:***%s", (int) (colon - url), url, at);
+	}
+	/* ?password=... / &password=... */
+	while ((q = strstr(out.data, "password=")) != NULL &&
+		   q > out.data && (q[-1] == '?' || q[-1] == '&') &&
+		   strncmp(q + 9, "***", 3) != 0)
+	{
+		const char *end = q + 9 + strcspn(q + 9, "&#");
+		char	   *redacted = psprintf("%.*s***%s", (int) (q + 9 - out.data), out.data, end);
+
+		resetStringInfo(&out);
+		appendStringInfoString(&out, redacted);
+	}
+	return out.data;
 }
 
+/* ------------------------------------------------------------------------
+ * I/O.  Every context is non-blocking: each round trip writes what the
+ * socket takes and sleeps in WaitLatchOrSocket until the socket is ready,
+ * the latch is set or the caller's deadline passes, so cancel,
+ * statement_timeout and termination end it at once and no wait outlives
+ * the deadline (as postgres_fdw does for libpq).  Functions returning int
+ * return 1 on success, 0 when the deadline passed (the link's state is then
+ * unknown: drop it), -1 on a failure described in error.
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * Sleep until the link's socket has `event` (WL_SOCKET_READABLE or
+ * WL_SOCKET_WRITEABLE), the latch is set or deadline passes; false once the
+ * deadline has passed.  Serves interrupts (may not return).
+ */
+static bool
+wait_socket(RedisLink *link, int event, TimestampTz deadline)
+{
+	long		remaining;
+	int			rc;
+
+	CHECK_FOR_INTERRUPTS();
+	remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+	if (remaining <= 0)
+		return false;
+	rc = WaitLatchOrSocket(MyLatch,
+						   WL_LATCH_SET | event | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						   link->ctx->fd, remaining, PG_WAIT_EXTENSION);
+	if (rc & WL_LATCH_SET)
+	{
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return true;
+}
+
+/* Write the context's output buffer entirely. */
+static int
+flush_output(RedisLink *link, TimestampTz deadline, StringInfo error)
+{
+	for (;;)
+	{
+		int			done = 0;
+
+		if (redisBufferWrite(link->ctx, &done) != REDIS_OK)
+		{
+			appendStringInfo(error, "could not write to Redis: %s", link->ctx->errstr);
+			return -1;
+		}
+		if (done)
+			return 1;
+		if (!wait_socket(link, WL_SOCKET_WRITEABLE, deadline))
+			return 0;
+	}
+}
+
+/* Wait until a complete reply is available; *reply is the caller's to free. */
+static int
+read_reply(RedisLink *link, TimestampTz deadline, redisReply **reply, StringInfo error)
+{
+	for (;;)
+	{
+		void	   *r = NULL;
+
+		if (redisGetReplyFromReader(link->ctx, &r) != REDIS_OK)
+		{
+			appendStringInfo(error, "could not read from Redis: %s", link->ctx->errstr);
+			return -1;
+		}
+		if (r != NULL)
+		{
+			*reply = r;
+			return 1;
+		}
+		if (!wait_socket(link, WL_SOCKET_READABLE, deadline))
+			return 0;
+		/* non-blocking: a wakeup without data reads nothing */
+		if (redisBufferRead(link->ctx) != REDIS_OK)
+		{
+			appendStringInfo(error, "lost the Redis connection: %s",
+							 link->ctx->errstr[0] ? link->ctx->errstr : "closed by server");
+			return -1;
+		}
+	}
+}
+
+/*
+ * Copy a server error text into error, hiding secret if it occurs there
+ * (Redis never repeats AUTH arguments today; this keeps it that way).
+ */
 static void
-set_timeval(struct timeval *tv, int ms)
+append_server_error(StringInfo error, const char *what, const char *text, size_t len,
+					const char *secret)
 {
-	tv->tv_sec = ms / 1000;
-	tv->tv_usec = (ms % 1000) * 1000;
+	char	   *copy = pnstrdup(text, len);
+
+	if (!pg_verify_mbstr(GetDatabaseEncoding(), copy, strlen(copy), true))
+		copy = pstrdup("(a reply that is not valid text)");
+	if (secret != NULL && secret[0] != '\0')
+	{
+		char	   *hit;
+
+		while ((hit = strstr(copy, secret)) != NULL)
+			copy = psprintf("%.*s***%s", (int) (hit - copy), copy, hit + strlen(secret));
+	}
+	appendStringInfo(error, "Redis refused %s: %s", what, copy);
 }
 
-/* Run one command synchronously; NULL with error text on failure. */
-static redisReply *
-command_argv(RedisLink *link, int argc, const char **argv, StringInfo error)
+/*
+ * One command, one reply.  An error reply is a failure (its text in error,
+ * with secret hidden).  *reply is the caller's to free.
+ */
+static int
+round_trip(RedisLink *link, int argc, const char **argv, TimestampTz deadline,
+		   redisReply **reply, StringInfo error, const char *secret)
 {
-	redisReply *reply = redisCommandArgv(link->ctx, argc, argv, NULL);
+	int			rc;
 
-	if (reply == NULL)
+	if (redisAppendCommandArgv(link->ctx, argc, argv, NULL) != REDIS_OK)
 	{
-		appendStringInfo(error, "Redis command %s failed: %s", argv[0],
-						 link->ctx->errstr[0] ? link->ctx->errstr : "connection lost");
-		return NULL;
+		appendStringInfo(error, "could not queue the Redis command %s", argv[0]);
+		return -1;
 	}
-	if (reply->type == REDIS_REPLY_ERROR)
+	rc = flush_output(link, deadline, error);
+	if (rc <= 0)
+		return rc;
+	rc = read_reply(link, deadline, reply, error);
+	if (rc <= 0)
+		return rc;
+	if ((*reply)->type == REDIS_REPLY_ERROR)
 	{
-		/* AUTH errors never contain the password, only the server's text */
-		appendStringInfo(error, "Redis refused %s: %s", argv[0], reply->str);
-		freeReplyObject(reply);
-		return NULL;
+		append_server_error(error, argv[0], (*reply)->str, (*reply)->len, secret);
+		freeReplyObject(*reply);
+		*reply = NULL;
+		return -1;
 	}
-	return reply;
+	return 1;
+}
+
+/* Wait for a non-blocking connect to finish. */
+static int
+await_connected(RedisLink *link, TimestampTz deadline, StringInfo error)
+{
+	for (;;)
+	{
+		struct pollfd pfd;
+		int			err = 0;
+		socklen_t	len = sizeof(err);
+
+		pfd.fd = link->ctx->fd;
+		pfd.events = POLLOUT;
+		pfd.revents = 0;
+		if (poll(&pfd, 1, 0) > 0)
+		{
+			if (getsockopt(link->ctx->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+				err = errno;
+			if (err != 0)
+			{
+				appendStringInfoString(error, strerror(err));
+				return -1;
+			}
+			return 1;
+		}
+		if (!wait_socket(link, WL_SOCKET_WRITEABLE, deadline))
+			return 0;
+	}
 }
 
 /*
  * RedisConnect
  *		Connect to celerysalt.redis_url, authenticate, and SELECT its
- *		database when select_db (pub/sub ignores databases).  Returns NULL
- *		with error set when Redis cannot be used.  Free with RedisDisconnect.
+ *		database when select_db (pub/sub ignores databases), all within
+ *		deadline and at most celerysalt.broker_timeout.  Returns NULL with
+ *		error set when Redis cannot be used; *timed_out tells whether it was
+ *		deadline (not broker_timeout) that ran out.  Interrupts are served:
+ *		the half-open connection is freed on that path too.  Free the link
+ *		with RedisDisconnect.
  */
 RedisLink *
-RedisConnect(bool select_db, StringInfo error)
+RedisConnect(bool select_db, TimestampTz deadline, StringInfo error, bool *timed_out)
 {
 	RedisUrl	url;
 	char	   *parse_error = NULL;
-	struct timeval tv;
 	redisContext *ctx;
-	RedisLink  *link;
+	RedisLink  *volatile link;
+	TimestampTz connect_deadline;
+	volatile bool ok = false;
 
+	*timed_out = false;
 	if (!RedisParseUrl(celerysalt_redis_url, &url, &parse_error))
 	{
 		appendStringInfoString(error, parse_error);
@@ -184,9 +531,12 @@ RedisConnect(bool select_db, StringInfo error)
 		if (url.password == NULL)
 			return NULL;
 	}
+	connect_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												   celerysalt_broker_timeout_ms);
+	if (deadline < connect_deadline)
+		connect_deadline = deadline;
 
-	set_timeval(&tv, celerysalt_broker_timeout_ms);
-	ctx = redisConnectWithTimeout(url.host, url.port, tv);
+	ctx = redisConnectNonBlock(url.host, url.port);
 	if (ctx == NULL || ctx->err)
 	{
 		appendStringInfo(error, "could not connect to Redis at %s:%d: %s",
@@ -195,38 +545,66 @@ RedisConnect(bool select_db, StringInfo error)
 			redisFree(ctx);
 		return NULL;
 	}
-	redisSetTimeout(ctx, tv);
-	redisEnableKeepAlive(ctx);
-
 	link = MemoryContextAllocZero(TopMemoryContext, sizeof(RedisLink));
 	link->ctx = ctx;
 
-	if (url.password != NULL)
+	PG_TRY();
 	{
-		const char *argv[3] = {"AUTH", url.user ? url.user : url.password, url.password};
-		redisReply *reply = command_argv(link, url.user ? 3 : 2, argv, error);
+		int			rc;
+		redisReply *reply = NULL;
+		StringInfoData why;
 
-		if (reply == NULL)
+		initStringInfo(&why);
+		rc = await_connected(link, connect_deadline, &why);
+		if (rc < 0)
+			appendStringInfo(error, "could not connect to Redis at %s:%d: %s",
+							 url.host, url.port, why.data);
+		if (rc > 0)
+			redisEnableKeepAlive(ctx);
+
+		if (rc > 0 && url.password != NULL)
 		{
-			RedisDisconnect(link);
-			return NULL;
+			const char *argv[3] = {"AUTH", url.user ? url.user : url.password, url.password};
+
+			rc = round_trip(link, url.user ? 3 : 2, argv, connect_deadline, &reply, error,
+							url.password);
+			if (reply)
+				freeReplyObject(reply);
 		}
-		freeReplyObject(reply);
+		if (rc > 0 && select_db && url.db != 0)
+		{
+			char		db[16];
+			const char *argv[2] = {"SELECT", db};
+
+			snprintf(db, sizeof(db), "%d", url.db);
+			reply = NULL;
+			rc = round_trip(link, 2, argv, connect_deadline, &reply, error, NULL);
+			if (reply)
+				freeReplyObject(reply);
+		}
+		if (rc == 0)
+		{
+			*timed_out = (connect_deadline == deadline);
+			if (*timed_out)
+				appendStringInfo(error, "Redis at %s:%d did not answer before the call's deadline",
+								 url.host, url.port);
+			else
+				appendStringInfo(error, "Redis at %s:%d did not answer within celerysalt.broker_timeout (%d ms)",
+								 url.host, url.port, celerysalt_broker_timeout_ms);
+		}
+		ok = (rc > 0);
 	}
-	if (select_db && url.db != 0)
+	PG_CATCH();
 	{
-		char		db[16];
-		const char *argv[2] = {"SELECT", db};
-		redisReply *reply;
+		RedisDisconnect(link);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
-		snprintf(db, sizeof(db), "%d", url.db);
-		reply = command_argv(link, 2, argv, error);
-		if (reply == NULL)
-		{
-			RedisDisconnect(link);
-			return NULL;
-		}
-		freeReplyObject(reply);
+	if (!ok)
+	{
+		RedisDisconnect(link);
+		return NULL;
 	}
 	return link;
 }
@@ -260,71 +638,6 @@ RedisLinkAlive(RedisLink *link, bool expect_silence)
 	return poll(&pfd, 1, 0) == 0;
 }
 
-/*
- * Wait until a complete reply is available or the deadline passes,
- * sleeping on the latch and the socket.  Returns 1 with *reply set, 0 on
- * timeout, -1 on a connection error (error set).  Interrupts are served.
- */
-static int
-read_reply(RedisLink *link, TimestampTz deadline, redisReply **reply, StringInfo error)
-{
-	for (;;)
-	{
-		void	   *r = NULL;
-		long		remaining;
-		int			events;
-
-		if (redisGetReplyFromReader(link->ctx, &r) != REDIS_OK)
-		{
-			appendStringInfo(error, "could not read from Redis: %s", link->ctx->errstr);
-			return -1;
-		}
-		if (r != NULL)
-		{
-			*reply = r;
-			return 1;
-		}
-
-		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-		if (remaining <= 0)
-			return 0;
-		events = WaitLatchOrSocket(MyLatch,
-								   WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								   link->ctx->fd, remaining, PG_WAIT_EXTENSION);
-		if (events & WL_LATCH_SET)
-		{
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
-		if (events & WL_SOCKET_READABLE)
-		{
-			if (redisBufferRead(link->ctx) != REDIS_OK)
-			{
-				appendStringInfo(error, "lost the Redis connection: %s",
-								 link->ctx->errstr[0] ? link->ctx->errstr : "closed by server");
-				return -1;
-			}
-		}
-	}
-}
-
-/* Send a command built with redisAppendCommandArgv, entirely. */
-static bool
-flush_command(RedisLink *link, StringInfo error)
-{
-	int			done = 0;
-
-	while (!done)
-	{
-		if (redisBufferWrite(link->ctx, &done) != REDIS_OK)
-		{
-			appendStringInfo(error, "could not write to Redis: %s", link->ctx->errstr);
-			return false;
-		}
-	}
-	return true;
-}
-
 /* Is reply a pub/sub array whose kind is `kind` (and channel, if given)? */
 static bool
 pubsub_reply_is(redisReply *reply, const char *kind, const char *channel)
@@ -334,17 +647,23 @@ pubsub_reply_is(redisReply *reply, const char *kind, const char *channel)
 		strcmp(reply->element[0]->str, kind) == 0 &&
 		(channel == NULL ||
 		 (reply->element[1]->type == REDIS_REPLY_STRING &&
-		  strcmp(reply->element[1]->str, channel) == 0));
+		  reply->element[1]->len == strlen(channel) &&
+		  memcmp(reply->element[1]->str, channel, reply->element[1]->len) == 0));
 }
 
 /* SUBSCRIBE channel, without waiting for the confirmation. */
-bool
-RedisSubscribeSend(RedisLink *link, const char *channel, StringInfo error)
+int
+RedisSubscribeSend(RedisLink *link, const char *channel, TimestampTz deadline,
+				   StringInfo error)
 {
 	const char *argv[2] = {"SUBSCRIBE", channel};
 
-	redisAppendCommandArgv(link->ctx, 2, argv, NULL);
-	return flush_command(link, error);
+	if (redisAppendCommandArgv(link->ctx, 2, argv, NULL) != REDIS_OK)
+	{
+		appendStringInfoString(error, "could not queue the Redis command SUBSCRIBE");
+		return -1;
+	}
+	return flush_output(link, deadline, error);
 }
 
 /*
@@ -353,7 +672,7 @@ RedisSubscribeSend(RedisLink *link, const char *channel, StringInfo error)
  *		earlier call left behind (its UNSUBSCRIBE confirmation, messages of
  *		its channel).
  */
-bool
+int
 RedisSubscribeAwait(RedisLink *link, const char *channel, TimestampTz deadline,
 					StringInfo error)
 {
@@ -363,25 +682,40 @@ RedisSubscribeAwait(RedisLink *link, const char *channel, TimestampTz deadline,
 		int			rc = read_reply(link, deadline, &reply, error);
 		bool		done;
 
-		if (rc == 0)
-			appendStringInfoString(error, "timed out waiting for Redis to confirm SUBSCRIBE");
 		if (rc <= 0)
-			return false;
+			return rc;
+		if (reply->type == REDIS_REPLY_ERROR)
+		{
+			append_server_error(error, "SUBSCRIBE", reply->str, reply->len, NULL);
+			freeReplyObject(reply);
+			return -1;
+		}
 		done = pubsub_reply_is(reply, "subscribe", channel);
 		freeReplyObject(reply);
 		if (done)
-			return true;
+			return 1;
 	}
 }
 
-/* UNSUBSCRIBE from everything, without waiting (RedisSubscribeAwait skips the reply). */
+/*
+ * RedisUnsubscribeSend
+ *		UNSUBSCRIBE from everything without waiting: what the socket does not
+ *		take now goes out before the next command, and RedisSubscribeAwait
+ *		skips the reply.
+ */
 bool
 RedisUnsubscribeSend(RedisLink *link, StringInfo error)
 {
 	const char *argv[1] = {"UNSUBSCRIBE"};
+	int			done = 0;
 
-	redisAppendCommandArgv(link->ctx, 1, argv, NULL);
-	return flush_command(link, error);
+	if (redisAppendCommandArgv(link->ctx, 1, argv, NULL) != REDIS_OK ||
+		redisBufferWrite(link->ctx, &done) != REDIS_OK)
+	{
+		appendStringInfo(error, "could not write to Redis: %s", link->ctx->errstr);
+		return false;
+	}
+	return true;
 }
 
 int
@@ -394,12 +728,13 @@ RedisSocket(RedisLink *link)
  * RedisReadMessage
  *		Without blocking, look for a pub/sub message on channel among the
  *		replies received so far; with readable, first read what the socket
- *		has (only then: the socket blocks).  Returns 1 with *message
- *		(palloc'd), 0 if none yet, -1 on a connection error.
+ *		has.  Returns 1 with *message (palloc'd, NUL-terminated, *len bytes:
+ *		exactly what Redis sent, not yet checked as text), 0 if none yet, -1
+ *		on a connection error.
  */
 int
 RedisReadMessage(RedisLink *link, const char *channel, bool readable,
-				 char **message, StringInfo error)
+				 char **message, size_t *len, StringInfo error)
 {
 	if (readable && redisBufferRead(link->ctx) != REDIS_OK)
 	{
@@ -423,7 +758,10 @@ RedisReadMessage(RedisLink *link, const char *channel, bool readable,
 		if (pubsub_reply_is(reply, "message", channel) &&
 			reply->element[2]->type == REDIS_REPLY_STRING)
 		{
-			*message = pnstrdup(reply->element[2]->str, reply->element[2]->len);
+			*len = reply->element[2]->len;
+			*message = palloc(*len + 1);
+			memcpy(*message, reply->element[2]->str, *len);
+			(*message)[*len] = '\0';
 			freeReplyObject(reply);
 			return 1;
 		}
@@ -433,21 +771,29 @@ RedisReadMessage(RedisLink *link, const char *channel, bool readable,
 
 /*
  * RedisGet
- *		GET key: the value palloc'd, or NULL when the key does not exist (or
- *		on failure, then *failed is set and error describes it).
+ *		GET key within deadline: 1 with *value (palloc'd, NUL-terminated,
+ *		*len bytes, exactly as stored, not yet checked as text) or NULL when
+ *		the key does not exist.
  */
-char *
-RedisGet(RedisLink *link, const char *key, StringInfo error, bool *failed)
+int
+RedisGet(RedisLink *link, const char *key, TimestampTz deadline,
+		 char **value, size_t *len, StringInfo error)
 {
 	const char *argv[2] = {"GET", key};
-	redisReply *reply = command_argv(link, 2, argv, error);
-	char	   *value = NULL;
+	redisReply *reply = NULL;
+	int			rc = round_trip(link, 2, argv, deadline, &reply, error, NULL);
 
-	*failed = (reply == NULL);
-	if (reply == NULL)
-		return NULL;
+	*value = NULL;
+	*len = 0;
+	if (rc <= 0)
+		return rc;
 	if (reply->type == REDIS_REPLY_STRING)
-		value = pnstrdup(reply->str, reply->len);
+	{
+		*len = reply->len;
+		*value = palloc(*len + 1);
+		memcpy(*value, reply->str, *len);
+		(*value)[*len] = '\0';
+	}
 	freeReplyObject(reply);
-	return value;
+	return 1;
 }

@@ -2,8 +2,10 @@
  *
  * redis.h
  *		The Redis client (redis.c) used to read Celery results: connect,
- *		GET, SUBSCRIBE and interruptible waits for a published message.
- *		Callers never see hiredis types.
+ *		GET, SUBSCRIBE and waits for a published message, all non-blocking
+ *		and bounded by the caller's deadline.  Functions returning int give
+ *		1 on success, 0 when the deadline passed, -1 on a failure.  Callers
+ *		never see hiredis types.
  *
  *-------------------------------------------------------------------------
  */
@@ -11,6 +13,8 @@
 #define CELERYSALT_REDIS_H
 
 #include "celerysalt.h"
+
+#include "datatype/timestamp.h"
 
 typedef struct RedisUrl
 {
@@ -25,17 +29,19 @@ typedef struct RedisLink RedisLink;
 
 extern bool RedisParseUrl(const char *url, RedisUrl *out, char **error);
 extern char *RedisRedactedUrl(const char *url);
-extern RedisLink *RedisConnect(bool select_db, StringInfo error);
+extern RedisLink *RedisConnect(bool select_db, TimestampTz deadline, StringInfo error,
+							   bool *timed_out);
 extern void RedisDisconnect(RedisLink *link);
 extern bool RedisLinkAlive(RedisLink *link, bool expect_silence);
-extern bool RedisSubscribeSend(RedisLink *link, const char *channel, StringInfo error);
-extern bool RedisSubscribeAwait(RedisLink *link, const char *channel,
+extern int	RedisSubscribeSend(RedisLink *link, const char *channel,
+							   TimestampTz deadline, StringInfo error);
+extern int	RedisSubscribeAwait(RedisLink *link, const char *channel,
 								TimestampTz deadline, StringInfo error);
 extern bool RedisUnsubscribeSend(RedisLink *link, StringInfo error);
 extern int	RedisSocket(RedisLink *link);
 extern int	RedisReadMessage(RedisLink *link, const char *channel, bool readable,
-							 char **message, StringInfo error);
-extern char *RedisGet(RedisLink *link, const char *key, StringInfo error,
-					  bool *failed);
+							 char **message, size_t *len, StringInfo error);
+extern int	RedisGet(RedisLink *link, const char *key, TimestampTz deadline,
+					 char **value, size_t *len, StringInfo error);
 
 #endif							/* CELERYSALT_REDIS_H */

@@ -24,7 +24,10 @@
  */
 #include "celerysalt.h"
 
+#include "common/int.h"
+#include "common/jsonapi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "pgstat.h"
@@ -80,6 +83,7 @@ typedef struct RpcResult
 	RpcOutcome	outcome;
 	Jsonb	   *response;		/* success, business_error: the handler's value */
 	char	   *error;			/* text of the remote error, if any */
+	bool		malformed;		/* remote_failure: the answer itself is unusable */
 	char		task_id[37];
 } RpcResult;
 
@@ -121,31 +125,87 @@ settings_changed(char **signature, char *current)
 	return true;
 }
 
+/*
+ * The broker client bounds its waits by celerysalt.broker_timeout, and
+ * librabbitmq's connect and login cannot be interrupted: while settling or
+ * (re)connecting for a call, lower that bound to what is left of the call,
+ * so the broker cannot hold a call past its deadline either.  Returns the
+ * milliseconds left (0: the deadline has passed).
+ */
+static int
+lower_broker_timeout(TimestampTz deadline)
+{
+	long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+
+	if (left <= 0)
+		return 0;
+	if (left < celerysalt_broker_timeout_ms)
+		celerysalt_broker_timeout_ms = (int) left;
+	return (int) left;
+}
+
+/* The outcome of a call whose deadline passed before it could start. */
 static void
-ensure_connections(void)
+timed_out_before_sending(RpcResult *res, const char *what)
+{
+	res->outcome = RPC_TIMEOUT;
+	res->error = psprintf("%s; the request was not sent", what);
+}
+
+/*
+ * ensure_connections
+ *		Make sure the cached broker and Redis links are sound, (re)connecting
+ *		as needed within the call's deadline.  Raises class 08 when a service
+ *		cannot be used; returns false with res->outcome RPC_TIMEOUT when the
+ *		deadline passed first.
+ */
+static bool
+ensure_connections(TimestampTz deadline, RpcResult *res)
 {
 	StringInfoData error;
+	int			saved_timeout = celerysalt_broker_timeout_ms;
+	volatile bool in_time = true;
+	bool		timed_out = false;
 
 	initStringInfo(&error);
 
-	/* settle the previous call's confirm, then make sure the link is sound */
-	if (settings_changed(&rpc_broker_signature,
-						 psprintf("%s\n%s\n%s", celerysalt_broker_url,
-								  celerysalt_broker_password_file, celerysalt_exchange)) ||
-		(rpc_broker != NULL &&
-		 (!BrokerSettle(rpc_broker, &error) || !BrokerConnectionAlive(rpc_broker))))
-		drop_broker();
-	resetStringInfo(&error);
-	if (rpc_broker == NULL)
+	PG_TRY();
 	{
-		rpc_broker = BrokerConnect(&error);
+		/* settle the previous call's confirm, then make sure the link is sound */
+		if (settings_changed(&rpc_broker_signature,
+							 psprintf("%s\n%s\n%s", celerysalt_broker_url,
+									  celerysalt_broker_password_file, celerysalt_exchange)))
+			drop_broker();
+		if (rpc_broker != NULL &&
+			(lower_broker_timeout(deadline) == 0 ||
+			 !BrokerSettle(rpc_broker, &error) || !BrokerConnectionAlive(rpc_broker)))
+			drop_broker();
+		resetStringInfo(&error);
 		if (rpc_broker == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-					 errmsg("could not connect to the broker for an RPC call"),
-					 errdetail_internal("%s", error.data),
-					 errhint("Check celerysalt.broker_url and that RabbitMQ is running.")));
+		{
+			if (lower_broker_timeout(deadline) > 0)
+				rpc_broker = BrokerConnect(&error);
+			/* a failure in the last moments is the lowered bound running out */
+			if (rpc_broker == NULL)
+				in_time = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline) > 50;
+		}
 	}
+	PG_FINALLY();
+	{
+		celerysalt_broker_timeout_ms = saved_timeout;
+	}
+	PG_END_TRY();
+	if (!in_time)
+	{
+		timed_out_before_sending(res, "the broker could not be reached before the call's deadline");
+		return false;
+	}
+	if (rpc_broker == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+				 errmsg("could not connect to the broker for an RPC call"),
+				 errdetail_internal("%s", error.data),
+				 errhint("Check celerysalt.broker_url and that RabbitMQ is running.")));
 
 	if (settings_changed(&rpc_redis_signature,
 						 psprintf("%s\n%s", celerysalt_redis_url, celerysalt_redis_password_file)) ||
@@ -153,12 +213,17 @@ ensure_connections(void)
 		(rpc_sub != NULL && !RedisLinkAlive(rpc_sub, false)))
 		drop_redis();
 	if (rpc_cmd == NULL)
-		rpc_cmd = RedisConnect(true, &error);
+		rpc_cmd = RedisConnect(true, deadline, &error, &timed_out);
 	if (rpc_cmd != NULL && rpc_sub == NULL)
-		rpc_sub = RedisConnect(false, &error);
+		rpc_sub = RedisConnect(false, deadline, &error, &timed_out);
 	if (rpc_cmd == NULL || rpc_sub == NULL)
 	{
 		drop_redis();
+		if (timed_out)
+		{
+			timed_out_before_sending(res, error.data);
+			return false;
+		}
 		ereport(ERROR,
 				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
 				 errmsg("could not connect to Redis for an RPC call"),
@@ -166,6 +231,7 @@ ensure_connections(void)
 				 errhint("Check celerysalt.redis_url: it must name the workers' result backend.")));
 	}
 	pfree(error.data);
+	return true;
 }
 
 /* ---------------------------------------------------------------- results */
@@ -197,14 +263,268 @@ value_text(JsonbValue *v)
 	return JsonbToCString(NULL, &j->root, VARSIZE(j));
 }
 
-static void push_decoded(JsonbParseState **state, JsonbIteratorToken tok, JsonbValue *v);
+/* Append a JSON pointer reference token (RFC 6901: ~ as ~0, / as ~1). */
+static void
+append_pointer_token(StringInfo path, const char *token, int len)
+{
+	appendStringInfoChar(path, '/');
+	for (int i = 0; i < len; i++)
+	{
+		if (token[i] == '~')
+			appendStringInfoString(path, "~0");
+		else if (token[i] == '/')
+			appendStringInfoString(path, "~1");
+		else
+			appendStringInfoChar(path, token[i]);
+	}
+}
+
+/* A JSON pointer for messages: the empty pointer (the root) as "/". */
+static const char *
+shown_path(StringInfo path)
+{
+	return path->len == 0 ? "/" : path->data;
+}
+
+/* Record that the answer cannot be used (CR007, returned as data by the envelope). */
+static void
+set_malformed(RpcResult *res, char *why)
+{
+	res->outcome = RPC_REMOTE_FAILURE;
+	res->malformed = true;
+	res->error = why;
+	res->response = NULL;
+}
+
+/*
+ * A frame of scan_answer's container stack: the key or index the scan is
+ * at, so a problem can be named by its JSON pointer.
+ */
+typedef struct ScanFrame
+{
+	bool		object;
+	bool		expect_key;
+	int			index;
+	const char *key;
+	int			key_len;
+} ScanFrame;
+
+static void
+scan_path(ScanFrame *frames, int depth, StringInfo path)
+{
+	for (int i = 0; i < depth; i++)
+	{
+		if (frames[i].object)
+		{
+			if (!frames[i].expect_key && frames[i].key != NULL)
+				append_pointer_token(path, frames[i].key, frames[i].key_len);
+		}
+		else
+			appendStringInfo(path, "/%d", frames[i].index);
+	}
+}
+
+/*
+ * scan_answer
+ *		Look, in one pass over the JSON text of an answer, for what jsonb
+ *		cannot hold faithfully: the bare NaN / Infinity / -Infinity that
+ *		Python's json module writes for non-finite floats, and \u0000 in a
+ *		string.  Returns NULL or the problem, naming its JSON pointer.  Only a
+ *		diagnosis: the text is parsed properly afterwards.
+ */
+static char *
+scan_answer(const char *text)
+{
+	int			cap = 32;
+	int			depth = 0;
+	ScanFrame  *frames = palloc(cap * sizeof(ScanFrame));
+	const char *p = text;
+	StringInfoData path;
+
+	initStringInfo(&path);
+	while (*p)
+	{
+		ScanFrame  *top = depth > 0 ? &frames[depth - 1] : NULL;
+
+		switch (*p)
+		{
+			case '"':
+				{
+					const char *start = ++p;
+
+					while (*p && *p != '"')
+					{
+						if (*p == '\\' && p[1] == 'u' && strncmp(p + 2, "0000", 4) == 0)
+						{
+							scan_path(frames, depth, &path);
+							return psprintf("a string holds \\u0000, which PostgreSQL's jsonb cannot store, at JSON path %s of the Celery result record",
+											shown_path(&path));
+						}
+						if (*p == '\\' && p[1])
+							p++;
+						p++;
+					}
+					if (top != NULL && top->object && top->expect_key)
+					{
+						top->key = start;
+						top->key_len = p - start;
+					}
+					if (*p)
+						p++;
+					continue;
+				}
+			case '{':
+			case '[':
+				if (depth == cap)
+				{
+					cap *= 2;
+					frames = repalloc(frames, cap * sizeof(ScanFrame));
+				}
+				frames[depth].object = (*p == '{');
+				frames[depth].expect_key = true;
+				frames[depth].index = 0;
+				frames[depth].key = NULL;
+				frames[depth].key_len = 0;
+				depth++;
+				break;
+			case '}':
+			case ']':
+				if (depth > 0)
+					depth--;
+				break;
+			case ':':
+				if (top != NULL)
+					top->expect_key = false;
+				break;
+			case ',':
+				if (top != NULL)
+				{
+					top->expect_key = true;
+					top->index++;
+				}
+				break;
+			case 'N':
+			case 'I':
+			case '-':
+				if (*p == '-' && p[1] != 'I')
+					break;
+				scan_path(frames, depth, &path);
+				return psprintf("a non-finite number (%s) at JSON path %s of the Celery result record: JSON has no NaN or Infinity, and PostgreSQL's jsonb cannot store them",
+								strncmp(p, "NaN", 3) == 0 ? "NaN" : (*p == '-' ? "-Infinity" : "Infinity"),
+								shown_path(&path));
+			default:
+				break;
+		}
+		p++;
+	}
+	return NULL;
+}
+
+/*
+ * answer_text
+ *		The bytes of a Redis reply as a server-encoded, valid JSON text, or
+ *		NULL after set_malformed: the reply must be UTF-8 (as JSON on the
+ *		wire is) without NUL bytes, must convert to the database encoding,
+ *		and must be JSON jsonb can store.
+ */
+static char *
+answer_text(const char *bytes, size_t len, RpcResult *res)
+{
+	int			valid;
+	char	   *text;
+	char	   *problem;
+	JsonLexContext *lex;
+	JsonParseErrorType parsed;
+
+	if (len > (size_t) (MaxAllocSize - 1))
+	{
+		set_malformed(res, pstrdup("the answer is larger than 1 GB"));
+		return NULL;
+	}
+	valid = pg_encoding_verifymbstr(PG_UTF8, bytes, (int) len);
+	if (valid < (int) len)
+	{
+		set_malformed(res, psprintf("the answer is not valid UTF-8 (%s at byte %d of %zu)",
+									bytes[valid] == '\0' ? "a NUL byte" : "an invalid byte sequence",
+									valid, len));
+		return NULL;
+	}
+	/* raises 22P05 for a character the database encoding lacks */
+	text = pg_any_to_server(bytes, (int) len, PG_UTF8);
+
+	problem = scan_answer(text);
+	if (problem != NULL)
+	{
+		set_malformed(res, problem);
+		return NULL;
+	}
+	lex = makeJsonLexContextCstringLen(text, strlen(text), GetDatabaseEncoding(), true);
+	parsed = pg_parse_json(lex, &nullSemAction);
+	if (parsed != JSON_SUCCESS)
+	{
+		set_malformed(res, psprintf("the answer is not valid JSON: %s",
+									json_errdetail(parsed, lex)));
+		return NULL;
+	}
+	return text;
+}
+
+/*
+ * Decoding a handler's value into the Jsonb returned to the caller, with
+ * kombu typed objects replaced; path is the JSON pointer of the value being
+ * decoded in the Celery result record, for messages.  A value that cannot
+ * be represented marks res malformed and the decoding stops.
+ */
+typedef struct Decoder
+{
+	RpcResult  *res;
+	StringInfoData path;
+} Decoder;
+
+static void push_decoded(Decoder *d, JsonbParseState **state, JsonbIteratorToken tok,
+						 JsonbValue *v);
+
+/* Whether text is a plain decimal number: [+-]digits[.digits][e[+-]digits]. */
+static bool
+decimal_syntax(const char *text, int len)
+{
+	int			i = 0;
+	int			digits = 0;
+
+	if (i < len && (text[i] == '+' || text[i] == '-'))
+		i++;
+	while (i < len && text[i] >= '0' && text[i] <= '9')
+		i++, digits++;
+	if (i < len && text[i] == '.')
+	{
+		i++;
+		while (i < len && text[i] >= '0' && text[i] <= '9')
+			i++, digits++;
+	}
+	if (digits == 0)
+		return false;
+	if (i < len && (text[i] == 'e' || text[i] == 'E'))
+	{
+		int			exp_digits = 0;
+
+		i++;
+		if (i < len && (text[i] == '+' || text[i] == '-'))
+			i++;
+		while (i < len && text[i] >= '0' && text[i] <= '9')
+			i++, exp_digits++;
+		if (exp_digits == 0 || exp_digits > 6)
+			return false;
+	}
+	return i == len;
+}
 
 /*
  * A kombu typed object {"__type__": T, "__value__": V} (tchu-tchu
  * responders, wire-protocol.md §2.7) as the plain JSON value it stands for.
+ * A decimal that is not a finite number marks the answer malformed.
  */
 static bool
-typed_value(JsonbContainer *c, JsonbValue *out)
+typed_value(Decoder *d, JsonbContainer *c, JsonbValue *out)
 {
 	JsonbValue	type;
 	JsonbValue	value;
@@ -218,11 +538,19 @@ typed_value(JsonbContainer *c, JsonbValue *out)
 	{
 		char	   *text = pnstrdup(value.val.string.val, value.val.string.len);
 
+		if (!decimal_syntax(text, strlen(text)))
+		{
+			set_malformed(d->res,
+						  psprintf("a decimal that is not a finite number (NaN, Infinity or not a number at all) at JSON path %s of the Celery result record: PostgreSQL's jsonb cannot store it",
+								   shown_path(&d->path)));
+			return false;
+		}
 		out->type = jbvNumeric;
 		out->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
 															   CStringGetDatum(text),
 															   ObjectIdGetDatum(InvalidOid),
 															   Int32GetDatum(-1)));
+		Assert(!numeric_is_nan(out->val.numeric) && !numeric_is_inf(out->val.numeric));
 		return true;
 	}
 	if ((string_is(&type, "datetime") || string_is(&type, "date") ||
@@ -258,67 +586,104 @@ typed_value(JsonbContainer *c, JsonbValue *out)
 
 /* Push container c, decoded; returns the finished container value. */
 static JsonbValue *
-push_container(JsonbParseState **state, JsonbContainer *c)
+push_container(Decoder *d, JsonbParseState **state, JsonbContainer *c)
 {
 	JsonbIterator *it = JsonbIteratorInit(c);
 	JsonbValue	v;
 	JsonbIteratorToken tok;
 	JsonbValue *last = NULL;
+	int			base_len = d->path.len;
+	int			index = 0;
 
 	check_stack_depth();
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
+		if (d->res->malformed)
+			return NULL;
+		if (tok == WJB_KEY)
+		{
+			d->path.len = base_len;
+			d->path.data[base_len] = '\0';
+			append_pointer_token(&d->path, v.val.string.val, v.val.string.len);
+		}
+		else if (tok == WJB_ELEM)
+		{
+			d->path.len = base_len;
+			d->path.data[base_len] = '\0';
+			appendStringInfo(&d->path, "/%d", index++);
+		}
 		if (tok == WJB_VALUE || tok == WJB_ELEM)
-			push_decoded(state, tok, &v);
+			push_decoded(d, state, tok, &v);
 		else
 			last = pushJsonbValue(state, tok,
 								  (tok == WJB_KEY || tok == WJB_BEGIN_ARRAY) ? &v : NULL);
 	}
+	d->path.len = base_len;
+	d->path.data[base_len] = '\0';
 	return last;
 }
 
 static void
-push_decoded(JsonbParseState **state, JsonbIteratorToken tok, JsonbValue *v)
+push_decoded(Decoder *d, JsonbParseState **state, JsonbIteratorToken tok, JsonbValue *v)
 {
 	if (v->type == jbvBinary)
 	{
 		JsonbValue	decoded;
 
-		if (typed_value(v->val.binary.data, &decoded))
-			push_decoded(state, tok, &decoded);
-		else
-			push_container(state, v->val.binary.data);
+		if (typed_value(d, v->val.binary.data, &decoded))
+			push_decoded(d, state, tok, &decoded);
+		else if (!d->res->malformed)
+			push_container(d, state, v->val.binary.data);
 		return;
 	}
 	pushJsonbValue(state, tok, v);
 }
 
-/* v with kombu typed objects replaced, as a Jsonb. */
+/*
+ * v, found at JSON pointer `at` of the record, with kombu typed objects
+ * replaced, as a Jsonb; NULL after set_malformed.
+ */
 static Jsonb *
-decode_response(JsonbValue *v)
+decode_response(RpcResult *res, JsonbValue *v, const char *at)
 {
+	Decoder		d;
 	JsonbParseState *state = NULL;
 	JsonbValue	decoded;
+	JsonbValue *out;
 
+	d.res = res;
+	initStringInfo(&d.path);
+	appendStringInfoString(&d.path, at);
 	if (v->type != jbvBinary)
 		return JsonbValueToJsonb(v);
-	if (typed_value(v->val.binary.data, &decoded))
-		return decode_response(&decoded);
-	return JsonbValueToJsonb(push_container(&state, v->val.binary.data));
+	if (typed_value(&d, v->val.binary.data, &decoded))
+		return decoded.type == jbvBinary ? decode_response(res, &decoded, at)
+			: JsonbValueToJsonb(&decoded);
+	if (res->malformed)
+		return NULL;
+	out = push_container(&d, &state, v->val.binary.data);
+	return res->malformed ? NULL : JsonbValueToJsonb(out);
 }
 
 /*
- * Interpret a Celery result record (wire-protocol.md §3.3, §3.6 step 5)
- * into res.  Leaves res->outcome RPC_PENDING when it is not final.
+ * Interpret a Celery result record (wire-protocol.md §3.3, §3.6 step 5),
+ * the bytes of a Redis reply, into res.  Leaves res->outcome RPC_PENDING
+ * when it is not final (PENDING, STARTED, RETRY).  A reply that is not
+ * server-encoded JSON text jsonb can hold is a malformed remote failure.
  */
 static void
-interpret_record(const char *text, RpcResult *res)
+interpret_record(const char *bytes, size_t len, RpcResult *res)
 {
-	Jsonb	   *record = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
-	JsonbContainer *root = &record->root;
+	char	   *text = answer_text(bytes, len, res);
+	Jsonb	   *record;
+	JsonbContainer *root;
 	JsonbValue	status;
 	JsonbValue	result;
 
+	if (text == NULL)
+		return;
+	record = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+	root = &record->root;
 	if (!get_key(root, "status", &status) || status.type != jbvString)
 		return;
 	if (!get_key(root, "result", &result))
@@ -336,7 +701,7 @@ interpret_record(const char *text, RpcResult *res)
 		{
 			/* not a dispatcher dict: returned as is */
 			res->outcome = RPC_SUCCESS;
-			res->response = decode_response(&result);
+			res->response = decode_response(res, &result, "/result");
 			return;
 		}
 		if (get_key(result.val.binary.data, "status", &dstatus) &&
@@ -367,8 +732,10 @@ interpret_record(const char *text, RpcResult *res)
 
 			if (!get_key(first->val.binary.data, "result", &value))
 				value.type = jbvNull;
-			res->response = decode_response(&value);
 			res->outcome = RPC_SUCCESS;
+			res->response = decode_response(res, &value, "/result/results/0/result");
+			if (res->malformed)
+				return;
 			if (value.type == jbvBinary && JsonContainerIsObject(value.val.binary.data) &&
 				((get_key(value.val.binary.data, "error_code", &code) && code.type != jbvNull) ||
 				 get_key(value.val.binary.data, "error_message", &message)))
@@ -408,18 +775,26 @@ interpret_record(const char *text, RpcResult *res)
 		else
 			res->outcome = RPC_REMOTE_FAILURE;
 	}
-	/* PENDING, STARTED, RETRY: not final */
+	/* PENDING, STARTED, RETRY: not final, keep waiting until the deadline */
 }
 
 /* ------------------------------------------------------------------ call */
 
+/*
+ * The timeout in milliseconds: between 1 ms and 1 day, computed without
+ * overflow (months count 30 days, as interval comparison does).
+ */
 static int
 interval_to_ms(Interval *timeout)
 {
-	int64		usecs = timeout->time +
-		((int64) timeout->day + (int64) timeout->month * DAYS_PER_MONTH) * USECS_PER_DAY;
+	int64		days;
+	int64		usecs;
 
-	if (usecs < 1000 || usecs > (int64) MAX_TIMEOUT_MS * 1000)
+	if (pg_mul_s64_overflow((int64) timeout->month, DAYS_PER_MONTH, &days) ||
+		pg_add_s64_overflow(days, (int64) timeout->day, &days) ||
+		pg_mul_s64_overflow(days, USECS_PER_DAY, &usecs) ||
+		pg_add_s64_overflow(usecs, timeout->time, &usecs) ||
+		usecs < 1000 || usecs > (int64) MAX_TIMEOUT_MS * 1000)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("RPC timeout must be between 1 millisecond and 1 day")));
@@ -439,7 +814,9 @@ call_failed(const char *what, StringInfo error)
 /*
  * Wait for the answer: the result message on the subscribed Redis link, or
  * a basic.return of the request on the broker link, whichever comes first,
- * sleeping on both sockets and the latch.
+ * sleeping on both sockets and the latch until the deadline.  A record
+ * that is not final (STARTED with task_track_started, PENDING, RETRY) only
+ * means more waiting.
  */
 static void
 await_outcome(WaitEventSet *set, const char *channel, TimestampTz deadline,
@@ -449,13 +826,11 @@ await_outcome(WaitEventSet *set, const char *channel, TimestampTz deadline,
 	bool		redis_readable = false;
 	bool		broker_readable = true;	/* frames may be buffered already */
 
-	while (res->outcome == RPC_PENDING)
+	for (;;)
 	{
 		WaitEvent	events[4];
 		long		remaining;
 		int			n;
-		char	   *value = NULL;
-		int			rc;
 
 		if (broker_readable)
 		{
@@ -469,25 +844,34 @@ await_outcome(WaitEventSet *set, const char *channel, TimestampTz deadline,
 			if (returned)
 			{
 				res->outcome = RPC_UNROUTABLE;
-				break;
+				return;
 			}
 		}
-		rc = RedisReadMessage(rpc_sub, channel, redis_readable, &value, error);
-		if (rc < 0)
-			call_failed("lost the Redis connection while waiting for the RPC result", error);
-		if (rc > 0)
+		/* every message received so far (the socket is read once, non-blocking) */
+		for (;;)
 		{
-			interpret_record(value, res);
-			continue;
+			char	   *value = NULL;
+			size_t		len = 0;
+			int			rc = RedisReadMessage(rpc_sub, channel, redis_readable,
+											  &value, &len, error);
+
+			redis_readable = false;
+			if (rc < 0)
+				call_failed("lost the Redis connection while waiting for the RPC result", error);
+			if (rc == 0)
+				break;
+			interpret_record(value, len, res);
+			if (res->outcome != RPC_PENDING)
+				return;
 		}
 
 		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 		if (remaining <= 0)
 		{
 			res->outcome = RPC_TIMEOUT;
-			break;
+			return;
 		}
-		redis_readable = broker_readable = false;
+		broker_readable = false;
 		n = WaitEventSetWait(set, remaining, events, lengthof(events), PG_WAIT_EXTENSION);
 		for (int i = 0; i < n; i++)
 		{
@@ -506,9 +890,11 @@ await_outcome(WaitEventSet *set, const char *channel, TimestampTz deadline,
 
 /*
  * The conversation of one call: SUBSCRIBE (not awaited), publish (not
- * awaited), wait for the subscription, GET once, then await the outcome.
- * On an error or interrupt the Redis links are dropped: their state is
- * unknown.
+ * awaited), wait for the subscription, GET once, then await the outcome,
+ * every Redis step bounded by the deadline.  If Redis does not answer a
+ * step in time, the outcome is a timeout and the Redis links are dropped
+ * (a late reply must not reach the next call); on an error or interrupt
+ * they are dropped too: their state is unknown.
  */
 static void
 converse(CeleryMessage *msg, const char *channel, TimestampTz deadline,
@@ -521,27 +907,35 @@ converse(CeleryMessage *msg, const char *channel, TimestampTz deadline,
 
 	PG_TRY();
 	{
-		bool		failed;
-		char	   *value;
+		char	   *value = NULL;
+		size_t		len = 0;
+		int			rc;
 
-		if (!RedisSubscribeSend(rpc_sub, channel, &error))
+		rc = RedisSubscribeSend(rpc_sub, channel, deadline, &error);
+		if (rc < 0)
 			call_failed("could not subscribe to the RPC result in Redis", &error);
-		if (!BrokerSend(rpc_broker, msg, true, &error))
+		if (rc > 0 && !BrokerSend(rpc_broker, msg, true, &error))
 		{
 			drop_broker();
 			call_failed("could not send the RPC request to the broker", &error);
 		}
-		if (!RedisSubscribeAwait(rpc_sub, channel, deadline, &error))
-			call_failed("could not subscribe to the RPC result in Redis", &error);
-
+		if (rc > 0)
+		{
+			rc = RedisSubscribeAwait(rpc_sub, channel, deadline, &error);
+			if (rc < 0)
+				call_failed("could not subscribe to the RPC result in Redis", &error);
+		}
 		/* an answer written before the subscription took effect */
-		value = RedisGet(rpc_cmd, channel, &error, &failed);
-		if (failed)
-			call_failed("could not read the RPC result from Redis", &error);
-		if (value != NULL)
-			interpret_record(value, res);
+		if (rc > 0)
+		{
+			rc = RedisGet(rpc_cmd, channel, deadline, &value, &len, &error);
+			if (rc < 0)
+				call_failed("could not read the RPC result from Redis", &error);
+		}
+		if (rc > 0 && value != NULL)
+			interpret_record(value, len, res);
 
-		if (res->outcome == RPC_PENDING)
+		if (rc > 0 && res->outcome == RPC_PENDING)
 		{
 			set = CreateWaitEventSet(CurrentMemoryContext, 4);
 			AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
@@ -553,8 +947,15 @@ converse(CeleryMessage *msg, const char *channel, TimestampTz deadline,
 			set = NULL;
 		}
 
+		if (rc == 0)
+		{
+			/* Redis did not answer a step in time */
+			res->outcome = RPC_TIMEOUT;
+			res->error = "Redis did not answer in time";
+			drop_redis();
+		}
 		/* the next call skips its confirmation */
-		if (!RedisUnsubscribeSend(rpc_sub, &error))
+		else if (!RedisUnsubscribeSend(rpc_sub, &error))
 			drop_redis();
 	}
 	PG_CATCH();
@@ -646,8 +1047,8 @@ rpc_execute(FunctionCallInfo fcinfo, RpcResult *res, const char **topic_out,
 	channel = psprintf("%s%scelery-task-meta-%s", celerysalt_redis_key_prefix,
 					   celerysalt_redis_key_prefix[0] ? "_" : "", msg.task_id);
 
-	ensure_connections();
-	converse(&msg, channel, deadline, res);
+	if (ensure_connections(deadline, res))
+		converse(&msg, channel, deadline, res);
 
 	if (celerysalt_rpc_response_validator != NULL &&
 		(res->outcome == RPC_SUCCESS || res->outcome == RPC_BUSINESS_ERROR))
@@ -724,6 +1125,12 @@ celerysalt_call(PG_FUNCTION_ARGS)
 					 errdetail_internal("%s", res.error)));
 			break;
 		case RPC_REMOTE_FAILURE:
+			if (res.malformed)
+				ereport(ERROR,
+						(errcode(ERRCODE_RPC_REMOTE_FAILURE),
+						 errmsg("the answer to RPC request \"%s\" is malformed", topic),
+						 errdetail_internal("%s", res.error),
+						 errhint("The service's handler must return JSON values PostgreSQL can store: finite numbers, strings without NUL characters, UTF-8 text.")));
 			ereport(ERROR,
 					(errcode(ERRCODE_RPC_REMOTE_FAILURE),
 					 errmsg("RPC request to \"%s\" failed in the worker", topic),
@@ -731,6 +1138,12 @@ celerysalt_call(PG_FUNCTION_ARGS)
 			break;
 		case RPC_TIMEOUT:
 		case RPC_PENDING:
+			if (res.error != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_RPC_TIMEOUT),
+						 errmsg("RPC request to \"%s\" got no answer within the timeout", topic),
+						 errdetail_internal("%s.", res.error),
+						 errhint("Check that Redis and the broker are reachable and responsive.")));
 			ereport(ERROR,
 					(errcode(ERRCODE_RPC_TIMEOUT),
 					 errmsg("RPC request to \"%s\" got no answer within the timeout", topic),
