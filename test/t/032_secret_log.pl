@@ -67,7 +67,7 @@ like($err, qr/42501: permission denied to set parameter/, 'plain: SET redis_url 
 like($err, qr/22023: invalid value for parameter "celerysalt\.redis_url"\n/, 'setter: unparsable URL gives 22023 without the value');
 ($ret, $err) = run_as('setter', "SET celerysalt.redis_url = 'redis://:Unparsable4\@host:99999/0'",
 	'Unparsable4', 'setter: SET URL with a bad port');
-like($err, qr/DETAIL:  The Redis URL has an invalid port\./, 'setter: detail says why');
+like($err, qr/DETAIL:  The Redis URL has an invalid port/, 'setter: detail says why');
 
 # The same errors caught in PL/pgSQL: what the caller can read holds no password.
 ($ret, $err) = run_as('setter', q{
