@@ -104,11 +104,11 @@ my @script = ('CREATE TABLE public.shadow_hits (obj text, by_user name);',
 	'GRANT ALL ON public.shadow_hits TO PUBLIC;');
 my $n = 0;
 # exact copies of pg_catalog's operators with these names
-for my $row (split /\n/, sq(qq{SELECT oprname, oprleft::regtype, oprright::regtype, oprresult::regtype
+for my $row (split /\n/, sq(qq{SELECT concat_ws(chr(9), oprname, oprleft::regtype, oprright::regtype, oprresult::regtype)
 	FROM pg_operator WHERE oprnamespace = 'pg_catalog'::regnamespace AND oprname IN ($oplist)
 	AND oprleft <> 0 AND oprright <> 0}))
 {
-	my ($op, $l, $r, $res) = split /\|/, $row;
+	my ($op, $l, $r, $res) = split /\t/, $row;
 	$n++;
 	push @script, sprintf("CREATE FUNCTION public.shadow_%d(%s, %s) RETURNS %s $body", $n, $l, $r, $res, "op $op($l,$r)", 'NULL'),
 	  "CREATE OPERATOR public.$op (FUNCTION = public.shadow_$n, LEFTARG = $l, RIGHTARG = $r);";
@@ -132,11 +132,11 @@ for my $op (sort keys %ops)
 	}
 }
 # exact copies of pg_catalog's functions with these names
-for my $row (split /\n/, sq(qq{SELECT p.proname, pg_get_function_identity_arguments(p.oid), p.prorettype::regtype, p.proretset
+for my $row (split /\n/, sq(qq{SELECT concat_ws(chr(9), p.proname, pg_get_function_identity_arguments(p.oid), p.prorettype::regtype, p.proretset)
 	FROM pg_proc p WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname IN ($fnlist)
 	AND p.prokind IN ('f', 'a') AND p.pronargs > 0}))
 {
-	my ($fn, $args, $res, $setof) = split /\|/, $row;
+	my ($fn, $args, $res, $setof) = split /\t/, $row;
 	next if $args =~ /\b(internal|cstring|"any"|variadic)\b/i;
 	push @script, sprintf("CREATE FUNCTION public.%s(%s) RETURNS %s%s $body", $fn, $args,
 		$setof eq 't' ? 'SETOF ' : '', $res, "fn $fn($args)", $setof eq 't' ? '' : 'NULL');
@@ -165,11 +165,15 @@ sq('DELETE FROM public.shadow_hits');
 my %relfile = map { $_ => sq("SELECT relfilenode FROM pg_class WHERE relname = '_celerysalt_outbox_$_'") } 0 .. 2;
 
 # deliver
-($rc, $out, $err) = as_attacker(q{SELECT celerysalt_publish('shadow.event', '{"n": 1}') FROM generate_series(1, 5)});
-is($rc, 0, 'attacker publishes') or diag($err);
+# (five statements: the attacker's own generate_series is a shadow too)
+($rc, $out, $err) = as_attacker(join('', map { qq{SELECT celerysalt_publish('shadow.event', '{"n": $_}');\n} } 1 .. 5));
+is($err, '', 'attacker publishes') or diag($err);
 ok(poll(
 	"SELECT count(*) OPERATOR(pg_catalog.=) 5 FROM public.celerysalt_events WHERE topic OPERATOR(pg_catalog.=) 'shadow.event'"),
-	'events delivered');
+	'events delivered')
+  or diag(sq(q{SELECT backend_type, state, wait_event_type, wait_event, query FROM pg_stat_activity WHERE backend_type LIKE 'celerysalt%'}),
+	sq(q{SELECT pending, broker_connected, last_error FROM public.celerysalt_status}),
+	sq(q{SELECT topic, count(*) FROM public.celerysalt_events GROUP BY 1}), $out, $err);
 
 # dead-letter: rows moved into the outbox by hand that can never be sent
 # (a 300-byte topic, a scalar payload), followed by a good one
@@ -198,7 +202,7 @@ ok(poll(
 	CREATE TABLE public.shadow_t (id int PRIMARY KEY, status text, on_change_rules jsonb NOT NULL DEFAULT '[]');
 	SELECT celerysalt_attach_follow_actions('public.shadow_t');
 	INSERT INTO public.shadow_t VALUES (1, 'new', '[{"field_name": "status", "operator": "eql", "value": "paid", "topic": "shadow.paid"}]');});
-is($rc, 0, 'attacker attaches follow actions') or diag($err);
+is($err, '', 'attacker attaches follow actions') or diag($err);
 $node->safe_psql('shadowdb', "UPDATE public.shadow_t SET status = 'paid' WHERE id OPERATOR(pg_catalog.=) 1");
 ok(poll(
 	"SELECT count(*) OPERATOR(pg_catalog.=) 1 FROM public.celerysalt_events WHERE topic OPERATOR(pg_catalog.=) 'shadow.paid'"),
@@ -234,7 +238,7 @@ for my $d (@definers)
 	is($config, 'search_path=pg_catalog, pg_temp', "$name pins search_path");
 	ok(exists $calls{$name}, "$name has a call in this test") or next;
 	($rc, $out, $err) = as_attacker($calls{$name});
-	is($rc, 0, "attacker calls $name") or diag($err);
+	is($err, '', "attacker calls $name") or diag($err);
 }
 
 # ---------------------------------------------------------------- verdict
