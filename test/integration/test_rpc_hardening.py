@@ -355,8 +355,11 @@ def test_percent_encoded_password_works_and_never_leaks(password_redis, pg_facto
     assert d.sqlstate == "08001", (d.sqlstate, d.message_primary, d.message_detail)
     shown = " ".join(filter(None, [d.message_primary, d.message_detail, d.message_hint]))
     assert "WRONGPASS" in shown or "invalid" in shown.lower(), shown
+    # an unencoded '@' in a password (legal: the user information ends at
+    # the LAST '@'): the reload line hides all of it, not just up to the first '@'
+    cluster.set_conf({"celerysalt.redis_url": f"redis://:raw@pass:word@127.0.0.1:{port}/3"})
     log = Path(cluster.log_file).read_text(errors="replace")
-    secrets = [PASSWORD, enc_pw, wrong, quote(wrong, safe="")]
+    secrets = [PASSWORD, enc_pw, wrong, quote(wrong, safe=""), "pass:word"]
     # and fragments a first-'@' split would have exposed
     secrets += ["1:2/3", "2/3?4", "x:y/z", "y/z?w", "z%3Fw"]
     for s in secrets:
