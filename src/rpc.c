@@ -17,8 +17,18 @@
  * the next call, off the critical path.  The request carries expires / expiration equal to the
  * timeout, so a worker that picks it up late never runs it.
  *
+ * Every step is bounded by the call's deadline: Redis I/O is non-blocking
+ * (redis.c) and the broker client's own limits are lowered to what is left
+ * of the call, so a stalled Redis or broker gives CR008 at the deadline, and
+ * cancel, statement_timeout and termination act at once.  Records that are
+ * not final (STARTED, PENDING, RETRY) only mean more waiting.  Every answer
+ * is checked before use (UTF-8, server encoding, JSON jsonb can hold,
+ * finite numbers): a malformed one is CR007 naming its JSON path.
+ *
  * Broker and Redis connections are cached per backend and dropped whenever
- * their state is uncertain (an error or an interrupted wait).
+ * their state is uncertain (an error, an interrupted wait, or a Redis step
+ * that did not finish in time, whose late reply must not reach the next
+ * call).
  *
  *-------------------------------------------------------------------------
  */

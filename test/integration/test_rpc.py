@@ -24,7 +24,7 @@ def make_caller(pg, name, redis_url):
     owns nothing, holds only celerysalt_publisher, may create in public (as
     any database owner on PostgreSQL 15).  Its celerysalt.redis_url (a
     superuser-only setting) is set for it by the superuser, without a
-    password.  Returns a function that opens an autocommit session as it."""
+    password (None: the server's setting applies).  Returns a function that opens an autocommit session as it."""
     pg.execute(f'DROP ROLE IF EXISTS "{name}"')
     pg.execute(f'CREATE ROLE "{name}" LOGIN')
     pg.execute(f'GRANT celerysalt_publisher TO "{name}"')
@@ -32,7 +32,8 @@ def make_caller(pg, name, redis_url):
     pg.execute("GRANT EXECUTE ON FUNCTION celerysalt_call(text, jsonb, interval, text), "
                "celerysalt_call_envelope(text, jsonb, interval, text) TO celerysalt_publisher")
     pg.execute(f'GRANT CREATE ON SCHEMA public TO "{name}"')
-    pg.execute(f'ALTER ROLE "{name}" SET celerysalt.redis_url = \'{redis_url}\'')
+    if redis_url is not None:
+        pg.execute(f'ALTER ROLE "{name}" SET celerysalt.redis_url = \'{redis_url}\'')
 
     def connect_as(**kw):
         conn = psycopg.connect(pg.dsn.replace("user=postgres", f"user={name}"), autocommit=True, **kw)

@@ -7,11 +7,15 @@ Topics under CSIT_TOPIC_PREFIX:
   .echo    returns what it got (for matching concurrent answers)
   .typed   returns datetime / Decimal / UUID (celery-salt normalises them)
   .record  records each execution in Redis, then answers
+  .slow    sleeps `seconds`, then answers (with CSIT_TRACK_STARTED=1 the
+           worker first stores a STARTED record: task_track_started)
+  .nonfinite  returns a non-finite float (Python's json writes NaN / Infinity)
 """
 
 import datetime
 import decimal
 import os
+import time
 import uuid
 
 from celery import Celery
@@ -25,7 +29,8 @@ P = os.environ["CSIT_TOPIC_PREFIX"]
 app = Celery("csit_rpc_salt", broker=os.environ["CSIT_BROKER_URL"],
              backend=os.environ["CSIT_RESULT_BACKEND"])
 app.conf.update(result_serializer="json", task_serializer="json", accept_content=["json"],
-                broker_connection_retry_on_startup=True)
+                broker_connection_retry_on_startup=True,
+                task_track_started=os.environ.get("CSIT_TRACK_STARTED") == "1")
 setup_salt_queue(app, queue_name=os.environ["CSIT_QUEUE"])
 
 
@@ -127,3 +132,26 @@ def on_contract(data):
     if data.a == 13:
         return {"total": data.a + data.b}     # breaks the registered response_schema
     return {"result": data.a + data.b}
+
+
+@event(f"{P}.slow", mode="rpc")
+class SlowRequest:
+    seconds: float
+
+
+@subscribe(f"{P}.slow")
+def on_slow(data):
+    time.sleep(data.seconds)
+    return {"slept": data.seconds}
+
+
+@event(f"{P}.nonfinite", mode="rpc")
+class NonFiniteRequest:
+    kind: str
+
+
+@subscribe(f"{P}.nonfinite")
+def on_nonfinite(data):
+    value = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"),
+             "decimal_nan": decimal.Decimal("NaN")}[data.kind]
+    return {"ok": [1, value]}
