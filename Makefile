@@ -51,3 +51,11 @@ $(OBJS): $(wildcard src/*.h)
 .PHONY: check-symbols
 check-symbols: $(shlib)
 	@! nm -D --undefined-only $(shlib) | grep -qw json_object || { echo "celerysalt.so imports json_object" >&2; exit 1; }
+
+# The regression suite (every sql/*.sql file), the validator fuzz run and the
+# official JSON Schema suite under AddressSanitizer, in an isolated copy of
+# PostgreSQL (never the system's lib dir); fails on any report.  As root or
+# postgres.  See test/jsonschema/asan.sh.
+.PHONY: asan
+asan:
+	ASAN_DETECT_LEAKS=0 ASAN_REGRESS="$(REGRESS)" bash $(srcdir)/test/jsonschema/asan.sh 2000
