@@ -47,10 +47,10 @@ $(DATA_built): $(INSTALL_PARTS)
 # PGXS tracks no header dependencies: every object depends on every header.
 $(OBJS): $(wildcard src/*.h)
 
-# Guard against the jansson/postgres json_object clash (../shared/BUILDING.md).
-.PHONY: check-symbols
-check-symbols: $(shlib)
-	@! nm -D --undefined-only $(shlib) | grep -qw json_object || { echo "celerysalt.so imports json_object" >&2; exit 1; }
+# No call cycle between source files: the layers of docs/architecture.md.
+.PHONY: check-layers
+check-layers: $(OBJS)
+	@python3 $(srcdir)/test/lib/check_layers.py $(OBJS)
 
 # The regression suite (every sql/*.sql file), the validator fuzz run and the
 # official JSON Schema suite under AddressSanitizer, in an isolated copy of

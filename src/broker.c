@@ -44,54 +44,6 @@ struct BrokerConnection
 	char		origin[128];	/* Celery "origin" header */
 };
 
-/*
- * BrokerParseUrl
- *		Split an amqp:// URL as librabbitmq-c (which connects) splits it.
- *		Strings in *out are palloc'd.  out->has_password says whether the URL
- *		gave a non-empty password (else librabbitmq-c's default, "guest", is
- *		in out->password, as kombu does).  On failure returns false with
- *		*error set to a message that does not repeat the URL (it may hold a
- *		password).
- */
-bool
-BrokerParseUrl(const char *url, BrokerUrl *out, char **error)
-{
-	struct amqp_connection_info info;
-	struct amqp_connection_info defaults;
-	char	   *copy = pstrdup(url);
-	int			rc;
-
-	if (strncmp(url, "amqps://", 8) == 0)
-	{
-		*error = "TLS (amqps://) is not supported by this build.";
-		return false;
-	}
-	amqp_default_connection_info(&defaults);
-	amqp_default_connection_info(&info);
-	rc = amqp_parse_url(copy, &info);
-	if (rc != AMQP_STATUS_OK)
-	{
-		*error = "The broker URL is not a valid amqp:// URL.";
-		return false;
-	}
-	out->host = pstrdup(info.host);
-	out->port = info.port;
-	out->vhost = pstrdup(info.vhost);
-	out->user = pstrdup(info.user);
-	out->password = pstrdup(info.password);
-	/* the parser leaves the default's pointer unless the URL gave one */
-	out->has_password = info.password != defaults.password && info.password[0] != '\0';
-	pfree(copy);
-	return true;
-}
-
-/* The URL with any password replaced by "***", for logs and views. */
-char *
-BrokerRedactedUrl(const char *url)
-{
-	return RedactUrl(url);
-}
-
 /* Describe a failed library call or server exception into error. */
 static void
 describe_reply(StringInfo error, const char *what, amqp_rpc_reply_t reply)
@@ -198,7 +150,7 @@ set_timeval(struct timeval *tv, int ms)
 BrokerConnection *
 BrokerConnect(StringInfo error)
 {
-	BrokerUrl	url;
+	AmqpUrl	url;
 	char	   *parse_error = NULL;
 	char	   *password;
 	amqp_connection_state_t state;
@@ -210,7 +162,7 @@ BrokerConnect(StringInfo error)
 	int			fd;
 	char		host[128];
 
-	if (!BrokerParseUrl(celerysalt_broker_url, &url, &parse_error))
+	if (!ConninfoParseAmqp(celerysalt_broker_url, &url, &parse_error))
 	{
 		appendStringInfoString(error, parse_error);
 		return NULL;
@@ -218,7 +170,7 @@ BrokerConnect(StringInfo error)
 	password = url.password;
 	if (celerysalt_broker_password_file && celerysalt_broker_password_file[0])
 	{
-		password = GucReadSecretFile(celerysalt_broker_password_file, "broker", error);
+		password = ConninfoReadSecretFile(celerysalt_broker_password_file, "broker", error);
 		if (password == NULL)
 			return NULL;
 	}

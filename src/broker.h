@@ -10,16 +10,8 @@
 #define CELERYSALT_BROKER_H
 
 #include "celerysalt.h"
+#include "conninfo.h"
 
-typedef struct BrokerUrl
-{
-	char	   *host;
-	int			port;
-	char	   *vhost;
-	char	   *user;
-	char	   *password;		/* never printed */
-	bool		has_password;	/* the URL gave a non-empty password */
-} BrokerUrl;
 
 typedef enum BrokerStatus
 {
@@ -32,8 +24,6 @@ typedef enum BrokerStatus
 
 typedef struct BrokerConnection BrokerConnection;
 
-extern bool BrokerParseUrl(const char *url, BrokerUrl *out, char **error);
-extern char *BrokerRedactedUrl(const char *url);
 extern BrokerConnection *BrokerConnect(StringInfo error);
 extern void BrokerDisconnect(BrokerConnection *conn);
 extern void BrokerAbort(BrokerConnection *conn);

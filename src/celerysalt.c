@@ -1,12 +1,15 @@
 /*-------------------------------------------------------------------------
  *
  * celerysalt.c
- *		Module entry point: preload check, parameters, shared memory and the
- *		launcher registration.  Nothing else lives here.
+ *		Module entry point (_PG_init): settings, the log redaction hook and
+ *		the registry's hooks; when preloading, shared memory and the
+ *		launcher registration.  The top of the call graph: nothing calls
+ *		into this file.
  *
  *-------------------------------------------------------------------------
  */
 #include "celerysalt.h"
+#include "conninfo.h"
 
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -15,35 +18,16 @@ PG_MODULE_MAGIC;
 
 PGDLLEXPORT void _PG_init(void);
 
-/* True when loaded through shared_preload_libraries. */
-bool		celerysalt_preloaded = false;
-
 void
 _PG_init(void)
 {
 	GucDefineAll();
-	RedactInstallHook();
+	ConninfoInstallLogHook();
 	RegistryInit();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
-	celerysalt_preloaded = true;
-	ShmemInstallHooks();
+	DbslotInstallHooks();	/* and marks the library preloaded */
 	LauncherRegister();
-}
-
-/*
- * RequirePreload
- *		Raise an error when a function that needs the worker is called in a
- *		server that did not preload the library.
- */
-void
-RequirePreload(void)
-{
-	if (!celerysalt_preloaded)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("celerysalt must be loaded via shared_preload_libraries"),
-				 errhint("Add celerysalt to shared_preload_libraries in postgresql.conf and restart the server.")));
 }

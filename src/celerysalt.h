@@ -23,8 +23,6 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
-#define CELERYSALT_VERSION		"0.1.0"
-
 /* Topics are AMQP routing keys: a short string. */
 #define CELERYSALT_MAX_TOPIC_LEN	255
 /* Limits of the other names an event carries (event.c). */
@@ -54,11 +52,23 @@ extern int	celerysalt_max_payload_depth;
 extern int	celerysalt_delivered_retention_s;
 extern int	celerysalt_outbox_rotation_s;
 extern int	celerysalt_max_databases;
+extern bool celerysalt_require_registration;
+extern char *celerysalt_service_name;
+extern int	celerysalt_follow_action_errors;
+
+/* celerysalt.follow_action_errors */
+typedef enum FollowErrors
+{
+	FOLLOW_ERRORS_ERROR,
+	FOLLOW_ERRORS_DEAD_LETTER
+} FollowErrors;
+
+/* celerysalt.service_name is shorter than this */
+#define CELERYSALT_MAX_SERVICE_LEN	NAMEDATALEN
 
 extern void GucDefineAll(void);
-extern char *GucReadSecretFile(const char *path, const char *what, StringInfo error);
 
-/* ---- shmem.c ---- */
+/* ---- dbslot.c ---- */
 
 /*
  * Per-database delivery state, shared by the database's worker (writer),
@@ -94,18 +104,13 @@ typedef struct CelerysaltShared
 
 extern CelerysaltShared *celerysalt_shared;
 
-extern void ShmemInstallHooks(void);
-extern DatabaseSlot *ShmemFindDatabase(Oid dboid);
-extern DatabaseSlot *ShmemClaimDatabase(Oid dboid);
-extern void ShmemSetWorkerError(DatabaseSlot *slot, const char *message);
-extern void ShmemWakeLauncher(void);
+extern void DbslotInstallHooks(void);
+extern DatabaseSlot *DbslotFind(Oid dboid);
+extern DatabaseSlot *DbslotClaim(Oid dboid);
+extern void DbslotSetWorkerError(DatabaseSlot *slot, const char *message);
+extern void DbslotWakeLauncher(void);
 
-/* ---- redact.c ---- */
-extern void RedactInstallHook(void);
-extern char *RedactText(const char *text);
-extern char *RedactUrl(const char *url);
 
-/* ---- celerysalt.c ---- */
 extern bool celerysalt_preloaded;
 extern void RequirePreload(void);
 
@@ -120,6 +125,26 @@ extern int	CatalogPushSafeSearchPath(void);
 extern void CatalogPopSearchPath(int level);
 
 /* ---- event_name.c, event.c ---- */
+
+/*
+ * The two upward calls of the layered layout (docs/architecture.md): hooks
+ * defined here, low, and set by the registry (registry.c) at load time.
+ */
+/* A plug point for the schema registry: called by the event intake for
+ * every event (publish, follow actions, RPC requests) before it is enqueued.  It may raise an error, and it may
+ * return a different version to stamp into the message. */
+typedef const char *(*PublishValidator) (const char *topic, Jsonb *payload,
+										 const char *version);
+extern PublishValidator celerysalt_publish_validator;
+
+/* A plug point for the schema registry: called by celerysalt_call with the
+ * handler's response (is_error: a business error object) before it is
+ * returned; it may raise an error. */
+typedef void (*RpcResponseValidator) (const char *topic, const char *version,
+									  Jsonb *response, bool is_error);
+extern RpcResponseValidator celerysalt_rpc_response_validator;
+
+
 typedef enum EventNameKind
 {
 	EVENT_NAME_TOPIC,
@@ -131,6 +156,7 @@ typedef enum EventNameKind
 extern char *EventNameProblem(EventNameKind kind, const char *value, char **detail);
 extern void EventCheckName(EventNameKind kind, const char *value);
 extern char *EventNameProblemSentence(EventNameKind kind, const char *value);
+extern List *EventNameSplitTasks(const char *list);
 extern char *EventPayloadProblem(Jsonb *payload, int *sqlstate, char **detail,
 								 const char **hint);
 extern void EventCheckPayload(Jsonb *payload);
@@ -143,24 +169,11 @@ extern char *EventRowProblem(const char *topic, Jsonb *payload, const char *vers
 extern void OutboxRequestCommitWake(void);
 extern void OutboxWakeAfterCommitPrepared(void);
 
-/* A plug point for the schema registry: called by celerysalt_publish for
- * every event before it is enqueued.  It may raise an error, and it may
- * return a different version to stamp into the message. */
-typedef const char *(*PublishValidator) (const char *topic, Jsonb *payload,
-										 const char *version);
-extern PublishValidator celerysalt_publish_validator;
-
 extern pg_uuid_t *OutboxEnqueue(const char *topic, Jsonb *payload,
 								const char *version, const char *correlation_id);
 
 /* ---- rpc.c ---- */
 
-/* A plug point for the schema registry: called by celerysalt_call with the
- * handler's response (is_error: a business error object) before it is
- * returned; it may raise an error. */
-typedef void (*RpcResponseValidator) (const char *topic, const char *version,
-									  Jsonb *response, bool is_error);
-extern RpcResponseValidator celerysalt_rpc_response_validator;
 
 /* ---- message.c ---- */
 
@@ -190,12 +203,10 @@ extern void MessageAppendPayload(StringInfo out, Jsonb *payload,
 extern void MessageBuild(CeleryMessage *msg, const char *task,
 						 const pg_uuid_t *event_id, int task_index,
 						 const char *topic, const char *payload_json);
-extern void MessageFree(CeleryMessage *msg);
 extern void MessageFormatExpires(TimestampTz when, char *out, size_t outlen);
 extern void MessageUuidToString(const pg_uuid_t *uuid, char *out);
 extern void MessageDeriveTaskId(const pg_uuid_t *event_id, const char *task,
 								pg_uuid_t *out);
-extern List *MessageSplitTaskNames(const char *list);
 
 /* ---- worker.c / launcher.c ---- */
 PGDLLEXPORT void CelerysaltLauncherMain(Datum main_arg);
@@ -204,12 +215,8 @@ extern void LauncherRegister(void);
 extern void WorkerStopForDatabase(Oid dboid);
 
 /* ---- follow.c ---- */
-extern void FollowDefineGucs(void);
 
 /* ---- registry.c ---- */
-extern bool celerysalt_require_registration;
-extern char *celerysalt_service_name;
 extern void RegistryInit(void);
-extern void RegistryDefineGucs(void);
 
 #endif							/* CELERYSALT_H */

@@ -19,6 +19,10 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
+/* The hooks the registry sets (celerysalt.h). */
+PublishValidator celerysalt_publish_validator = NULL;
+RpcResponseValidator celerysalt_rpc_response_validator = NULL;
+
 /*
  * Depth of nesting of a jsonb container (1 for a flat object or array)
  * exceeds limit?  Only containers are visited: scalars are skipped by their

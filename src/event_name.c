@@ -16,6 +16,7 @@
 #include "celerysalt.h"
 
 #include "mb/pg_wchar.h"
+#include "nodes/pg_list.h"
 
 /* Largest code point of the Unicode ranges below, sorted by start. */
 typedef struct CodeRange
@@ -156,4 +157,48 @@ EventNameProblemSentence(EventNameKind kind, const char *value)
 	if (problem == NULL)
 		return NULL;
 	return detail ? psprintf("%s: %s", problem, detail) : problem;
+}
+
+/*
+ * EventNameSplitTasks
+ *		Split a comma-separated list of task names into a List of palloc'd
+ *		strings, trimming white space.  Returns NIL if any name is not a
+ *		valid task name (event_name.c).
+ */
+List *
+EventNameSplitTasks(const char *list)
+{
+	List	   *names = NIL;
+	const char *p = list;
+
+	for (;;)
+	{
+		const char *start;
+		const char *end;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		start = p;
+		while (*p && *p != ',')
+			p++;
+		end = p;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		{
+			char	   *name = pnstrdup(start, end - start);
+			char	   *detail;
+
+			if (EventNameProblem(EVENT_NAME_TASK, name, &detail) != NULL)
+			{
+				list_free_deep(names);
+				return NIL;
+			}
+			pfree(name);
+		}
+		names = lappend(names, pnstrdup(start, end - start));
+		if (*p == '\0')
+			break;
+		p++;
+	}
+	return names;
 }

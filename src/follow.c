@@ -48,38 +48,6 @@ PG_FUNCTION_INFO_V1(_celerysalt_follow_actions_trigger);
 
 /* ---------------------------------------------------------------- setting */
 
-typedef enum FollowErrors
-{
-	FOLLOW_ERRORS_ERROR,
-	FOLLOW_ERRORS_DEAD_LETTER
-} FollowErrors;
-
-static const struct config_enum_entry follow_errors_options[] = {
-	{"error", FOLLOW_ERRORS_ERROR, false},
-	{"dead_letter", FOLLOW_ERRORS_DEAD_LETTER, false},
-	{NULL, 0, false}
-};
-
-static int	follow_action_errors = FOLLOW_ERRORS_ERROR;
-
-/*
- * FollowDefineGucs
- *		Define celerysalt.follow_action_errors (called by GucDefineAll).
- */
-void
-FollowDefineGucs(void)
-{
-	DefineCustomEnumVariable("celerysalt.follow_action_errors",
-							 "Sets what happens when a follow-action rule cannot be evaluated or its event cannot be published.",
-							 "error fails the UPDATE; dead_letter records the failure in "
-							 "celerysalt_follow_action_failures, raises a WARNING and lets the UPDATE go on.",
-							 &follow_action_errors,
-							 FOLLOW_ERRORS_ERROR,
-							 follow_errors_options,
-							 PGC_USERSET, 0,
-							 NULL, NULL, NULL);
-}
-
 /* ---------------------------------------------------------- relation cache */
 
 typedef struct FollowRelCache
@@ -753,7 +721,7 @@ rule_failed(FollowCall *call, JsonbValue *elem, int sqlerrcode,
 	if (!row_changed(call))
 		return;
 
-	if (follow_action_errors == FOLLOW_ERRORS_ERROR)
+	if (celerysalt_follow_action_errors == FOLLOW_ERRORS_ERROR)
 		ereport(ERROR,
 				(errcode(sqlerrcode),
 				 call->rule_index >= 0 ?
@@ -840,7 +808,7 @@ fire_rule(FollowCall *call, JsonbValue *elem, const FollowRule *rule,
 		return false;
 	}
 
-	if (follow_action_errors == FOLLOW_ERRORS_ERROR)
+	if (celerysalt_follow_action_errors == FOLLOW_ERRORS_ERROR)
 	{
 		enqueue_event(topic, payload, version);
 		return true;

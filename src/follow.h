@@ -3,8 +3,7 @@
  * follow.h
  *		What follow.c (the row trigger) and follow_rules.c (reading,
  *		comparing and checking rules) share.  Only these two files include
- *		it; the rest of the extension sees FollowDefineGucs() in
- *		celerysalt.h.
+ *		it.
  *
  * docs/follow-actions.md describes the rule format and its semantics.
  *

@@ -10,6 +10,7 @@
  *-------------------------------------------------------------------------
  */
 #include "celerysalt.h"
+#include "conninfo.h"
 
 #include <limits.h>
 
@@ -43,6 +44,15 @@ int			celerysalt_max_payload_depth = 64;
 int			celerysalt_delivered_retention_s = 24 * 3600;
 int			celerysalt_outbox_rotation_s = 10;
 int			celerysalt_max_databases = 32;
+int			celerysalt_follow_action_errors = FOLLOW_ERRORS_ERROR;
+bool		celerysalt_require_registration = false;
+char	   *celerysalt_service_name = NULL;
+
+static const struct config_enum_entry follow_errors_options[] = {
+	{"error", FOLLOW_ERRORS_ERROR, false},
+	{"dead_letter", FOLLOW_ERRORS_DEAD_LETTER, false},
+	{NULL, 0, false}
+};
 
 /*
  * URL settings that may carry a password: broker_url and redis_url.
@@ -86,14 +96,14 @@ typedef struct UrlSetting
 static bool
 parse_broker_url(const char *url, char **password, char **error)
 {
-	BrokerUrl	u;
+	AmqpUrl	u;
 
 	if (url[0] == '\0')
 	{
 		*error = "The broker URL must not be empty.";
 		return false;
 	}
-	if (!BrokerParseUrl(url, &u, error))
+	if (!ConninfoParseAmqp(url, &u, error))
 		return false;
 	*password = u.has_password ? u.password : NULL;
 	return true;
@@ -105,7 +115,7 @@ parse_redis_url(const char *url, char **password, char **error)
 	RedisUrl	u;
 
 	*error = NULL;
-	if (!RedisParseUrl(url, &u, error))
+	if (!ConninfoParseRedis(url, &u, error))
 	{
 		if (*error == NULL)
 			*error = "The Redis URL is not valid.";
@@ -176,7 +186,7 @@ guc_copy(const char *s)
  * one, to members of pg_read_all_stats (so pg_monitor): when the statement
  * being run carries a URL password (ALTER SYSTEM, a refused SET), report it
  * redacted there.  (debug_query_string may already be redacted by the log
- * hook, so report it whether or not RedactText changes it.)  The raw text is
+ * hook, so report it whether or not ConninfoRedactText changes it.)  The raw text is
  * visible there from the start of the statement until this check runs.
  */
 static void
@@ -185,7 +195,7 @@ redact_reported_activity(void)
 	if (MyBackendType == B_BACKEND && pgstat_track_activities &&
 		debug_query_string != NULL &&
 		MyBEEntry != NULL && MyBEEntry->st_state == STATE_RUNNING)
-		pgstat_report_activity(STATE_RUNNING, RedactText(debug_query_string));
+		pgstat_report_activity(STATE_RUNNING, ConninfoRedactText(debug_query_string));
 }
 
 /* Where a password may come from: the server's own configuration. */
@@ -216,7 +226,7 @@ check_url_setting(UrlSetting *s, char **newval, void **extra, GucSource source)
 	if (password != NULL)
 	{
 		redact_reported_activity();
-		masked = RedactUrl(*newval);
+		masked = ConninfoRedactUrl(*newval);
 		if (strcmp(password, "***") == 0)
 		{
 			/* the masked value given back: only a parallel worker does that */
@@ -236,7 +246,7 @@ check_url_setting(UrlSetting *s, char **newval, void **extra, GucSource source)
 		}
 		else if (strcmp(masked, *newval) == 0)
 		{
-			/* cannot happen: RedactUrl masks what the parsers take */
+			/* cannot happen: ConninfoRedactUrl masks what the parsers take */
 			GUC_check_errmsg("invalid value for parameter \"%s\"", s->name);
 			GUC_check_errdetail("The password in the URL cannot be located.");
 			return false;
@@ -316,7 +326,7 @@ check_task_name(char **newval, void **extra, GucSource source)
 
 	if (*newval == NULL)
 		return false;
-	names = MessageSplitTaskNames(*newval);
+	names = EventNameSplitTasks(*newval);
 	ok = list_length(names) == 1;
 	list_free_deep(names);
 	if (!ok)
@@ -346,7 +356,7 @@ check_dispatcher_tasks(char **newval, void **extra, GucSource source)
 
 	if (*newval == NULL)
 		return false;
-	names = MessageSplitTaskNames(*newval);
+	names = EventNameSplitTasks(*newval);
 	ok = names != NIL && list_length(names) <= 8;
 	list_free_deep(names);
 	if (!ok)
@@ -357,30 +367,17 @@ check_dispatcher_tasks(char **newval, void **extra, GucSource source)
 	return true;
 }
 
-/*
- * GucReadSecretFile
- *		The first line of the file a *_password_file setting names, palloc'd,
- *		or NULL with a message in error.  what names the secret in that message.
- */
-char *
-GucReadSecretFile(const char *path, const char *what, StringInfo error)
-{
-	FILE	   *f = AllocateFile(path, "r");
-	char		line[1024];
-	size_t		len;
 
-	if (f == NULL)
+static bool
+check_service_name(char **newval, void **extra, GucSource source)
+{
+	if (*newval && strlen(*newval) >= CELERYSALT_MAX_SERVICE_LEN)
 	{
-		appendStringInfo(error, "could not open %s password file \"%s\": %m", what, path);
-		return NULL;
+		GUC_check_errdetail("The service name must be shorter than %d bytes.",
+							CELERYSALT_MAX_SERVICE_LEN);
+		return false;
 	}
-	if (fgets(line, sizeof(line), f) == NULL)
-		line[0] = '\0';
-	FreeFile(f);
-	len = strlen(line);
-	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-		line[--len] = '\0';
-	return pstrdup(line);
+	return true;
 }
 
 void
@@ -555,7 +552,30 @@ GucDefineAll(void)
 								PGC_POSTMASTER, 0,
 								NULL, NULL, NULL);
 
-	FollowDefineGucs();
-	RegistryDefineGucs();
+	DefineCustomEnumVariable("celerysalt.follow_action_errors",
+							 "Sets what happens when a follow-action rule cannot be evaluated or its event cannot be published.",
+							 "error fails the UPDATE; dead_letter records the failure in "
+							 "celerysalt_follow_action_failures, raises a WARNING and lets the UPDATE go on.",
+							 &celerysalt_follow_action_errors,
+							 FOLLOW_ERRORS_ERROR,
+							 follow_errors_options,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("celerysalt.require_registration",
+							 "Sets whether events may only be published to topics with a registered schema.",
+							 "When off, events of unregistered topics are published unvalidated.",
+							 &celerysalt_require_registration,
+							 false,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("celerysalt.service_name",
+							   "Sets the service name publish counts are recorded under.",
+							   "Empty means the name of the current database.",
+							   &celerysalt_service_name,
+							   "",
+							   PGC_USERSET, 0,
+							   check_service_name, NULL, NULL);
 	MarkGUCPrefixReserved("celerysalt");
 }

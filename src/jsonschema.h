@@ -398,7 +398,6 @@ extern bool JsonschemaFindKey(JsonbContainer *c, const char *key, int len,
 							  JsonbValue *out);
 extern bool JsonschemaEqual(const JsonbValue *a, const JsonbValue *b);
 extern uint32 JsonschemaHash(const JsonbValue *v);
-extern int	JsonschemaTypeOf(const JsonbValue *v);
 extern const char *JsonschemaTypeName(const JsonbValue *v);
 extern bool JsonschemaIsIntegerSlow(Numeric n);
 extern int	JsonschemaNumCmpSlow(Numeric a, Numeric b);
@@ -411,7 +410,6 @@ extern char *JsonschemaValueToText(const JsonbValue *v, int maxlen);
 extern char *JsonschemaUriResolve(const char *base, const char *ref);
 extern char *JsonschemaUriStripFragment(const char *uri, char **fragment);
 extern char *JsonschemaPercentDecode(const char *s);
-extern bool JsonschemaUriIsAbsolute(const char *s);
 
 /* jsonschema_regex.c */
 extern JsRegex *JsonschemaRegexCompile(const char *pattern, int len,

@@ -113,30 +113,6 @@ JsonschemaFindKey(JsonbContainer *c, const char *key, int len, JsonbValue *out)
 	return false;
 }
 
-/* JS_T_* of a value (integers report JS_T_NUMBER | JS_T_INTEGER) */
-int
-JsonschemaTypeOf(const JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return JS_T_NULL;
-		case jbvBool:
-			return JS_T_BOOLEAN;
-		case jbvString:
-			return JS_T_STRING;
-		case jbvNumeric:
-			return JsonschemaIsInteger(v->val.numeric) ?
-				(JS_T_NUMBER | JS_T_INTEGER) : JS_T_NUMBER;
-		case jbvBinary:
-			return JsonContainerIsObject(v->val.binary.data) ?
-				JS_T_OBJECT : JS_T_ARRAY;
-		default:
-			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
-	}
-	return 0;
-}
-
 const char *
 JsonschemaTypeName(const JsonbValue *v)
 {

@@ -269,12 +269,3 @@ JsonschemaPercentDecode(const char *s)
 	return buf.data;
 }
 
-/* Does s start with a scheme? */
-bool
-JsonschemaUriIsAbsolute(const char *s)
-{
-	UriParts	u;
-
-	uri_parse(s, &u);
-	return u.scheme != NULL;
-}

@@ -203,7 +203,7 @@ start_worker(DatabaseEntry *db, LaunchedWorker *lw)
 static TimestampTz
 supervise(DatabaseEntry *db, LaunchedWorker *lw, TimestampTz now)
 {
-	DatabaseSlot *slot = ShmemClaimDatabase(db->oid);
+	DatabaseSlot *slot = DbslotClaim(db->oid);
 	bool		missing;
 	TimestampTz paused_until;
 	pid_t		pid;
@@ -325,7 +325,7 @@ CelerysaltLauncherMain(Datum main_arg)
 		dbs = list_databases(&ndbs);
 		for (int i = 0; i < ndbs; i++)
 		{
-			DatabaseSlot *slot = ShmemClaimDatabase(dbs[i].oid);
+			DatabaseSlot *slot = DbslotClaim(dbs[i].oid);
 			TimestampTz due;
 
 			if (slot == NULL)
@@ -355,7 +355,7 @@ CelerysaltLauncherMain(Datum main_arg)
 void
 WorkerStopForDatabase(Oid dboid)
 {
-	DatabaseSlot *slot = ShmemFindDatabase(dboid);
+	DatabaseSlot *slot = DbslotFind(dboid);
 	pid_t		pid;
 
 	if (slot == NULL)

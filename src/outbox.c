@@ -30,8 +30,6 @@ PG_FUNCTION_INFO_V1(celerysalt_publish);
 PG_FUNCTION_INFO_V1(celerysalt_wake);
 PG_FUNCTION_INFO_V1(_celerysalt_installed);
 
-PublishValidator celerysalt_publish_validator = NULL;
-
 /*
  * The saved INSERT and the outbox it writes to.  outbox_relid is cleared by
  * a relcache invalidation of that table (DROP EXTENSION drops it), so the
@@ -55,7 +53,7 @@ outbox_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (wake_at_commit)
 			{
-				DatabaseSlot *slot = ShmemFindDatabase(MyDatabaseId);
+				DatabaseSlot *slot = DbslotFind(MyDatabaseId);
 				Latch	   *latch = slot ? slot->worker_latch : NULL;
 
 				if (latch != NULL)
@@ -69,7 +67,7 @@ outbox_xact_callback(XactEvent event, void *arg)
 						slot->extension_missing = false;
 						SpinLockRelease(&slot->mutex);
 					}
-					ShmemWakeLauncher();
+					DbslotWakeLauncher();
 				}
 			}
 			wake_at_commit = false;
@@ -115,7 +113,7 @@ OutboxRequestCommitWake(void)
 void
 OutboxWakeAfterCommitPrepared(void)
 {
-	DatabaseSlot *slot = ShmemFindDatabase(MyDatabaseId);
+	DatabaseSlot *slot = DbslotFind(MyDatabaseId);
 
 	if (slot != NULL && slot->worker_latch != NULL)
 		OutboxRequestCommitWake();
@@ -173,7 +171,7 @@ OutboxEnqueue(const char *topic, Jsonb *payload, const char *version,
 	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
 	Datum		values[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	DatabaseSlot *dbslot = ShmemFindDatabase(MyDatabaseId);
+	DatabaseSlot *dbslot = DbslotFind(MyDatabaseId);
 	Oid			schema;
 	int			rc;
 

@@ -13,22 +13,13 @@
 #define CELERYSALT_REDIS_H
 
 #include "celerysalt.h"
+#include "conninfo.h"
 
 #include "datatype/timestamp.h"
 
-typedef struct RedisUrl
-{
-	char	   *host;
-	int			port;
-	int			db;
-	char	   *user;			/* NULL unless given (Redis 6 ACL) */
-	char	   *password;		/* NULL unless given; never printed */
-} RedisUrl;
 
 typedef struct RedisLink RedisLink;
 
-extern bool RedisParseUrl(const char *url, RedisUrl *out, char **error);
-extern char *RedisRedactedUrl(const char *url);
 extern RedisLink *RedisConnect(bool select_db, TimestampTz deadline, StringInfo error,
 							   bool *timed_out);
 extern void RedisDisconnect(RedisLink *link);

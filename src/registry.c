@@ -75,11 +75,9 @@ PG_FUNCTION_INFO_V1(_celerysalt_schema_first_difference);
 
 #define REGISTRY_MAX_CACHED_TOPICS	4096
 #define REGISTRY_MAX_DETAIL_ERRORS	50
-#define REGISTRY_SERVICE_LEN		NAMEDATALEN
+#define REGISTRY_SERVICE_LEN		CELERYSALT_MAX_SERVICE_LEN
 
 /* ---- settings ---- */
-bool		celerysalt_require_registration = false;
-char	   *celerysalt_service_name = NULL;
 
 /* ---- the cache ---- */
 typedef struct RegistryVersion
@@ -136,42 +134,6 @@ static const char *registry_publish_validator(const char *topic, Jsonb *payload,
 											  const char *version);
 
 /* ------------------------------------------------------------- settings */
-
-static bool
-check_service_name(char **newval, void **extra, GucSource source)
-{
-	if (*newval && strlen(*newval) >= REGISTRY_SERVICE_LEN)
-	{
-		GUC_check_errdetail("The service name must be shorter than %d bytes.",
-							REGISTRY_SERVICE_LEN);
-		return false;
-	}
-	return true;
-}
-
-/*
- * RegistryDefineGucs
- *		Define the registry's settings; called from GucDefineAll.
- */
-void
-RegistryDefineGucs(void)
-{
-	DefineCustomBoolVariable("celerysalt.require_registration",
-							 "Sets whether events may only be published to topics with a registered schema.",
-							 "When off, events of unregistered topics are published unvalidated.",
-							 &celerysalt_require_registration,
-							 false,
-							 PGC_SUSET, 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomStringVariable("celerysalt.service_name",
-							   "Sets the service name publish counts are recorded under.",
-							   "Empty means the name of the current database.",
-							   &celerysalt_service_name,
-							   "",
-							   PGC_USERSET, 0,
-							   check_service_name, NULL, NULL);
-}
 
 /* ---------------------------------------------------------------- cache */
 

@@ -33,6 +33,7 @@
  *-------------------------------------------------------------------------
  */
 #include "celerysalt.h"
+#include "conninfo.h"
 
 #include "common/int.h"
 #include "common/jsonapi.h"
@@ -53,8 +54,6 @@
 
 PG_FUNCTION_INFO_V1(celerysalt_call);
 PG_FUNCTION_INFO_V1(celerysalt_call_envelope);
-
-RpcResponseValidator celerysalt_rpc_response_validator = NULL;
 
 /* SQLSTATEs of remote outcomes (docs/errors.md). */
 #define ERRCODE_RPC_BUSINESS_ERROR	MAKE_SQLSTATE('C','R','0','0','1')
@@ -988,7 +987,7 @@ converse(CeleryMessage *msg, const char *channel, TimestampTz deadline,
 static void
 check_rpc_task(void)
 {
-	List	   *allowed = MessageSplitTaskNames(celerysalt_dispatcher_tasks);
+	List	   *allowed = EventNameSplitTasks(celerysalt_dispatcher_tasks);
 	ListCell   *lc;
 
 	foreach(lc, allowed)

@@ -7,6 +7,7 @@
  *-------------------------------------------------------------------------
  */
 #include "celerysalt.h"
+#include "conninfo.h"
 
 #include "access/htup_details.h"
 #include "fmgr.h"
@@ -37,8 +38,8 @@ _celerysalt_worker_state(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	slot = ShmemFindDatabase(MyDatabaseId);
-	values[2] = CStringGetTextDatum(BrokerRedactedUrl(celerysalt_broker_url));
+	slot = DbslotFind(MyDatabaseId);
+	values[2] = CStringGetTextDatum(ConninfoRedactAmqp(celerysalt_broker_url));
 	if (slot == NULL)
 	{
 		for (int i = 0; i < 9; i++)

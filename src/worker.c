@@ -137,7 +137,7 @@ static void
 broker_failed(const char *message)
 {
 	set_connected(false);
-	ShmemSetWorkerError(ws.dbslot, message);
+	DbslotSetWorkerError(ws.dbslot, message);
 	BrokerAbort(ws.broker);
 	ws.broker = NULL;
 
@@ -183,7 +183,7 @@ ensure_broker(void)
 	ws.logged_error[0] = '\0';
 	ws.reconnect_delay_ms = 0;
 	set_connected(true);
-	ShmemSetWorkerError(ws.dbslot, NULL);
+	DbslotSetWorkerError(ws.dbslot, NULL);
 	return true;
 }
 
@@ -465,7 +465,7 @@ dead_letter_unsendable(OutboxEvent *events, int n)
 static CeleryMessage *
 build_messages(OutboxEvent *events, int n, int *nmsgs)
 {
-	List	   *tasks = MessageSplitTaskNames(celerysalt_dispatcher_tasks);
+	List	   *tasks = EventNameSplitTasks(celerysalt_dispatcher_tasks);
 	int			ntasks = list_length(tasks);
 	CeleryMessage *msgs = palloc(sizeof(CeleryMessage) * n * ntasks);
 	StringInfoData payload;
@@ -551,7 +551,7 @@ deliver_batch(void)
 			if (n > 1)
 			{
 				set_connected(false);
-				ShmemSetWorkerError(ws.dbslot, error.data);
+				DbslotSetWorkerError(ws.dbslot, error.data);
 				BrokerAbort(ws.broker);
 				ws.broker = NULL;
 				SetLatch(MyLatch);
@@ -726,7 +726,7 @@ CelerysaltWorkerMain(Datum main_arg)
 	pgstat_report_appname("celerysalt worker");
 
 	memset(&ws, 0, sizeof(ws));
-	ws.dbslot = ShmemFindDatabase(dboid);
+	ws.dbslot = DbslotFind(dboid);
 	if (ws.dbslot == NULL)
 		proc_exit(0);			/* the launcher released the slot meanwhile */
 	for (int s = 0; s < CELERYSALT_OUTBOX_SLOTS; s++)

@@ -38,7 +38,7 @@ run_suite() {
 }
 as_postgres() { runuser -u postgres -- env PG_TEST_TIMEOUT_DEFAULT=60 PATH=/usr/lib/postgresql/15/bin:/usr/bin:/bin "$@"; }
 
-run_suite "symbols" make -s -C "$here" check-symbols PG_CONFIG="$PG_CONFIG"
+run_suite "layers" make -s -C "$here" check-layers PG_CONFIG="$PG_CONFIG"
 run_suite "pg_regress + isolation + TAP" as_postgres make -s -C "$WORK" installcheck PG_CONFIG="$PG_CONFIG"
 if [ -d "$WORK/test/integration" ]; then
 	run_suite "integration (real RabbitMQ, Redis, Celery workers)" bash "$WORK/test/integration/run.sh"

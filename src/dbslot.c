@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
- * shmem.c
+ * dbslot.c
  *		Shared memory: one DatabaseSlot per served database (worker latch,
  *		outbox insert slot, counters and broker state for the status view)
- *		and the launcher's latch.
+ *		and the launcher's latch; and whether the library was preloaded
+ *		(RequirePreload), since everything here exists only then.
  *
  * Slots are claimed by the launcher before it starts a database's worker
  * and looked up by publishing backends by database OID.  A slot stays
@@ -20,6 +21,9 @@
 #include "utils/timestamp.h"
 
 CelerysaltShared *celerysalt_shared = NULL;
+
+/* True when loaded through shared_preload_libraries. */
+bool		celerysalt_preloaded = false;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -67,8 +71,9 @@ shmem_startup(void)
 }
 
 void
-ShmemInstallHooks(void)
+DbslotInstallHooks(void)
 {
+	celerysalt_preloaded = true;
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
@@ -76,12 +81,12 @@ ShmemInstallHooks(void)
 }
 
 /*
- * ShmemFindDatabase
+ * DbslotFind
  *		The slot serving dboid, or NULL.  Lock-free: a slot's dboid only
  *		changes when the launcher claims a free one.
  */
 DatabaseSlot *
-ShmemFindDatabase(Oid dboid)
+DbslotFind(Oid dboid)
 {
 	if (celerysalt_shared == NULL)
 		return NULL;
@@ -96,14 +101,14 @@ ShmemFindDatabase(Oid dboid)
 }
 
 /*
- * ShmemClaimDatabase
+ * DbslotClaim
  *		The slot for dboid, claiming a free one if needed; NULL when all are
  *		taken.  Only the launcher calls this, so claims never race.
  */
 DatabaseSlot *
-ShmemClaimDatabase(Oid dboid)
+DbslotClaim(Oid dboid)
 {
-	DatabaseSlot *slot = ShmemFindDatabase(dboid);
+	DatabaseSlot *slot = DbslotFind(dboid);
 
 	if (slot != NULL)
 		return slot;
@@ -135,7 +140,7 @@ ShmemClaimDatabase(Oid dboid)
 
 /* Record the worker's latest error (NULL clears it) for the status view. */
 void
-ShmemSetWorkerError(DatabaseSlot *slot, const char *message)
+DbslotSetWorkerError(DatabaseSlot *slot, const char *message)
 {
 	SpinLockAcquire(&slot->mutex);
 	if (message == NULL)
@@ -150,7 +155,7 @@ ShmemSetWorkerError(DatabaseSlot *slot, const char *message)
 
 /* Wake the launcher, e.g. because a database now needs a worker. */
 void
-ShmemWakeLauncher(void)
+DbslotWakeLauncher(void)
 {
 	Latch	   *latch;
 
@@ -159,4 +164,19 @@ ShmemWakeLauncher(void)
 	latch = celerysalt_shared->launcher_latch;
 	if (latch != NULL)
 		SetLatch(latch);
+}
+
+/*
+ * RequirePreload
+ *		Raise an error when a function that needs the worker is called in a
+ *		server that did not preload the library.
+ */
+void
+RequirePreload(void)
+{
+	if (!celerysalt_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("celerysalt must be loaded via shared_preload_libraries"),
+				 errhint("Add celerysalt to shared_preload_libraries in postgresql.conf and restart the server.")));
 }

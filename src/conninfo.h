@@ -1,0 +1,41 @@
+/*-------------------------------------------------------------------------
+ *
+ * conninfo.h
+ *		amqp:// and redis:// URLs, password files and redaction (conninfo.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CELERYSALT_CONNINFO_H
+#define CELERYSALT_CONNINFO_H
+
+#include "lib/stringinfo.h"
+
+typedef struct AmqpUrl
+{
+	char	   *host;
+	int			port;
+	char	   *vhost;
+	char	   *user;
+	char	   *password;		/* never printed */
+	bool		has_password;	/* the URL gave a non-empty password */
+} AmqpUrl;
+
+typedef struct RedisUrl
+{
+	char	   *host;
+	int			port;
+	int			db;
+	char	   *user;			/* NULL unless given (Redis 6 ACL) */
+	char	   *password;		/* NULL unless given; never printed */
+} RedisUrl;
+
+extern bool ConninfoParseAmqp(const char *url, AmqpUrl *out, char **error);
+extern char *ConninfoRedactAmqp(const char *url);
+extern bool ConninfoParseRedis(const char *url, RedisUrl *out, char **error);
+extern char *ConninfoRedactRedis(const char *url);
+extern char *ConninfoReadSecretFile(const char *path, const char *what, StringInfo error);
+extern char *ConninfoRedactText(const char *text);
+extern char *ConninfoRedactUrl(const char *url);
+extern void ConninfoInstallLogHook(void);
+
+#endif							/* CELERYSALT_CONNINFO_H */
