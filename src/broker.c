@@ -31,6 +31,8 @@
 #include "utils/timestamp.h"
 
 #include "broker.h"
+#include "guc.h"
+#include "message.h"
 
 #define BROKER_CHANNEL		1
 #define BROKER_FRAME_MAX	131072

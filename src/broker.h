@@ -11,6 +11,7 @@
 
 #include "celerysalt.h"
 #include "conninfo.h"
+#include "message.h"
 
 
 typedef enum BrokerStatus

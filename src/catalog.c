@@ -27,6 +27,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "catalog.h"
 
 /*
  * CatalogExtensionSchema

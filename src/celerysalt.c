@@ -13,6 +13,10 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "guc.h"
+#include "dbslot.h"
+#include "processes.h"
+#include "registry.h"
 
 PG_MODULE_MAGIC;
 

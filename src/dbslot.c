@@ -19,6 +19,8 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
+#include "guc.h"
+#include "dbslot.h"
 
 CelerysaltShared *celerysalt_shared = NULL;
 

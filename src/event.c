@@ -18,6 +18,8 @@
 
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "guc.h"
+#include "event.h"
 
 /* The hooks the registry sets (celerysalt.h). */
 PublishValidator celerysalt_publish_validator = NULL;

@@ -17,6 +17,7 @@
 
 #include "mb/pg_wchar.h"
 #include "nodes/pg_list.h"
+#include "event.h"
 
 /* Largest code point of the Unicode ranges below, sorted by start. */
 typedef struct CodeRange

@@ -23,6 +23,11 @@
  *-------------------------------------------------------------------------
  */
 #include "follow.h"
+#include "guc.h"
+#include "dbslot.h"
+#include "catalog.h"
+#include "event.h"
+#include "outbox.h"
 
 #include "access/detoast.h"
 #include "access/htup_details.h"

@@ -19,6 +19,7 @@
  *-------------------------------------------------------------------------
  */
 #include "follow.h"
+#include "event.h"
 
 #include "access/htup_details.h"
 #include "access/relation.h"

@@ -25,6 +25,8 @@
 #include "broker.h"
 #include "jsonschema.h"
 #include "redis.h"
+#include "guc.h"
+#include "event.h"
 
 char	   *celerysalt_broker_url = NULL;
 char	   *celerysalt_broker_password_file = NULL;

@@ -41,6 +41,11 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
+#include "guc.h"
+#include "dbslot.h"
+#include "catalog.h"
+#include "outbox.h"
+#include "processes.h"
 
 /* How long the launcher sleeps when nothing is due. */
 #define LAUNCHER_NAP_MS			(60 * 1000)

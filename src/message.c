@@ -24,6 +24,7 @@
 #include "utils/timestamp.h"
 #include "utils/numeric.h"
 #include "utils/varlena.h"
+#include "message.h"
 
 /* argsrepr/kwargsrepr are truncated like Celery's saferepr. */
 #define REPR_MAX	1024

@@ -25,6 +25,10 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
+#include "dbslot.h"
+#include "catalog.h"
+#include "event.h"
+#include "outbox.h"
 
 PG_FUNCTION_INFO_V1(celerysalt_publish);
 PG_FUNCTION_INFO_V1(celerysalt_wake);

@@ -29,6 +29,7 @@
 #include "utils/timestamp.h"
 
 #include "redis.h"
+#include "guc.h"
 
 struct RedisLink
 {

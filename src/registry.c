@@ -64,9 +64,12 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "jsonschema.h"
+#include "guc.h"
+#include "catalog.h"
+#include "event.h"
+#include "registry.h"
 
 /* An RPC answer that breaks its registered response_schema / error_schema (docs/errors.md). */
-#define ERRCODE_RPC_INVALID_RESPONSE	MAKE_SQLSTATE('C','R','0','0','9')
 
 PG_FUNCTION_INFO_V1(celerysalt_validate_event);
 PG_FUNCTION_INFO_V1(_celerysalt_registry_changed);

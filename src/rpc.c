@@ -51,19 +51,12 @@
 
 #include "broker.h"
 #include "redis.h"
+#include "guc.h"
+#include "event.h"
+#include "message.h"
 
 PG_FUNCTION_INFO_V1(celerysalt_call);
 PG_FUNCTION_INFO_V1(celerysalt_call_envelope);
-
-/* SQLSTATEs of remote outcomes (docs/errors.md). */
-#define ERRCODE_RPC_BUSINESS_ERROR	MAKE_SQLSTATE('C','R','0','0','1')
-#define ERRCODE_RPC_HANDLER_ERROR	MAKE_SQLSTATE('C','R','0','0','2')
-#define ERRCODE_RPC_NO_HANDLERS		MAKE_SQLSTATE('C','R','0','0','3')
-#define ERRCODE_RPC_UNROUTABLE		MAKE_SQLSTATE('C','R','0','0','4')
-#define ERRCODE_RPC_NOT_REGISTERED	MAKE_SQLSTATE('C','R','0','0','5')
-#define ERRCODE_RPC_REVOKED			MAKE_SQLSTATE('C','R','0','0','6')
-#define ERRCODE_RPC_REMOTE_FAILURE	MAKE_SQLSTATE('C','R','0','0','7')
-#define ERRCODE_RPC_TIMEOUT			MAKE_SQLSTATE('C','R','0','0','8')
 
 #define MAX_TIMEOUT_MS	(24 * 3600 * 1000)
 #define RPC_PRIORITY	9		/* as celery-salt's SaltEvent.call() */

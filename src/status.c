@@ -17,6 +17,8 @@
 #include "utils/timestamp.h"
 
 #include "broker.h"
+#include "guc.h"
+#include "dbslot.h"
 
 PG_FUNCTION_INFO_V1(_celerysalt_worker_state);
 

@@ -43,6 +43,12 @@
 #include "utils/timestamp.h"
 
 #include "broker.h"
+#include "guc.h"
+#include "dbslot.h"
+#include "catalog.h"
+#include "event.h"
+#include "message.h"
+#include "processes.h"
 
 #define RECONNECT_MIN_MS		100
 #define RETENTION_EVERY_MS		(60 * 1000)

@@ -1,0 +1,22 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.h
+ *		The extension's schema, qualified names and the safe search_path (catalog.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CELERYSALT_CATALOG_H
+#define CELERYSALT_CATALOG_H
+
+#include "celerysalt.h"
+
+extern Oid	CatalogExtensionSchema(bool missing_ok);
+extern char *CatalogQualifiedName(const char *relname);
+
+/* The only search_path under which SQL runs with more than the user's rights. */
+#define CATALOG_SAFE_SEARCH_PATH "pg_catalog, pg_temp"
+extern void CatalogPinProcessSearchPath(void);
+extern int	CatalogPushSafeSearchPath(void);
+extern void CatalogPopSearchPath(int level);
+
+#endif							/* CELERYSALT_CATALOG_H */

@@ -1,0 +1,45 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.h
+ *		Every celerysalt.* setting (guc.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CELERYSALT_GUC_H
+#define CELERYSALT_GUC_H
+
+#include "celerysalt.h"
+
+extern char *celerysalt_broker_url;
+extern char *celerysalt_broker_password_file;
+extern char *celerysalt_exchange;
+extern char *celerysalt_dispatcher_tasks;
+extern char *celerysalt_databases;
+extern char *celerysalt_redis_url;
+extern char *celerysalt_redis_password_file;
+extern char *celerysalt_redis_key_prefix;
+extern char *celerysalt_rpc_task;
+extern int	celerysalt_batch_size;
+extern int	celerysalt_poll_interval_ms;
+extern int	celerysalt_broker_timeout_ms;
+extern int	celerysalt_reconnect_max_delay_ms;
+extern int	celerysalt_max_payload_size;
+extern int	celerysalt_max_payload_depth;
+extern int	celerysalt_delivered_retention_s;
+extern int	celerysalt_outbox_rotation_s;
+extern int	celerysalt_max_databases;
+extern bool celerysalt_require_registration;
+extern char *celerysalt_service_name;
+extern int	celerysalt_follow_action_errors;
+
+/* celerysalt.follow_action_errors */
+typedef enum FollowErrors
+{
+	FOLLOW_ERRORS_ERROR,
+	FOLLOW_ERRORS_DEAD_LETTER
+} FollowErrors;
+
+
+extern void GucDefineAll(void);
+
+#endif							/* CELERYSALT_GUC_H */
