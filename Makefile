@@ -2,9 +2,12 @@
 # up by wildcard so that adding a file never needs an edit here.
 
 EXTENSION  = celerysalt
-EXTVERSION = 0.1.0
+# The version is written once, in celerysalt.control.
+EXTVERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(dir $(lastword $(MAKEFILE_LIST)))celerysalt.control)
 
-PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+# The test and demo commands pass PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+# (Debian's /usr/bin/pg_config picks the newest server-dev installed).
+PG_CONFIG ?= pg_config
 
 MODULE_big = celerysalt
 SRCS       = $(sort $(wildcard src/*.c))

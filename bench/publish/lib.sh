@@ -22,7 +22,7 @@ bench_require_root() {
 bench_packages() {
 	local missing="" p
 	for p in postgresql-15 postgresql-server-dev-15 postgresql-contrib librabbitmq-dev libhiredis-dev \
-		libjansson-dev python3-venv gcc make rabbitmq-server; do
+		python3-venv gcc make rabbitmq-server; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 	done
 	if [ -n "$missing" ]; then
