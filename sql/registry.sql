@@ -184,15 +184,15 @@ SELECT * FROM pg_temp.try($q$SELECT celerysalt_publish('regress.order.placed', '
 SET celerysalt.require_registration = on;
 SELECT * FROM pg_temp.try($q$SELECT celerysalt_publish('regress.unregistered', '{}')$q$);
 RESET celerysalt.require_registration;
--- 55000: an install that lost the validator functions says so instead of
--- calling a function that is gone (the cache notices dropped functions).
+-- The registry calls the validator in C: dropping the SQL validator
+-- functions changes nothing for publishing (a valid event passes, an
+-- invalid one is refused).
 BEGIN;
-SELECT celerysalt_publish('regress.order.placed',
-        '{"order_id": "2b0be589-1b1a-4c1c-8f5e-1a2b3c4d5e6f", "amount": 1, "placed_at": "2026-01-02T03:04:05Z"}') IS NOT NULL AS cached;
 ALTER EXTENSION celerysalt DROP FUNCTION celerysalt_validate(jsonb, jsonb, boolean);
 DROP FUNCTION celerysalt_validate(jsonb, jsonb, boolean);
-SELECT * FROM pg_temp.try($q$SELECT celerysalt_publish('regress.order.placed',
-        '{"order_id": "2b0be589-1b1a-4c1c-8f5e-1a2b3c4d5e6f", "amount": 1, "placed_at": "2026-01-02T03:04:05Z"}')$q$);
+SELECT celerysalt_publish('regress.order.placed',
+        '{"order_id": "2b0be589-1b1a-4c1c-8f5e-1a2b3c4d5e6f", "amount": 1, "placed_at": "2026-01-02T03:04:05Z"}') IS NOT NULL AS published;
+SELECT state FROM pg_temp.try($q$SELECT celerysalt_publish('regress.order.placed', '{"amount": 1}')$q$);
 ROLLBACK;
 \x off
 SELECT state FROM pg_temp.try($q$SELECT celerysalt_publish('regress.unregistered', '{}')$q$);

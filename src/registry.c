@@ -93,8 +93,10 @@ typedef struct RegistryVersion
 	bool		rpc;			/* mode = 'rpc' */
 	Jsonb	   *response_schema;	/* NULL unless registered */
 	Jsonb	   *error_schema;	/* NULL unless registered */
-	bool		fn_ready;
-	FmgrInfo	validate_fn;	/* celerysalt_validate(jsonb, jsonb, bool) */
+	/* compiled on first use, in registry_cxt (freed with the cache) */
+	JsSchema   *compiled;
+	JsSchema   *compiled_response;
+	JsSchema   *compiled_error;
 } RegistryVersion;
 
 typedef struct RegistryTopic
@@ -111,8 +113,6 @@ static uint64 registry_built_at = 0;
 static Oid	registry_nsp = InvalidOid;
 static Oid	registry_relid = InvalidOid;	/* celerysalt_schemas */
 static Oid	registry_owner = InvalidOid;
-static Oid	validate_fn_oid = InvalidOid;
-static Oid	errors_fn_oid = InvalidOid;
 
 /* ---- publish counters of the current transaction ---- */
 typedef struct PublishCountKey
@@ -148,27 +148,6 @@ registry_relcache_callback(Datum arg, Oid relid)
 }
 
 /*
- * A function was created, changed or dropped: the validator functions the
- * cache found may be gone (an ALTER EXTENSION ... DROP FUNCTION and DROP
- * FUNCTION).  Rare enough to reset the cache for.
- */
-static void
-registry_function_callback(Datum arg, int cacheid, uint32 hashvalue)
-{
-	registry_inval_count++;
-}
-
-/* The OID of function nspname.name(args), or InvalidOid. */
-static Oid
-lookup_function(const char *name, int nargs, const Oid *argtypes)
-{
-	List	   *qname = list_make2(makeString(get_namespace_name(registry_nsp)),
-								   makeString(pstrdup(name)));
-
-	return LookupFuncName(qname, nargs, argtypes, true);
-}
-
-/*
  * Drop everything cached and find the registry again.  Counts as built for
  * the current invalidation counter before it touches the catalogs, so an
  * invalidation that arrives meanwhile causes another reset next time.
@@ -188,8 +167,6 @@ registry_reset(void)
 	registry_topics = NULL;
 	registry_relid = InvalidOid;
 	registry_owner = InvalidOid;
-	validate_fn_oid = InvalidOid;
-	errors_fn_oid = InvalidOid;
 	registry_built_at = registry_inval_count;
 
 	registry_nsp = CatalogExtensionSchema(true);
@@ -206,15 +183,6 @@ registry_reset(void)
 	}
 	registry_owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
-
-	{
-		Oid			args4[4] = {JSONBOID, JSONBOID, BOOLOID, JSONBOID};
-
-		validate_fn_oid = lookup_function("celerysalt_validate", 3, args4);
-		errors_fn_oid = lookup_function("celerysalt_validation_errors", 3, args4);
-		if (!OidIsValid(errors_fn_oid))
-			errors_fn_oid = lookup_function("celerysalt_validation_errors", 4, args4);
-	}
 
 	ctl.keysize = CELERYSALT_MAX_TOPIC_LEN + 1;
 	ctl.entrysize = sizeof(RegistryTopic);
@@ -420,6 +388,34 @@ raise_unregistered(const char *topic, bool publishing)
 }
 
 /*
+ * Validate instance against schema (formats asserted), compiling it into
+ * *compiled (in registry_cxt) on first use.  Returns whether it is valid;
+ * when not and errors is given, *errors is the validator's error array.
+ * The validator is called in C: no catalog lookup, nothing a role can drop.
+ */
+static bool
+check_against(JsSchema **compiled, Jsonb *schema, Jsonb *instance, Jsonb **errors)
+{
+	List	   *problems = NIL;
+
+	if (*compiled == NULL)
+	{
+		JsSchema   *s = JsonschemaCompile(schema, NULL, CurrentMemoryContext, true);
+
+		MemoryContextSetParent(s->cxt, registry_cxt);
+		*compiled = s;
+	}
+	if (JsonschemaValidate(*compiled, instance, true, NULL))
+		return true;
+	if (errors)
+	{
+		(void) JsonschemaValidate(*compiled, instance, true, &problems);
+		*errors = JsonschemaErrorsToJsonb(problems, true);
+	}
+	return false;
+}
+
+/*
  * True if payload is valid against version v of the topic, with formats
  * asserted.  When it is not and errors is not NULL, *errors receives the
  * validator's error array.
@@ -427,25 +423,7 @@ raise_unregistered(const char *topic, bool publishing)
 static bool
 registry_check_payload(RegistryVersion *v, Jsonb *payload, Jsonb **errors)
 {
-	bool		ok;
-
-	if (!OidIsValid(validate_fn_oid) || !OidIsValid(errors_fn_oid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the JSON Schema validator of celerysalt is not installed"),
-				 errhint("Update the extension with ALTER EXTENSION celerysalt UPDATE.")));
-	if (!v->fn_ready)
-	{
-		fmgr_info_cxt(validate_fn_oid, &v->validate_fn, registry_cxt);
-		v->fn_ready = true;
-	}
-	ok = DatumGetBool(FunctionCall3(&v->validate_fn, JsonbPGetDatum(v->schema),
-									JsonbPGetDatum(payload), BoolGetDatum(true)));
-	if (!ok && errors)
-		*errors = DatumGetJsonbP(OidFunctionCall3(errors_fn_oid, JsonbPGetDatum(v->schema),
-												  JsonbPGetDatum(payload),
-												  BoolGetDatum(true)));
-	return ok;
+	return check_against(&v->compiled, v->schema, payload, errors);
 }
 
 /* A text member of a validator error object, or "". */
@@ -707,6 +685,7 @@ registry_rpc_response_validator(const char *topic, const char *version,
 	RegistryTopic *entry = registry_lookup(topic);
 	RegistryVersion *v;
 	Jsonb	   *schema;
+	Jsonb	   *errors;
 
 	if (entry == NULL || entry->nversions == 0)
 		return;
@@ -714,15 +693,10 @@ registry_rpc_response_validator(const char *topic, const char *version,
 	schema = is_error ? v->error_schema : v->response_schema;
 	if (!v->rpc || schema == NULL)
 		return;
-	if (!OidIsValid(validate_fn_oid) || !OidIsValid(errors_fn_oid))
-		return;					/* registry_check_payload already said so */
-	if (!DatumGetBool(OidFunctionCall3(validate_fn_oid, JsonbPGetDatum(schema),
-									   JsonbPGetDatum(response), BoolGetDatum(true))))
+	if (!check_against(is_error ? &v->compiled_error : &v->compiled_response,
+					   schema, response, &errors))
 		raise_invalid(ERRCODE_RPC_INVALID_RESPONSE, is_error ? "RPC error" : "RPC response",
-					  topic, v->version,
-					  DatumGetJsonbP(OidFunctionCall3(errors_fn_oid, JsonbPGetDatum(schema),
-													  JsonbPGetDatum(response),
-													  BoolGetDatum(true))));
+					  topic, v->version, errors);
 }
 
 /*
@@ -736,7 +710,6 @@ RegistryInit(void)
 	celerysalt_publish_validator = registry_publish_validator;
 	celerysalt_rpc_response_validator = registry_rpc_response_validator;
 	CacheRegisterRelcacheCallback(registry_relcache_callback, (Datum) 0);
-	CacheRegisterSyscacheCallback(PROCOID, registry_function_callback, (Datum) 0);
 }
 
 /* ------------------------------------------------------ SQL functions */
