@@ -10,7 +10,7 @@ EXTVERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(dir $(lastwo
 PG_CONFIG ?= pg_config
 
 MODULE_big = celerysalt
-SRCS       = $(sort $(wildcard src/*.c))
+SRCS       = $(sort $(wildcard src/*.c src/jsonschema/*.c))
 OBJS       = $(SRCS:.c=.o)
 
 # The install script is assembled from sql/install/NN_topic.sql in name order.
@@ -48,7 +48,7 @@ $(DATA_built): $(INSTALL_PARTS)
 	cat $^ > $@
 
 # PGXS tracks no header dependencies: every object depends on every header.
-$(OBJS): $(wildcard src/*.h)
+$(OBJS): $(wildcard src/*.h src/jsonschema/*.h)
 
 # No call cycle between source files: the layers of docs/architecture.md.
 .PHONY: check-layers

@@ -37,7 +37,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/numeric.h"
-#include "jsonschema.h"
+#include "jbv.h"
 
 PG_FUNCTION_INFO_V1(_celerysalt_schema_diff);
 
@@ -184,7 +184,7 @@ value_member(List *list, const JsonbValue *v)
 	ListCell   *lc;
 
 	foreach(lc, list)
-		if (JsonschemaEqual((JsonbValue *) lfirst(lc), v))
+		if (JbvEqual((JsonbValue *) lfirst(lc), v))
 			return true;
 	return false;
 }
@@ -527,7 +527,7 @@ compare_default(Diff *d, const SchemaNode *o, const SchemaNode *n, const char *p
 	bool		ho = get_key(&o->v, "default", &od);
 	bool		hn = get_key(&n->v, "default", &nd);
 
-	if (ho && hn && !JsonschemaEqual(&od, &nd))
+	if (ho && hn && !JbvEqual(&od, &nd))
 		emit(d, path, o, n, "default_changed", true, true, &od, &nd,
 			 psprintf("default changed from %s to %s", value_text(&od), value_text(&nd)));
 	else if (!ho && hn)
@@ -619,7 +619,7 @@ compare_restriction(Diff *d, const SchemaNode *o, const SchemaNode *n, const cha
 	bool		ho = get_key(&o->v, kw, &ov);
 	bool		hn = get_key(&n->v, kw, &nv);
 
-	if (ho && hn && !JsonschemaEqual(&ov, &nv))
+	if (ho && hn && !JbvEqual(&ov, &nv))
 		emit(d, path, o, n, changed, false, false, &ov, &nv,
 			 psprintf("%s changed from %s to %s", kw, value_text(&ov), value_text(&nv)));
 	else if (!ho && hn)
@@ -678,7 +678,7 @@ compare_bounds(Diff *d, const SchemaNode *o, const SchemaNode *n, const char *pa
 				 psprintf("%s %s removed", kw, value_text(&ov)));
 		else if (ov.type != jbvNumeric || nv.type != jbvNumeric)
 		{
-			if (!JsonschemaEqual(&ov, &nv))
+			if (!JbvEqual(&ov, &nv))
 				emit(d, path, o, n, "constraint_changed", false, false, &ov, &nv,
 					 psprintf("%s changed from %s to %s", kw, value_text(&ov), value_text(&nv)));
 		}
@@ -699,7 +699,7 @@ compare_bounds(Diff *d, const SchemaNode *o, const SchemaNode *n, const char *pa
 		bool		ho = get_key(&o->v, "multipleOf", &ov);
 		bool		hn = get_key(&n->v, "multipleOf", &nv);
 
-		if (ho && hn && !JsonschemaEqual(&ov, &nv))
+		if (ho && hn && !JbvEqual(&ov, &nv))
 		{
 			const char *change = "constraint_changed";
 
@@ -933,7 +933,7 @@ compare_other_keywords(Diff *d, const SchemaNode *o, const SchemaNode *n, const 
 		done = lappend(done, (char *) kw);
 		ho = get_key(&o->v, kw, &ov);
 		hn = get_key(&n->v, kw, &nv);
-		if (ho && hn && JsonschemaEqual(&ov, &nv))
+		if (ho && hn && JbvEqual(&ov, &nv))
 			continue;
 		emit(d, path, o, n, "unsupported_keyword_changed", false, false,
 			 ho ? &ov : NULL, hn ? &nv : NULL,

@@ -17,7 +17,7 @@
 #include "access/tupdesc.h"
 #include "fmgr.h"
 #include "utils/jsonb.h"
-#include "jsonschema.h"
+#include "jbv.h"
 
 typedef enum FollowOp
 {
@@ -133,7 +133,7 @@ FollowValuesEqual(const JsonbValue *a, const JsonbValue *b)
 			memcmp(a->val.string.val, b->val.string.val, a->val.string.len) == 0;
 	if (a->type != b->type && a->type != jbvBinary && b->type != jbvBinary)
 		return false;
-	return JsonschemaEqual(a, b);
+	return JbvEqual(a, b);
 }
 
 #endif							/* CELERYSALT_FOLLOW_H */

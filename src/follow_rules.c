@@ -140,7 +140,7 @@ set_failure(FollowFailure *failure, int sqlerrcode, const char *fmt,...)
 	va_list		args;
 
 	va_start(args, fmt);
-	failure->message = JsonschemaFormatVA(fmt, args);
+	failure->message = JbvFormatVA(fmt, args);
 	va_end(args);
 	failure->sqlerrcode = sqlerrcode;
 }

@@ -23,7 +23,8 @@
 #include "utils/memutils.h"
 
 #include "broker.h"
-#include "jsonschema.h"
+#include "jbv.h"
+#include "jsonschema/jsonschema.h"
 #include "redis.h"
 #include "guc.h"
 #include "event.h"

@@ -63,7 +63,8 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
-#include "jsonschema.h"
+#include "jbv.h"
+#include "jsonschema/jsonschema.h"
 #include "guc.h"
 #include "catalog.h"
 #include "event.h"
@@ -402,7 +403,7 @@ check_against(JsSchema **compiled, Jsonb *schema, Jsonb *instance, Jsonb **error
 	{
 		JsSchema   *s = JsonschemaCompile(schema, NULL, CurrentMemoryContext, true);
 
-		MemoryContextSetParent(s->cxt, registry_cxt);
+		JsonschemaKeep(s, registry_cxt);
 		*compiled = s;
 	}
 	if (JsonschemaValidate(*compiled, instance, true, NULL))
@@ -911,7 +912,7 @@ first_difference(JsonbValue *a, JsonbValue *b, StringInfo path,
 		}
 		return false;
 	}
-	if (a->type != jbvBinary && b->type != jbvBinary && JsonschemaEqual(a, b))
+	if (a->type != jbvBinary && b->type != jbvBinary && JbvEqual(a, b))
 		return false;
 	*da = a;
 	*db = b;

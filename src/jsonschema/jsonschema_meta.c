@@ -17,7 +17,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
 
-#include "jsonschema.h"
+#include "jsonschema_int.h"
 
 typedef struct BuiltinDoc
 {

@@ -1,8 +1,10 @@
 /*-------------------------------------------------------------------------
  *
- * jsonschema.h
- *		The JSON Schema validator: compiled schema representation and the
- *		functions the jsonschema*.c files offer each other.
+ * jsonschema_int.h
+ *		The JSON Schema validator's private header: compiled schema
+ *		representation and the functions the files of src/jsonschema/ offer
+ *		each other.  Nothing outside src/jsonschema/ includes it; the rest of
+ *		the extension uses jsonschema.h.
  *
  * A schema document (jsonb) is compiled once into a graph of JsNode, one
  * per subschema, with $ref/$dynamicRef resolved to node pointers.  The
@@ -13,8 +15,6 @@
  *							$ref resolution, metaschema-independent checks
  *	jsonschema_validate.c	instance validation, annotations (unevaluated*),
  *							error collection ("basic" output)
- *	jsonschema_jsonb.c		allocation-free access to jsonb containers, JSON
- *							equality and hashing
  *	jsonschema_uri.c		RFC 3986 reference resolution
  *	jsonschema_regex.c		ECMA-262 -> PostgreSQL ARE translation, matching
  *	jsonschema_format.c		"format" checkers
@@ -23,8 +23,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef JSONSCHEMA_H
-#define JSONSCHEMA_H
+#ifndef JSONSCHEMA_INT_H
+#define JSONSCHEMA_INT_H
 
 #include "postgres.h"
 
@@ -33,6 +33,9 @@
 #include "regex/regex.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
+
+#include "jbv.h"
+#include "jsonschema.h"
 
 /* SQLSTATE of a malformed or unsupported schema (documented in docs/jsonschema.md) */
 #define JSONSCHEMA_ERRCODE_INVALID_SCHEMA	ERRCODE_INVALID_PARAMETER_VALUE
@@ -328,7 +331,7 @@ struct JsNode
 };
 
 /* A compiled schema: everything lives in its own memory context */
-typedef struct JsSchema
+struct JsSchema
 {
 	MemoryContext cxt;
 	JsNode	   *root;
@@ -342,7 +345,7 @@ typedef struct JsSchema
 	uint32		hash;
 	Size		size;			/* bytes of the key (schema + registry) */
 	Size		layout_bytes;	/* memory taken by the nodes' layouts */
-} JsSchema;
+};
 
 /* One error of the output ("basic" output format) */
 typedef struct JsError
@@ -353,58 +356,7 @@ typedef struct JsError
 	char	   *message;
 } JsError;
 
-/*
- * The work limit (celerysalt.validation_work_limit, defined in guc.c): the
- * steps one validation (subschemas applied to values) or one compilation
- * (schema objects compiled, resources and anchors compared) may take.
- * Real schemas stay far below the default; schemas whose in-place
- * applicators or $ref fan out exponentially stop with 54000.
- */
-#define JSONSCHEMA_DEFAULT_WORK_LIMIT	100000000
-extern int	JsonschemaWorkLimit;
 extern void JsonschemaWorkLimitExceeded(const char *what, const char *location) pg_attribute_noreturn();
-
-/* jsonschema_compile.c */
-extern JsSchema *JsonschemaCompile(Jsonb *schema, Jsonb *registry,
-								   MemoryContext parent, bool raise);
-extern void JsonschemaFree(JsSchema *s);
-
-/* jsonschema_validate.c */
-extern bool JsonschemaValidate(JsSchema *s, Jsonb *instance, bool assert_formats,
-							   List **errors);
-extern bool JsonschemaValidateValue(JsSchema *s, JsonbValue *instance,
-									bool assert_formats, List **errors);
-extern Jsonb *JsonschemaErrorsToJsonb(List *errors, bool with_path);
-
-/* Sequential access to the children of an array or object container */
-typedef struct JsIter
-{
-	JsonbContainer *c;
-	char	   *base;
-	int			n;
-	int			i;
-	uint32		koff;
-	uint32		voff;
-	bool		object;
-} JsIter;
-
-/* jsonschema_jsonb.c */
-extern void JsonschemaIterInit(JsIter *it, JsonbContainer *c);
-extern void JsonschemaRootValue(Jsonb *jb, JsonbValue *out);
-extern void JsonschemaGetElem(JsonbContainer *c, int i, JsonbValue *out);
-extern void JsonschemaGetPair(JsonbContainer *c, int i, JsonbValue *key,
-							  JsonbValue *val);
-extern bool JsonschemaFindKey(JsonbContainer *c, const char *key, int len,
-							  JsonbValue *out);
-extern bool JsonschemaEqual(const JsonbValue *a, const JsonbValue *b);
-extern uint32 JsonschemaHash(const JsonbValue *v);
-extern const char *JsonschemaTypeName(const JsonbValue *v);
-extern bool JsonschemaIsIntegerSlow(Numeric n);
-extern int	JsonschemaNumCmpSlow(Numeric a, Numeric b);
-extern int64 JsonschemaStrLen(const char *s, int len);
-extern char *JsonschemaFormatVA(const char *fmt, va_list args) pg_attribute_printf(1, 0);
-extern void JsonschemaAppendPointerToken(StringInfo buf, const char *s, int len);
-extern char *JsonschemaValueToText(const JsonbValue *v, int maxlen);
 
 /* jsonschema_uri.c */
 extern char *JsonschemaUriResolve(const char *base, const char *ref);
@@ -426,258 +378,4 @@ extern bool JsonschemaFormatCheck(JsFormat f, const char *s, int len);
 extern Jsonb *JsonschemaBuiltinDocument(const char *uri);
 extern const char *JsonschemaMetaschemaUri(int draft);
 
-/*
- * Fill *out with child 'index' of container c, whose data starts at
- * base_addr + offset.
- */
-static pg_attribute_always_inline void
-JsonschemaFillValue(JsonbContainer *c, int index, char *base_addr, uint32 offset,
-		   JsonbValue *out)
-{
-	JEntry		entry = c->children[index];
-	uint32		len;
-
-	if (JBE_HAS_OFF(entry))
-		len = JBE_OFFLENFLD(entry) - offset;
-	else
-		len = JBE_OFFLENFLD(entry);
-
-	if (JBE_ISNULL(entry))
-		out->type = jbvNull;
-	else if (JBE_ISSTRING(entry))
-	{
-		out->type = jbvString;
-		out->val.string.val = base_addr + offset;
-		out->val.string.len = len;
-	}
-	else if (JBE_ISNUMERIC(entry))
-	{
-		out->type = jbvNumeric;
-		out->val.numeric = (Numeric) (base_addr + INTALIGN(offset));
-	}
-	else if (JBE_ISBOOL_TRUE(entry))
-	{
-		out->type = jbvBool;
-		out->val.boolean = true;
-	}
-	else if (JBE_ISBOOL_FALSE(entry))
-	{
-		out->type = jbvBool;
-		out->val.boolean = false;
-	}
-	else
-	{
-		Assert(JBE_ISCONTAINER(entry));
-		out->type = jbvBinary;
-		out->val.binary.data = (JsonbContainer *) (base_addr + INTALIGN(offset));
-		out->val.binary.len = len - (INTALIGN(offset) - offset);
-	}
-}
-
-/*
- * Offset of child index's data in container c: getJsonbOffset() of
- * jsonb_util.c, inline (it runs for every object the validator visits).
- */
-static inline uint32
-JsonschemaOffset(const JsonbContainer *c, int index)
-{
-	uint32		offset = 0;
-	int			i;
-
-	for (i = index - 1; i >= 0; i--)
-	{
-		offset += JBE_OFFLENFLD(c->children[i]);
-		if (JBE_HAS_OFF(c->children[i]))
-			break;
-	}
-	return offset;
-}
-
-/*
- * Next pair (objects: key and value) or element (arrays: into *val, key
- * untouched) of a JsIter.  false at the end.
- */
-static pg_attribute_always_inline bool
-JsonschemaIterNext(JsIter *it, JsonbValue *key, JsonbValue *val)
-{
-	if (it->i >= it->n)
-		return false;
-	if (it->object)
-	{
-		JsonschemaFillValue(it->c, it->i, it->base, it->koff, key);
-		JsonschemaFillValue(it->c, it->i + it->n, it->base, it->voff, val);
-		JBE_ADVANCE_OFFSET(it->koff, it->c->children[it->i]);
-		JBE_ADVANCE_OFFSET(it->voff, it->c->children[it->i + it->n]);
-	}
-	else
-	{
-		JsonschemaFillValue(it->c, it->i, it->base, it->koff, val);
-		JBE_ADVANCE_OFFSET(it->koff, it->c->children[it->i]);
-	}
-	it->i++;
-	return true;
-}
-
-/* The value of a hexadecimal digit (char or pg_wchar), or -1. */
-static inline int
-JsonschemaHexValue(pg_wchar c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Are the len bytes at a and b equal?  Inline: keys are short. */
-static inline bool
-JsonschemaBytesEqual(const char *a, const char *b, int len)
-{
-	uint64		x,
-				y;
-
-	for (; len >= 8; a += 8, b += 8, len -= 8)
-	{
-		memcpy(&x, a, 8);
-		memcpy(&y, b, 8);
-		if (x != y)
-			return false;
-	}
-	if (len >= 4)
-	{
-		uint32		x4,
-					y4;
-
-		memcpy(&x4, a, 4);
-		memcpy(&y4, b, 4);
-		if (x4 != y4)
-			return false;
-		a += 4, b += 4, len -= 4;
-	}
-	for (; len > 0; a++, b++, len--)
-		if (*a != *b)
-			return false;
-	return true;
-}
-
-/* jsonb's key order: shorter first, then bytewise (sign of the result only) */
-static inline int
-JsonschemaKeyCmp(const char *a, int alen, const char *b, int blen)
-{
-	if (alen != blen)
-		return alen < blen ? -1 : 1;
-	if (JsonschemaBytesEqual(a, b, alen))
-		return 0;
-	return memcmp(a, b, alen);
-}
-
-/*
- * Direct reads of the numeric on-disk format (stable since PostgreSQL 9.1,
- * mirrored from numeric.c): base-10000 digits, no leading or trailing zero
- * digits, a weight.  jsonb never stores NaN or infinities.  Inline: the
- * validator runs them for every number with "integer", minimum, maximum.
- */
-#define JS_NUM_SIGN_MASK	0xC000
-#define JS_NUM_NEG			0x4000
-#define JS_NUM_SHORT		0x8000
-#define JS_NUM_SPECIAL		0xC000
-#define JS_NUM_SHORT_SIGN_MASK			0x2000
-#define JS_NUM_SHORT_WEIGHT_SIGN_MASK	0x0040
-#define JS_NUM_SHORT_WEIGHT_MASK		0x003F
-
-typedef struct JsNumParts
-{
-	bool		neg;
-	int			weight;
-	int			ndigits;
-	const int16 *digits;
-} JsNumParts;
-
-static pg_attribute_always_inline bool
-JsonschemaNumParts(Numeric n, JsNumParts *p)
-{
-	const char *data = VARDATA_ANY(n);
-	int			len = VARSIZE_ANY_EXHDR(n);
-	uint16		header;
-
-	memcpy(&header, data, sizeof(uint16));
-	if ((header & JS_NUM_SIGN_MASK) == JS_NUM_SPECIAL)
-		return false;
-	if ((header & JS_NUM_SIGN_MASK) == JS_NUM_SHORT)
-	{
-		p->neg = (header & JS_NUM_SHORT_SIGN_MASK) != 0;
-		p->weight = (header & JS_NUM_SHORT_WEIGHT_SIGN_MASK) ?
-			(int) (~JS_NUM_SHORT_WEIGHT_MASK | (header & JS_NUM_SHORT_WEIGHT_MASK)) :
-			(int) (header & JS_NUM_SHORT_WEIGHT_MASK);
-		p->digits = (const int16 *) (data + sizeof(uint16));
-		p->ndigits = (len - sizeof(uint16)) / sizeof(int16);
-	}
-	else
-	{
-		int16		weight;
-
-		memcpy(&weight, data + sizeof(uint16), sizeof(int16));
-		p->neg = (header & JS_NUM_SIGN_MASK) == JS_NUM_NEG;
-		p->weight = weight;
-		p->digits = (const int16 *) (data + 2 * sizeof(uint16));
-		p->ndigits = (len - 2 * sizeof(uint16)) / sizeof(int16);
-	}
-	return true;
-}
-
-/* Is the numeric a mathematical integer (1.0 is)? */
-static pg_attribute_always_inline bool
-JsonschemaIsInteger(Numeric n)
-{
-	JsNumParts	p;
-
-	if (JsonschemaNumParts(n, &p))
-		return p.ndigits == 0 || p.weight >= p.ndigits - 1;
-	return JsonschemaIsIntegerSlow(n);
-}
-
-/* Comparison of two decoded numerics: <0, 0, >0 */
-static pg_attribute_always_inline int
-JsonschemaNumPartsCmp(const JsNumParts *x, const JsNumParts *y)
-{
-	int			sx = x->ndigits == 0 ? 0 : (x->neg ? -1 : 1);
-	int			sy = y->ndigits == 0 ? 0 : (y->neg ? -1 : 1);
-	int			cmp = 0;
-	int			i;
-
-	if (sx != sy)
-		return sx < sy ? -1 : 1;
-	if (sx == 0)
-		return 0;
-	/* same sign, both non-zero: compare absolute values */
-	if (x->weight != y->weight)
-		cmp = x->weight > y->weight ? 1 : -1;
-	else
-	{
-		for (i = 0; i < x->ndigits && i < y->ndigits; i++)
-			if (x->digits[i] != y->digits[i])
-			{
-				cmp = x->digits[i] > y->digits[i] ? 1 : -1;
-				break;
-			}
-		if (cmp == 0 && x->ndigits != y->ndigits)
-			cmp = x->ndigits > y->ndigits ? 1 : -1;
-	}
-	return sx > 0 ? cmp : -cmp;
-}
-
-/* numeric comparison: <0, 0, >0 */
-static pg_attribute_always_inline int
-JsonschemaNumCmp(Numeric a, Numeric b)
-{
-	JsNumParts	x,
-				y;
-
-	if (JsonschemaNumParts(a, &x) && JsonschemaNumParts(b, &y))
-		return JsonschemaNumPartsCmp(&x, &y);
-	return JsonschemaNumCmpSlow(a, b);
-}
-
-#endif							/* JSONSCHEMA_H */
+#endif							/* JSONSCHEMA_INT_H */

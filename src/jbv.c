@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
- * jsonschema_jsonb.c
- *		Allocation-free access to jsonb containers for the JSON Schema
- *		validator, plus JSON equality, canonical hashing, type names and the
- *		small string helpers the validator needs.
+ * jbv.c
+ *		Allocation-free access to jsonb containers, JSON equality, canonical
+ *		hashing, type names, JSON pointers and the small string helpers the
+ *		validator, follow actions, the registry and the compatibility diff
+ *		share.
  *
  * The exported jsonb API (getIthJsonbValueFromContainer, iterators) pallocs
  * a JsonbValue per call; validation touches every value, so we read the
@@ -20,17 +21,17 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 
-#include "jsonschema.h"
+#include "jbv.h"
 
 /*
  * The value of a whole jsonb datum: a scalar for a scalar root, else a
  * jbvBinary pointing at the root container.  *out points into jb.
  */
 void
-JsonschemaRootValue(Jsonb *jb, JsonbValue *out)
+JbvRootValue(Jsonb *jb, JsonbValue *out)
 {
 	if (JB_ROOT_IS_SCALAR(jb))
-		JsonschemaGetElem(&jb->root, 0, out);
+		JbvGetElem(&jb->root, 0, out);
 	else
 	{
 		out->type = jbvBinary;
@@ -41,28 +42,28 @@ JsonschemaRootValue(Jsonb *jb, JsonbValue *out)
 
 /* Element i of an array container (also works on the raw-scalar root). */
 void
-JsonschemaGetElem(JsonbContainer *c, int i, JsonbValue *out)
+JbvGetElem(JsonbContainer *c, int i, JsonbValue *out)
 {
 	int			n = JsonContainerSize(c);
 	char	   *base = (char *) &c->children[n];
 
-	JsonschemaFillValue(c, i, base, getJsonbOffset(c, i), out);
+	JbvFillValue(c, i, base, getJsonbOffset(c, i), out);
 }
 
 /* Pair i of an object container. */
 void
-JsonschemaGetPair(JsonbContainer *c, int i, JsonbValue *key, JsonbValue *val)
+JbvGetPair(JsonbContainer *c, int i, JsonbValue *key, JsonbValue *val)
 {
 	int			n = JsonContainerSize(c);
 	char	   *base = (char *) &c->children[n * 2];
 
-	JsonschemaFillValue(c, i, base, getJsonbOffset(c, i), key);
-	JsonschemaFillValue(c, i + n, base, getJsonbOffset(c, i + n), val);
+	JbvFillValue(c, i, base, getJsonbOffset(c, i), key);
+	JbvFillValue(c, i + n, base, getJsonbOffset(c, i + n), val);
 }
 
 /* Start a sequential walk of an array or object container. */
 void
-JsonschemaIterInit(JsIter *it, JsonbContainer *c)
+JbvIterInit(JbvIter *it, JsonbContainer *c)
 {
 	it->c = c;
 	it->n = JsonContainerSize(c);
@@ -72,7 +73,7 @@ JsonschemaIterInit(JsIter *it, JsonbContainer *c)
 	if (it->object)
 	{
 		it->base = (char *) &c->children[it->n * 2];
-		it->voff = it->n > 0 ? JsonschemaOffset(c, it->n) : 0;
+		it->voff = it->n > 0 ? JbvOffset(c, it->n) : 0;
 	}
 	else
 	{
@@ -86,7 +87,7 @@ JsonschemaIterInit(JsIter *it, JsonbContainer *c)
  * when found.  No allocation.
  */
 bool
-JsonschemaFindKey(JsonbContainer *c, const char *key, int len, JsonbValue *out)
+JbvFindKey(JsonbContainer *c, const char *key, int len, JsonbValue *out)
 {
 	int			n = JsonContainerSize(c);
 	char	   *base = (char *) &c->children[n * 2];
@@ -98,11 +99,11 @@ JsonschemaFindKey(JsonbContainer *c, const char *key, int len, JsonbValue *out)
 		int			mid = lo + (hi - lo) / 2;
 		uint32		off = getJsonbOffset(c, mid);
 		uint32		klen = getJsonbLength(c, mid);
-		int			cmp = JsonschemaKeyCmp(base + off, klen, key, len);
+		int			cmp = JbvKeyCmp(base + off, klen, key, len);
 
 		if (cmp == 0)
 		{
-			JsonschemaFillValue(c, mid + n, base, getJsonbOffset(c, mid + n), out);
+			JbvFillValue(c, mid + n, base, getJsonbOffset(c, mid + n), out);
 			return true;
 		}
 		if (cmp < 0)
@@ -114,7 +115,7 @@ JsonschemaFindKey(JsonbContainer *c, const char *key, int len, JsonbValue *out)
 }
 
 const char *
-JsonschemaTypeName(const JsonbValue *v)
+JbvTypeName(const JsonbValue *v)
 {
 	switch (v->type)
 	{
@@ -125,7 +126,7 @@ JsonschemaTypeName(const JsonbValue *v)
 		case jbvString:
 			return "string";
 		case jbvNumeric:
-			return JsonschemaIsInteger(v->val.numeric) ? "integer" : "number";
+			return JbvIsInteger(v->val.numeric) ? "integer" : "number";
 		case jbvBinary:
 			return JsonContainerIsObject(v->val.binary.data) ? "object" : "array";
 		default:
@@ -134,18 +135,18 @@ JsonschemaTypeName(const JsonbValue *v)
 }
 
 /*
- * The slow paths of JsonschemaIsInteger / JsonschemaNumCmp (jsonschema.h):
+ * The slow paths of JbvIsInteger / JbvNumCmp (jsonschema.h):
  * numerics the direct reader does not handle.
  */
 bool
-JsonschemaIsIntegerSlow(Numeric n)
+JbvIsIntegerSlow(Numeric n)
 {
 	return DatumGetInt32(DirectFunctionCall1(numeric_min_scale,
 											 NumericGetDatum(n))) == 0;
 }
 
 int
-JsonschemaNumCmpSlow(Numeric a, Numeric b)
+JbvNumCmpSlow(Numeric a, Numeric b)
 {
 	return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
 											 NumericGetDatum(a),
@@ -153,12 +154,12 @@ JsonschemaNumCmpSlow(Numeric a, Numeric b)
 }
 
 /*
- * JsonschemaFormatVA
+ * JbvFormatVA
  *		fmt with args, palloc'd: the message builder of the variadic error
  *		helpers (validator, compiler, follow-action rules).
  */
 char *
-JsonschemaFormatVA(const char *fmt, va_list args)
+JbvFormatVA(const char *fmt, va_list args)
 {
 	StringInfoData buf;
 
@@ -180,7 +181,7 @@ JsonschemaFormatVA(const char *fmt, va_list args)
 
 /* Length in characters (code points in a UTF-8 database) */
 int64
-JsonschemaStrLen(const char *s, int len)
+JbvStrLen(const char *s, int len)
 {
 	if (GetDatabaseEncoding() == PG_UTF8)
 	{
@@ -221,12 +222,12 @@ containers_equal(JsonbContainer *a, JsonbContainer *b)
 						kb,
 						vb;
 
-			JsonschemaGetPair(a, i, &ka, &va);
-			JsonschemaGetPair(b, i, &kb, &vb);
+			JbvGetPair(a, i, &ka, &va);
+			JbvGetPair(b, i, &kb, &vb);
 			if (ka.val.string.len != kb.val.string.len ||
 				memcmp(ka.val.string.val, kb.val.string.val, ka.val.string.len) != 0)
 				return false;
-			if (!JsonschemaEqual(&va, &vb))
+			if (!JbvEqual(&va, &vb))
 				return false;
 		}
 	}
@@ -237,9 +238,9 @@ containers_equal(JsonbContainer *a, JsonbContainer *b)
 			JsonbValue	ea,
 						eb;
 
-			JsonschemaGetElem(a, i, &ea);
-			JsonschemaGetElem(b, i, &eb);
-			if (!JsonschemaEqual(&ea, &eb))
+			JbvGetElem(a, i, &ea);
+			JbvGetElem(b, i, &eb);
+			if (!JbvEqual(&ea, &eb))
 				return false;
 		}
 	}
@@ -248,7 +249,7 @@ containers_equal(JsonbContainer *a, JsonbContainer *b)
 
 /* JSON equality: numbers by value (1 == 1.0), objects regardless of order */
 bool
-JsonschemaEqual(const JsonbValue *a, const JsonbValue *b)
+JbvEqual(const JsonbValue *a, const JsonbValue *b)
 {
 	if (a->type != b->type)
 		return false;
@@ -262,7 +263,7 @@ JsonschemaEqual(const JsonbValue *a, const JsonbValue *b)
 			return a->val.string.len == b->val.string.len &&
 				memcmp(a->val.string.val, b->val.string.val, a->val.string.len) == 0;
 		case jbvNumeric:
-			return JsonschemaNumCmp(a->val.numeric, b->val.numeric) == 0;
+			return JbvNumCmp(a->val.numeric, b->val.numeric) == 0;
 		case jbvBinary:
 			return containers_equal(a->val.binary.data, b->val.binary.data);
 		default:
@@ -271,9 +272,9 @@ JsonschemaEqual(const JsonbValue *a, const JsonbValue *b)
 	return false;
 }
 
-/* A hash consistent with JsonschemaEqual */
+/* A hash consistent with JbvEqual */
 uint32
-JsonschemaHash(const JsonbValue *v)
+JbvHash(const JsonbValue *v)
 {
 	uint32		h = 0;
 
@@ -298,9 +299,9 @@ JsonschemaHash(const JsonbValue *v)
 				JsonbValue	k,
 							val;
 
-				JsonschemaGetPair(c, i, &k, &val);
-				h = hash_combine(h, JsonschemaHash(&k));
-				h = hash_combine(h, JsonschemaHash(&val));
+				JbvGetPair(c, i, &k, &val);
+				h = hash_combine(h, JbvHash(&k));
+				h = hash_combine(h, JbvHash(&val));
 			}
 		}
 		else
@@ -310,8 +311,8 @@ JsonschemaHash(const JsonbValue *v)
 			{
 				JsonbValue	e;
 
-				JsonschemaGetElem(c, i, &e);
-				h = hash_combine(h, JsonschemaHash(&e));
+				JbvGetElem(c, i, &e);
+				h = hash_combine(h, JbvHash(&e));
 			}
 		}
 	}
@@ -320,7 +321,7 @@ JsonschemaHash(const JsonbValue *v)
 
 /* Append s as one JSON Pointer reference token, "/" included (RFC 6901) */
 void
-JsonschemaAppendPointerToken(StringInfo buf, const char *s, int len)
+JbvAppendPointerToken(StringInfo buf, const char *s, int len)
 {
 	int			i;
 
@@ -338,7 +339,7 @@ JsonschemaAppendPointerToken(StringInfo buf, const char *s, int len)
 
 /* A short JSON rendering of a value for messages, cut at about maxlen bytes */
 char *
-JsonschemaValueToText(const JsonbValue *v, int maxlen)
+JbvValueToText(const JsonbValue *v, int maxlen)
 {
 	StringInfoData buf;
 	char	   *s;

@@ -30,7 +30,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 
-#include "jsonschema.h"
+#include "jsonschema_int.h"
 
 /*
  * Loops whose length is the string's (up to 256 MB in jsonb) check for

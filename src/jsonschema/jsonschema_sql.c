@@ -28,7 +28,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
-#include "jsonschema.h"
+#include "jsonschema_int.h"
 
 #define JSONSCHEMA_CACHE_SIZE	64
 
@@ -286,12 +286,12 @@ schema_problems(Jsonb *schema, Jsonb *registry)
 
 	compiled = JsonschemaCompile(schema, registry, CurrentMemoryContext, false);
 
-	JsonschemaRootValue(schema, &root);
+	JbvRootValue(schema, &root);
 	if (root.type == jbvBinary && JsonContainerIsObject(root.val.binary.data))
 	{
 		JsonbValue	v;
 
-		if (JsonschemaFindKey(root.val.binary.data, "$schema", 7, &v) &&
+		if (JbvFindKey(root.val.binary.data, "$schema", 7, &v) &&
 			v.type == jbvString)
 		{
 			char	   *ms = JsonschemaUriStripFragment(pnstrdup(v.val.string.val,
@@ -302,7 +302,7 @@ schema_problems(Jsonb *schema, Jsonb *registry)
 			{
 				JsonbValue	doc;
 
-				if (JsonschemaFindKey(&registry->root, ms, strlen(ms), &doc))
+				if (JbvFindKey(&registry->root, ms, strlen(ms), &doc))
 					meta = JsonbValueToJsonb(&doc);
 			}
 		}

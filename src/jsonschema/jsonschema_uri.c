@@ -11,7 +11,7 @@
 
 #include "lib/stringinfo.h"
 
-#include "jsonschema.h"
+#include "jsonschema_int.h"
 
 typedef struct UriParts
 {
@@ -258,9 +258,9 @@ JsonschemaPercentDecode(const char *s)
 	initStringInfo(&buf);
 	while (*s)
 	{
-		if (s[0] == '%' && JsonschemaHexValue(s[1]) >= 0 && JsonschemaHexValue(s[2]) >= 0)
+		if (s[0] == '%' && JbvHexValue(s[1]) >= 0 && JbvHexValue(s[2]) >= 0)
 		{
-			appendStringInfoChar(&buf, (char) (JsonschemaHexValue(s[1]) * 16 + JsonschemaHexValue(s[2])));
+			appendStringInfoChar(&buf, (char) (JbvHexValue(s[1]) * 16 + JbvHexValue(s[2])));
 			s += 3;
 		}
 		else

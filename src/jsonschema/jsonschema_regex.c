@@ -33,7 +33,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 
-#include "jsonschema.h"
+#include "jsonschema_int.h"
 
 typedef struct WBuf
 {
@@ -213,9 +213,9 @@ translate(const pg_wchar *in, int n, bool strict, WBuf *out, const char **err)
 					}
 					break;
 				case 'x':
-					if (i + 1 < n && JsonschemaHexValue(in[i]) >= 0 && JsonschemaHexValue(in[i + 1]) >= 0)
+					if (i + 1 < n && JbvHexValue(in[i]) >= 0 && JbvHexValue(in[i + 1]) >= 0)
 					{
-						wput_literal(out, JsonschemaHexValue(in[i]) * 16 + JsonschemaHexValue(in[i + 1]), in_class);
+						wput_literal(out, JbvHexValue(in[i]) * 16 + JbvHexValue(in[i + 1]), in_class);
 						i += 2;
 					}
 					else
@@ -231,9 +231,9 @@ translate(const pg_wchar *in, int n, bool strict, WBuf *out, const char **err)
 						int			nd = 0;
 
 						i++;
-						while (i < n && JsonschemaHexValue(in[i]) >= 0 && nd < 7)
+						while (i < n && JbvHexValue(in[i]) >= 0 && nd < 7)
 						{
-							v = v * 16 + JsonschemaHexValue(in[i]);
+							v = v * 16 + JbvHexValue(in[i]);
 							i++;
 							nd++;
 						}
@@ -245,21 +245,21 @@ translate(const pg_wchar *in, int n, bool strict, WBuf *out, const char **err)
 						i++;
 						wput_literal(out, v, in_class);
 					}
-					else if (i + 3 < n && JsonschemaHexValue(in[i]) >= 0 && JsonschemaHexValue(in[i + 1]) >= 0 &&
-							 JsonschemaHexValue(in[i + 2]) >= 0 && JsonschemaHexValue(in[i + 3]) >= 0)
+					else if (i + 3 < n && JbvHexValue(in[i]) >= 0 && JbvHexValue(in[i + 1]) >= 0 &&
+							 JbvHexValue(in[i + 2]) >= 0 && JbvHexValue(in[i + 3]) >= 0)
 					{
-						pg_wchar	v = (JsonschemaHexValue(in[i]) << 12) | (JsonschemaHexValue(in[i + 1]) << 8) |
-							(JsonschemaHexValue(in[i + 2]) << 4) | JsonschemaHexValue(in[i + 3]);
+						pg_wchar	v = (JbvHexValue(in[i]) << 12) | (JbvHexValue(in[i + 1]) << 8) |
+							(JbvHexValue(in[i + 2]) << 4) | JbvHexValue(in[i + 3]);
 
 						i += 4;
 						/* a surrogate pair written as two escapes */
 						if (v >= 0xD800 && v <= 0xDBFF && i + 5 < n && in[i] == '\\' &&
-							in[i + 1] == 'u' && JsonschemaHexValue(in[i + 2]) >= 0 &&
-							JsonschemaHexValue(in[i + 3]) >= 0 && JsonschemaHexValue(in[i + 4]) >= 0 &&
-							JsonschemaHexValue(in[i + 5]) >= 0)
+							in[i + 1] == 'u' && JbvHexValue(in[i + 2]) >= 0 &&
+							JbvHexValue(in[i + 3]) >= 0 && JbvHexValue(in[i + 4]) >= 0 &&
+							JbvHexValue(in[i + 5]) >= 0)
 						{
-							pg_wchar	lo = (JsonschemaHexValue(in[i + 2]) << 12) | (JsonschemaHexValue(in[i + 3]) << 8) |
-								(JsonschemaHexValue(in[i + 4]) << 4) | JsonschemaHexValue(in[i + 5]);
+							pg_wchar	lo = (JbvHexValue(in[i + 2]) << 12) | (JbvHexValue(in[i + 3]) << 8) |
+								(JbvHexValue(in[i + 4]) << 4) | JbvHexValue(in[i + 5]);
 
 							if (lo >= 0xDC00 && lo <= 0xDFFF)
 							{

@@ -26,7 +26,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 
-#include "jsonschema.h"
+#include "jsonschema_int.h"
 
 typedef struct PathSeg
 {
@@ -151,7 +151,7 @@ instance_pointer(VCtx *V)
 	for (i = 0; i < V->depth; i++)
 	{
 		if (V->path[i].key)
-			JsonschemaAppendPointerToken(&buf, V->path[i].key, V->path[i].len);
+			JbvAppendPointerToken(&buf, V->path[i].key, V->path[i].len);
 		else
 			appendStringInfo(&buf, "/%d", V->path[i].index);
 	}
@@ -172,7 +172,7 @@ add_error(VCtx *V, JsNode *n, const char *keyword, const char *fmt,...)
 		return;
 	e = palloc(sizeof(JsError));
 	va_start(ap, fmt);
-	e->message = JsonschemaFormatVA(fmt, ap);
+	e->message = JbvFormatVA(fmt, ap);
 	va_end(ap);
 	e->path = instance_pointer(V);
 	if (keyword)
@@ -181,7 +181,7 @@ add_error(VCtx *V, JsNode *n, const char *keyword, const char *fmt,...)
 
 		initStringInfo(&sp);
 		appendStringInfoString(&sp, n->location);
-		JsonschemaAppendPointerToken(&sp, keyword, strlen(keyword));
+		JbvAppendPointerToken(&sp, keyword, strlen(keyword));
 		e->schema_path = sp.data;
 	}
 	else
@@ -253,7 +253,7 @@ type_matches(uint8 types, JsonbValue *inst)
 		case jbvNumeric:
 			if (types & JS_T_NUMBER)
 				return true;
-			return (types & JS_T_INTEGER) && JsonschemaIsInteger(inst->val.numeric);
+			return (types & JS_T_INTEGER) && JbvIsInteger(inst->val.numeric);
 		default:
 			return (types & (JsonContainerIsObject(inst->val.binary.data) ?
 							 JS_T_OBJECT : JS_T_ARRAY)) != 0;
@@ -265,13 +265,13 @@ static bool check_string(VCtx *V, JsNode *n, JsonbValue *inst);
 
 /* x compared with bound: <0, 0, >0 (x decoded by the caller) */
 static pg_attribute_always_inline int
-bound_cmp(const JsNumParts *x, Numeric xnum, Numeric bound)
+bound_cmp(const JbvNumParts *x, Numeric xnum, Numeric bound)
 {
-	JsNumParts	b;
+	JbvNumParts	b;
 
-	if (JsonschemaNumParts(bound, &b))
-		return JsonschemaNumPartsCmp(x, &b);
-	return JsonschemaNumCmpSlow(xnum, bound);
+	if (JbvNumDecode(bound, &b))
+		return JbvNumPartsCmp(x, &b);
+	return JbvNumCmpSlow(xnum, bound);
 }
 
 /* minimum, maximum, exclusiveMinimum, exclusiveMaximum; no error recorded */
@@ -279,13 +279,13 @@ static pg_noinline bool
 number_bounds_ok(JsNode *n, Numeric x)
 {
 	uint64		kw = n->kw;
-	JsNumParts	p;
+	JbvNumParts	p;
 
-	if (!JsonschemaNumParts(x, &p))
-		return !(((kw & JSK_MINIMUM) && JsonschemaNumCmpSlow(x, n->minimum) < 0) ||
-				 ((kw & JSK_MAXIMUM) && JsonschemaNumCmpSlow(x, n->maximum) > 0) ||
-				 ((kw & JSK_EXMINIMUM) && JsonschemaNumCmpSlow(x, n->exminimum) <= 0) ||
-				 ((kw & JSK_EXMAXIMUM) && JsonschemaNumCmpSlow(x, n->exmaximum) >= 0));
+	if (!JbvNumDecode(x, &p))
+		return !(((kw & JSK_MINIMUM) && JbvNumCmpSlow(x, n->minimum) < 0) ||
+				 ((kw & JSK_MAXIMUM) && JbvNumCmpSlow(x, n->maximum) > 0) ||
+				 ((kw & JSK_EXMINIMUM) && JbvNumCmpSlow(x, n->exminimum) <= 0) ||
+				 ((kw & JSK_EXMAXIMUM) && JbvNumCmpSlow(x, n->exmaximum) >= 0));
 	if ((kw & JSK_MINIMUM) && bound_cmp(&p, x, n->minimum) < 0)
 		return false;
 	if ((kw & JSK_MAXIMUM) && bound_cmp(&p, x, n->maximum) > 0)
@@ -303,8 +303,8 @@ values_equal(JsonbValue *a, JsonbValue *b)
 {
 	if (a->type == jbvString)
 		return b->type == jbvString && a->val.string.len == b->val.string.len &&
-			JsonschemaBytesEqual(a->val.string.val, b->val.string.val, a->val.string.len);
-	return JsonschemaEqual(a, b);
+			JbvBytesEqual(a->val.string.val, b->val.string.val, a->val.string.len);
+	return JbvEqual(a, b);
 }
 
 /*
@@ -678,12 +678,12 @@ apply_entry(VCtx *V, JsNode *child, JsonbContainer *c, int index, char *base,
 		return true;
 	if (kind & child->leaf_check[formats])
 	{
-		JsonschemaFillValue(c, index, base, off, &v);
+		JbvFillValue(c, index, base, off, &v);
 		return scalar_ok(V, child->leaf_node[(c->children[index] & JENTRY_TYPEMASK) >> 28], &v);
 	}
 	if (kind & child->leaf_walk)
 	{
-		JsonschemaFillValue(c, index, base, off, &v);
+		JbvFillValue(c, index, base, off, &v);
 		return apply_child(V, child, &v);
 	}
 	return false;
@@ -738,25 +738,25 @@ check_number(VCtx *V, JsNode *n, JsonbValue *inst)
 	Numeric		x = inst->val.numeric;
 	bool		ok = true;
 
-	if ((n->kw & JSK_MINIMUM) && JsonschemaNumCmp(x, n->minimum) < 0)
+	if ((n->kw & JSK_MINIMUM) && JbvNumCmp(x, n->minimum) < 0)
 	{
 		add_error(V, n, "minimum", "%s is less than the minimum of %s",
 				  numeric_normalize(x), numeric_normalize(n->minimum));
 		ok = false;
 	}
-	if ((n->kw & JSK_MAXIMUM) && JsonschemaNumCmp(x, n->maximum) > 0)
+	if ((n->kw & JSK_MAXIMUM) && JbvNumCmp(x, n->maximum) > 0)
 	{
 		add_error(V, n, "maximum", "%s is greater than the maximum of %s",
 				  numeric_normalize(x), numeric_normalize(n->maximum));
 		ok = false;
 	}
-	if ((n->kw & JSK_EXMINIMUM) && JsonschemaNumCmp(x, n->exminimum) <= 0)
+	if ((n->kw & JSK_EXMINIMUM) && JbvNumCmp(x, n->exminimum) <= 0)
 	{
 		add_error(V, n, "exclusiveMinimum", "%s is less than or equal to the exclusive minimum of %s",
 				  numeric_normalize(x), numeric_normalize(n->exminimum));
 		ok = false;
 	}
-	if ((n->kw & JSK_EXMAXIMUM) && JsonschemaNumCmp(x, n->exmaximum) >= 0)
+	if ((n->kw & JSK_EXMAXIMUM) && JbvNumCmp(x, n->exmaximum) >= 0)
 	{
 		add_error(V, n, "exclusiveMaximum", "%s is greater than or equal to the exclusive maximum of %s",
 				  numeric_normalize(x), numeric_normalize(n->exmaximum));
@@ -770,7 +770,7 @@ check_number(VCtx *V, JsNode *n, JsonbValue *inst)
 
 		if (V->zero == NULL)
 			V->zero = int64_to_numeric(0);
-		if (JsonschemaNumCmp(r, V->zero) != 0)
+		if (JbvNumCmp(r, V->zero) != 0)
 		{
 			add_error(V, n, "multipleOf", "%s is not a multiple of %s",
 					  numeric_normalize(x), numeric_normalize(n->multipleof));
@@ -797,7 +797,7 @@ check_string(VCtx *V, JsNode *n, JsonbValue *inst)
 		(((n->kw & JSK_MAXLENGTH) && len > n->maxlength) ||
 		 ((n->kw & JSK_MINLENGTH) && (len + 3) / 4 < n->minlength)))
 	{
-		int64		chars = JsonschemaStrLen(s, len);
+		int64		chars = JbvStrLen(s, len);
 
 		if ((n->kw & JSK_MINLENGTH) && chars < n->minlength)
 		{
@@ -854,7 +854,7 @@ check_unique(VCtx *V, JsNode *n, JsonbContainer *c)
 	int			cnt = JsonContainerSize(c);
 	HashIdx    *h;
 	JsonbValue *vals;
-	JsIter		it;
+	JbvIter		it;
 	JsonbValue	dummy;
 	int			i,
 				j;
@@ -863,12 +863,12 @@ check_unique(VCtx *V, JsNode *n, JsonbContainer *c)
 		return true;
 	h = palloc(sizeof(HashIdx) * cnt);
 	vals = palloc(sizeof(JsonbValue) * cnt);
-	JsonschemaIterInit(&it, c);
-	for (i = 0; JsonschemaIterNext(&it, &dummy, &vals[i]); i++)
+	JbvIterInit(&it, c);
+	for (i = 0; JbvIterNext(&it, &dummy, &vals[i]); i++)
 	{
 		if ((i & 1023) == 0)
 			CHECK_FOR_INTERRUPTS();
-		h[i].hash = JsonschemaHash(&vals[i]);
+		h[i].hash = JbvHash(&vals[i]);
 		h[i].index = i;
 	}
 	qsort(h, cnt, sizeof(HashIdx), hashidx_cmp);
@@ -885,7 +885,7 @@ check_unique(VCtx *V, JsNode *n, JsonbContainer *c)
 				for (b = a + 1; b < j; b++)
 				{
 					CHECK_FOR_INTERRUPTS();
-					if (JsonschemaEqual(&vals[h[a].index], &vals[h[b].index]))
+					if (JbvEqual(&vals[h[a].index], &vals[h[b].index]))
 					{
 						int			x = Min(h[a].index, h[b].index);
 						int			y = Max(h[a].index, h[b].index);
@@ -923,7 +923,7 @@ check_array(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 
 	if (n->kw & (JSK_PREFIXITEMS | JSK_ITEMS))
 	{
-		JsIter		it;
+		JbvIter		it;
 		JsonbValue	e,
 					dummy;
 		int			i;
@@ -932,8 +932,8 @@ check_array(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 		if ((n->kw & JSK_ITEMS) && unlikely(n->items->kw == JSK_REF))
 			n->items = follow_refs(n->items);
 
-		JsonschemaIterInit(&it, c);
-		for (i = 0; JsonschemaIterNext(&it, &dummy, &e); i++)
+		JbvIterInit(&it, c);
+		for (i = 0; JbvIterNext(&it, &dummy, &e); i++)
 		{
 			JsNode	   *child;
 
@@ -960,7 +960,7 @@ check_array(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 
 	if (n->kw & JSK_CONTAINS)
 	{
-		JsIter		it;
+		JbvIter		it;
 		JsonbValue	e,
 					dummy;
 		int			i;
@@ -970,8 +970,8 @@ check_array(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 		bool		saved = V->collect;
 
 		V->collect = false;
-		JsonschemaIterInit(&it, c);
-		for (i = 0; JsonschemaIterNext(&it, &dummy, &e); i++)
+		JbvIterInit(&it, c);
+		for (i = 0; JbvIterNext(&it, &dummy, &e); i++)
 		{
 			if ((i & 255) == 255)
 				CHECK_FOR_INTERRUPTS();
@@ -1021,7 +1021,7 @@ match_member(JsNode *n, int *ki, const char *key, uint32 klen, JsNode *dflt,
 	while (*ki < n->nkeys)
 	{
 		JsKey	   *k = &n->keys[*ki];
-		int			cmp = JsonschemaKeyCmp(k->name, k->len, key, klen);
+		int			cmp = JbvKeyCmp(k->name, k->len, key, klen);
 
 		if (cmp > 0)
 			break;
@@ -1202,7 +1202,7 @@ object_props_fast(VCtx *V, JsNode *n, JsonbContainer *c, int cnt)
 	L = find_layout(n, c, cnt, base, &voff);
 	if (L == NULL)
 	{
-		voff = cnt > 0 ? JsonschemaOffset(c, cnt) : 0;
+		voff = cnt > 0 ? JbvOffset(c, cnt) : 0;
 		if (n->nlayouts < JS_MAX_LAYOUTS && cnt <= JS_LAYOUT_MAX_MEMBERS &&
 			voff <= JS_LAYOUT_MAX_KEYBYTES &&
 			V->s->layout_bytes + layout_size(cnt, voff) <= JS_LAYOUT_BUDGET)
@@ -1293,14 +1293,14 @@ check_object(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 	else if (n->kw & (JSK_REQUIRED | JSK_PROPERTIES | JSK_PATTERNPROPS |
 					  JSK_ADDITIONALPROPS | JSK_PROPERTYNAMES) || evp != NULL)
 	{
-		JsIter		it;
+		JbvIter		it;
 		JsonbValue	k,
 					v;
 		int			ki = 0,
 					found_required = 0;
 
-		JsonschemaIterInit(&it, c);
-		for (i = 0; JsonschemaIterNext(&it, &k, &v); i++)
+		JbvIterInit(&it, c);
+		for (i = 0; JbvIterNext(&it, &k, &v); i++)
 		{
 			const char *key = k.val.string.val;
 			int			klen = k.val.string.len;
@@ -1313,7 +1313,7 @@ check_object(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 			/* properties and required: merge with the sorted list */
 			while (ki < n->nkeys)
 			{
-				int			cmp = JsonschemaKeyCmp(n->keys[ki].name, n->keys[ki].len,
+				int			cmp = JbvKeyCmp(n->keys[ki].name, n->keys[ki].len,
 												   key, klen);
 
 				if (cmp > 0)
@@ -1419,7 +1419,7 @@ check_object(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 				{
 					JsonbValue	tmp;
 
-					if (!JsonschemaFindKey(c, n->required[j].name, n->required[j].len, &tmp))
+					if (!JbvFindKey(c, n->required[j].name, n->required[j].len, &tmp))
 						add_error(V, n, "required", "required property \"%.*s\" is missing",
 								  Min(n->required[j].len, 100), n->required[j].name);
 				}
@@ -1436,10 +1436,10 @@ check_object(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 			JsonbValue	tmp;
 			int			j;
 
-			if (!JsonschemaFindKey(c, p->name, p->len, &tmp))
+			if (!JbvFindKey(c, p->name, p->len, &tmp))
 				continue;
 			for (j = 0; j < p->nreq; j++)
-				if (!JsonschemaFindKey(c, p->req[j], p->reqlen[j], &tmp))
+				if (!JbvFindKey(c, p->req[j], p->reqlen[j], &tmp))
 				{
 					add_error(V, n, n->resource->draft == JS_DRAFT7 ? "dependencies" : "dependentRequired",
 							  "property \"%.*s\" is required when \"%.*s\" is present",
@@ -1536,17 +1536,17 @@ validate(VCtx *V, JsNode *n, JsonbValue *inst, Eval *ev)
 		bool		type_ok = (n->types & itype) != 0;
 
 		if (!type_ok && itype == JS_T_NUMBER && (n->types & JS_T_INTEGER))
-			type_ok = JsonschemaIsInteger(inst->val.numeric);
+			type_ok = JbvIsInteger(inst->val.numeric);
 		if (!type_ok)
 		{
 			add_error(V, n, "type", "expected %s, got %s", types_text(n->types),
-					  JsonschemaTypeName(inst));
+					  JbvTypeName(inst));
 			FAIL();
 		}
 	}
-	if ((kw & JSK_CONST) && !JsonschemaEqual(inst, &n->constval))
+	if ((kw & JSK_CONST) && !JbvEqual(inst, &n->constval))
 	{
-		add_error(V, n, "const", "value must be %s", JsonschemaValueToText(&n->constval, 100));
+		add_error(V, n, "const", "value must be %s", JbvValueToText(&n->constval, 100));
 		FAIL();
 	}
 	if (kw & JSK_ENUM)
@@ -1554,12 +1554,12 @@ validate(VCtx *V, JsNode *n, JsonbValue *inst, Eval *ev)
 		int			i;
 
 		for (i = 0; i < n->nenum; i++)
-			if (JsonschemaEqual(inst, &n->enumvals[i]))
+			if (JbvEqual(inst, &n->enumvals[i]))
 				break;
 		if (i == n->nenum)
 		{
 			add_error(V, n, "enum", "value %s is not one of the allowed values",
-					  JsonschemaValueToText(inst, 100));
+					  JbvValueToText(inst, 100));
 			FAIL();
 		}
 	}
@@ -1705,7 +1705,7 @@ validate(VCtx *V, JsNode *n, JsonbValue *inst, Eval *ev)
 			{
 				JsonbValue	tmp;
 
-				if (JsonschemaFindKey(c, n->depschemas[i].name, n->depschemas[i].len, &tmp) &&
+				if (JbvFindKey(c, n->depschemas[i].name, n->depschemas[i].len, &tmp) &&
 					!apply_inplace(V, n->depschemas[i].node, inst, evp, &scratch))
 					FAIL();
 			}
@@ -1715,13 +1715,13 @@ validate(VCtx *V, JsNode *n, JsonbValue *inst, Eval *ev)
 	/* unevaluated*: after every other keyword of this schema */
 	if ((kw & JSK_UNEVALPROPS) && itype == JS_T_OBJECT)
 	{
-		JsIter		it;
+		JbvIter		it;
 		JsonbValue	k = {0},
 					v;
 		int			i;
 
-		JsonschemaIterInit(&it, inst->val.binary.data);
-		for (i = 0; JsonschemaIterNext(&it, &k, &v); i++)
+		JbvIterInit(&it, inst->val.binary.data);
+		for (i = 0; JbvIterNext(&it, &k, &v); i++)
 		{
 			if (evp->seen[i])
 				continue;
@@ -1747,13 +1747,13 @@ validate(VCtx *V, JsNode *n, JsonbValue *inst, Eval *ev)
 	}
 	if ((kw & JSK_UNEVALITEMS) && itype == JS_T_ARRAY)
 	{
-		JsIter		it;
+		JbvIter		it;
 		JsonbValue	e,
 					dummy;
 		int			i;
 
-		JsonschemaIterInit(&it, inst->val.binary.data);
-		for (i = 0; JsonschemaIterNext(&it, &dummy, &e); i++)
+		JbvIterInit(&it, inst->val.binary.data);
+		for (i = 0; JbvIterNext(&it, &dummy, &e); i++)
 		{
 			if (evp->seen[i])
 				continue;
@@ -1822,7 +1822,7 @@ JsonschemaValidate(JsSchema *s, Jsonb *instance, bool assert_formats,
 {
 	JsonbValue	v;
 
-	JsonschemaRootValue(instance, &v);
+	JbvRootValue(instance, &v);
 	return JsonschemaValidateValue(s, &v, assert_formats, errors);
 }
 

@@ -29,7 +29,7 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
-#include "jsonschema.h"
+#include "jsonschema_int.h"
 
 typedef struct UriEntry
 {
@@ -99,7 +99,7 @@ schema_error(CompileCtx *ctx, const char *loc, const char *fmt,...)
 	char	   *msg;
 
 	va_start(ap, fmt);
-	msg = JsonschemaFormatVA(fmt, ap);
+	msg = JbvFormatVA(fmt, ap);
 	va_end(ap);
 
 	if (ctx->raise)
@@ -138,7 +138,7 @@ loc_key(const char *loc, const char *key, int len)
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, loc);
-	JsonschemaAppendPointerToken(&buf, key, len);
+	JbvAppendPointerToken(&buf, key, len);
 	return buf.data;
 }
 
@@ -171,7 +171,7 @@ lookup(JsonbValue *obj, const char *key, JsonbValue *out)
 {
 	if (!is_object(obj))
 		return false;
-	return JsonschemaFindKey(obj->val.binary.data, key, strlen(key), out);
+	return JbvFindKey(obj->val.binary.data, key, strlen(key), out);
 }
 
 /* ---------------------------------------------------------------------
@@ -284,7 +284,7 @@ get_count(CompileCtx *ctx, JsonbValue *v, const char *loc, int64 *out)
 	bool		err = false;
 	int32		i;
 
-	if (v->type != jbvNumeric || !JsonschemaIsInteger(v->val.numeric))
+	if (v->type != jbvNumeric || !JbvIsInteger(v->val.numeric))
 	{
 		schema_error(ctx, loc, "value must be a non-negative integer");
 		return false;
@@ -342,7 +342,7 @@ prop_cmp(const void *a, const void *b)
 	const JsProp *pa = a;
 	const JsProp *pb = b;
 
-	return JsonschemaKeyCmp(pa->name, pa->len, pb->name, pb->len);
+	return JbvKeyCmp(pa->name, pa->len, pb->name, pb->len);
 }
 
 /*
@@ -370,7 +370,7 @@ merge_keys(JsNode *n)
 		else if (ri >= n->nrequired)
 			cmp = -1;
 		else
-			cmp = JsonschemaKeyCmp(n->properties[pi].name, n->properties[pi].len,
+			cmp = JbvKeyCmp(n->properties[pi].name, n->properties[pi].len,
 								   n->required[ri].name, n->required[ri].len);
 		if (cmp <= 0)
 		{
@@ -415,7 +415,7 @@ get_string_set(CompileCtx *ctx, JsonbValue *v, const char *loc,
 	{
 		JsonbValue	e;
 
-		JsonschemaGetElem(c, i, &e);
+		JbvGetElem(c, i, &e);
 		if (e.type != jbvString)
 		{
 			schema_error(ctx, loc_index(loc, i), "value must be a string");
@@ -463,7 +463,7 @@ get_schema_array(CompileCtx *ctx, JsonbValue *v, Scope *sc, const char *loc,
 	{
 		JsonbValue	e;
 
-		JsonschemaGetElem(c, i, &e);
+		JbvGetElem(c, i, &e);
 		(*out)[i] = compile_node(ctx, &e, sc, loc_index(loc, i));
 	}
 	*nout = n;
@@ -492,7 +492,7 @@ get_schema_map(CompileCtx *ctx, JsonbValue *v, Scope *sc, const char *loc,
 		JsonbValue	k,
 					e;
 
-		JsonschemaGetPair(c, i, &k, &e);
+		JbvGetPair(c, i, &k, &e);
 		(*out)[i].name = k.val.string.val;
 		(*out)[i].len = k.val.string.len;
 		(*out)[i].node = compile_node(ctx, &e, sc,
@@ -698,7 +698,7 @@ parse_keyword(CompileCtx *ctx, JsNode *n, KwId id, const char *kw, JsonbValue *v
 					JsonbValue	e;
 					int			bit;
 
-					JsonschemaGetElem(c, i, &e);
+					JbvGetElem(c, i, &e);
 					bit = e.type == jbvString ?
 						type_bit(e.val.string.val, e.val.string.len) : 0;
 					if (bit == 0)
@@ -730,7 +730,7 @@ parse_keyword(CompileCtx *ctx, JsNode *n, KwId id, const char *kw, JsonbValue *v
 				n->nenum = JsonContainerSize(c);
 				n->enumvals = palloc0(sizeof(JsonbValue) * (n->nenum + 1));
 				for (i = 0; i < n->nenum; i++)
-					JsonschemaGetElem(c, i, &n->enumvals[i]);
+					JbvGetElem(c, i, &n->enumvals[i]);
 				n->kw |= JSK_ENUM;
 			}
 			break;
@@ -741,7 +741,7 @@ parse_keyword(CompileCtx *ctx, JsNode *n, KwId id, const char *kw, JsonbValue *v
 		case KW_MULTIPLEOF:
 			if ((n->multipleof = get_number(ctx, v, kloc)) != NULL)
 			{
-				if (JsonschemaNumCmp(n->multipleof, int64_to_numeric(0)) <= 0)
+				if (JbvNumCmp(n->multipleof, int64_to_numeric(0)) <= 0)
 					schema_error(ctx, kloc, "value must be strictly greater than 0");
 				else
 					n->kw |= JSK_MULTIPLEOF;
@@ -845,7 +845,7 @@ parse_keyword(CompileCtx *ctx, JsNode *n, KwId id, const char *kw, JsonbValue *v
 					int			nreq;
 					char	   *eloc;
 
-					JsonschemaGetPair(c, i, &k, &e);
+					JbvGetPair(c, i, &k, &e);
 					eloc = loc_key(kloc, k.val.string.val, k.val.string.len);
 					if (id == KW_DEPENDENCIES && !is_array(&e))
 					{
@@ -959,7 +959,7 @@ parse_keyword(CompileCtx *ctx, JsNode *n, KwId id, const char *kw, JsonbValue *v
 					char	   *eloc;
 					JsRegex    *re;
 
-					JsonschemaGetPair(c, i, &k, &e);
+					JbvGetPair(c, i, &k, &e);
 					eloc = loc_key(kloc, k.val.string.val, k.val.string.len);
 					re = compile_regex(ctx, k.val.string.val, k.val.string.len, eloc);
 					if (re == NULL)
@@ -1035,11 +1035,11 @@ compile_node(CompileCtx *ctx, JsonbValue *json, Scope *outer, const char *loc)
 	n->location = pstrdup(loc);
 	ctx->s->nnodes++;
 
-	if (!IS2020(&sc) && JsonschemaFindKey(c, "$ref", 4, &v))
+	if (!IS2020(&sc) && JbvFindKey(c, "$ref", 4, &v))
 		has_ref_draft7 = true;
 
 	/* $id first: it changes the base URI for everything else */
-	if (!has_ref_draft7 && JsonschemaFindKey(c, "$id", 3, &v))
+	if (!has_ref_draft7 && JbvFindKey(c, "$id", 3, &v))
 	{
 		if (v.type != jbvString)
 			schema_error(ctx, loc_key(loc, "$id", 3), "value must be a string");
@@ -1091,14 +1091,14 @@ compile_node(CompileCtx *ctx, JsonbValue *json, Scope *outer, const char *loc)
 
 	if (IS2020(&sc))
 	{
-		if (JsonschemaFindKey(c, "$anchor", 7, &v))
+		if (JbvFindKey(c, "$anchor", 7, &v))
 		{
 			if (v.type != jbvString || !valid_anchor_name(vstr(&v)))
 				schema_error(ctx, loc_key(loc, "$anchor", 7), "value must be a valid anchor name");
 			else
 				add_anchor(ctx, sc.res, vstr(&v), false, n, loc);
 		}
-		if (JsonschemaFindKey(c, "$dynamicAnchor", 14, &v))
+		if (JbvFindKey(c, "$dynamicAnchor", 14, &v))
 		{
 			if (v.type != jbvString || !valid_anchor_name(vstr(&v)))
 				schema_error(ctx, loc_key(loc, "$dynamicAnchor", 14), "value must be a valid anchor name");
@@ -1110,12 +1110,12 @@ compile_node(CompileCtx *ctx, JsonbValue *json, Scope *outer, const char *loc)
 	if (has_ref_draft7)
 	{
 		/* draft-07: all other keywords beside $ref are ignored */
-		JsonschemaFindKey(c, "$ref", 4, &v);
+		JbvFindKey(c, "$ref", 4, &v);
 		parse_keyword(ctx, n, KW_REF, "$ref", &v, &sc, loc, NULL);
 		return n;
 	}
 
-	if (!IS2020(&sc) && JsonschemaFindKey(c, "additionalItems", 15, &additional_items))
+	if (!IS2020(&sc) && JbvFindKey(c, "additionalItems", 15, &additional_items))
 		has_additional_items = true;
 
 	cnt = JsonContainerSize(c);
@@ -1125,7 +1125,7 @@ compile_node(CompileCtx *ctx, JsonbValue *json, Scope *outer, const char *loc)
 		KwId		id;
 		char	   *kw;
 
-		JsonschemaGetPair(c, i, &k, &v);
+		JbvGetPair(c, i, &k, &v);
 		id = keyword_id(k.val.string.val, k.val.string.len, &sc);
 		if (id == KW_IGNORED)
 			continue;
@@ -1169,13 +1169,13 @@ find_document(CompileCtx *ctx, const char *uri, JsonbValue *out)
 	if (ctx->s->registry != NULL && !JB_ROOT_IS_SCALAR(ctx->s->registry) &&
 		JB_ROOT_IS_OBJECT(ctx->s->registry))
 	{
-		if (JsonschemaFindKey(&ctx->s->registry->root, uri, strlen(uri), out))
+		if (JbvFindKey(&ctx->s->registry->root, uri, strlen(uri), out))
 			return true;
 	}
 	doc = JsonschemaBuiltinDocument(uri);
 	if (doc != NULL)
 	{
-		JsonschemaRootValue(doc, out);
+		JbvRootValue(doc, out);
 		return true;
 	}
 	return false;
@@ -1259,7 +1259,7 @@ document_dialect(CompileCtx *ctx, JsonbValue *root, const char *loc,
 			int			j;
 			bool		known = false;
 
-			JsonschemaGetPair(c, i, &k, &e);
+			JbvGetPair(c, i, &k, &e);
 			name = vstr(&k);
 			for (j = 0; j < (int) lengthof(vocabs_known); j++)
 			{
@@ -1366,7 +1366,7 @@ resolve_pointer(CompileCtx *ctx, JsResource *r, const char *ptr,
 		{
 			JsonbValue	next;
 
-			if (!JsonschemaFindKey(cur.val.binary.data, tok.data, tok.len, &next))
+			if (!JbvFindKey(cur.val.binary.data, tok.data, tok.len, &next))
 				goto fail;
 			cur = next;
 		}
@@ -1381,7 +1381,7 @@ resolve_pointer(CompileCtx *ctx, JsResource *r, const char *ptr,
 			if (*end != '\0' || idx < 0 ||
 				idx >= (long) JsonContainerSize(cur.val.binary.data))
 				goto fail;
-			JsonschemaGetElem(cur.val.binary.data, (int) idx, &cur);
+			JbvGetElem(cur.val.binary.data, (int) idx, &cur);
 		}
 		else
 			goto fail;
@@ -1543,7 +1543,7 @@ JsonschemaCompile(Jsonb *schema, Jsonb *registry, MemoryContext parent,
 	ctx.nodemap = hash_create("celerysalt JSON Schema nodes", 64, &hctl,
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
-	JsonschemaRootValue(s->schema, &root);
+	JbvRootValue(s->schema, &root);
 	r = compile_document(&ctx, &root, "", "");
 	s->root = r->node;
 	resolve_pending(&ctx);
@@ -1557,4 +1557,16 @@ void
 JsonschemaFree(JsSchema *s)
 {
 	MemoryContextDelete(s->cxt);
+}
+
+/*
+ * JsonschemaKeep
+ *		Move a compiled schema's memory under owner, so that it is freed
+ *		with owner (JsonschemaCompile leaves it under the caller's context,
+ *		which an error frees).
+ */
+void
+JsonschemaKeep(JsSchema *s, MemoryContext owner)
+{
+	MemoryContextSetParent(s->cxt, owner);
 }
