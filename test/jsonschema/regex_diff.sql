@@ -1,6 +1,6 @@
 -- Differential test of the "pattern" keyword against PostgreSQL's ~ on the
 -- syntax both read the same way: the validator's simple-pattern subset
--- (src/jsonschema_regex.c: ^, $, ASCII literals and escapes, ".", \d \w \D
+-- (src/jsonschema/jsonschema_regex.c: ^, $, ASCII literals and escapes, ".", \d \w \D
 -- \W, bracket expressions with ranges, \d and \w, greedy ? * + {n} {n,}
 -- {n,m}) over strings without line terminators, in a database whose
 -- LC_CTYPE is C (so \w and \d are ASCII in both dialects).  Every pattern
