@@ -213,16 +213,7 @@ append_pointer(const char *base, const char *token)
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, base);
-	appendStringInfoChar(&buf, '/');
-	for (const char *p = token; *p; p++)
-	{
-		if (*p == '~')
-			appendStringInfoString(&buf, "~0");
-		else if (*p == '/')
-			appendStringInfoString(&buf, "~1");
-		else
-			appendStringInfoChar(&buf, *p);
-	}
+	JbvAppendPointerToken(&buf, token, strlen(token));
 	return buf.data;
 }
 

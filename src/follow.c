@@ -478,19 +478,12 @@ static bool push_template(FollowCall *call, JsonbParseState **st,
 						  JsonbIteratorToken seq, JsonbValue *tv,
 						  FollowFailure *failure);
 
-static bool
-string_is(const JsonbValue *v, const char *s)
-{
-	return v->type == jbvString && v->val.string.len == (int) strlen(s) &&
-		memcmp(v->val.string.val, s, v->val.string.len) == 0;
-}
-
 /* Push the value a placeholder stands for. */
 static bool
 push_placeholder(FollowCall *call, JsonbParseState **st, JsonbIteratorToken seq,
 				 JsonbValue *key, JsonbValue *arg, FollowFailure *failure)
 {
-	if (string_is(key, "$new") || string_is(key, "$old"))
+	if (JbvStringIs(key, "$new") || JbvStringIs(key, "$old"))
 	{
 		int			attnum;
 		JsonbValue	v;
@@ -508,7 +501,7 @@ push_placeholder(FollowCall *call, JsonbParseState **st, JsonbIteratorToken seq,
 		pushJsonbValue(st, seq, &v);
 		return true;
 	}
-	if (string_is(key, "$pk"))
+	if (JbvStringIs(key, "$pk"))
 	{
 		if (!push_pk(call, st, seq))
 		{
@@ -518,7 +511,7 @@ push_placeholder(FollowCall *call, JsonbParseState **st, JsonbIteratorToken seq,
 		}
 		return true;
 	}
-	if (string_is(key, "$literal"))
+	if (JbvStringIs(key, "$literal"))
 	{
 		pushJsonbValue(st, seq, arg);
 		return true;
@@ -894,9 +887,9 @@ collect_reads(FollowCall *call, JsonbValue *tv, ParsedRule *pr)
 	c = tv->val.binary.data;
 	if (FollowIsPlaceholder(c, &key, &arg))
 	{
-		if (string_is(&key, "$pk"))
+		if (JbvStringIs(&key, "$pk"))
 			pr->reads_pk = true;
-		else if ((string_is(&key, "$new") || string_is(&key, "$old")) && arg.type == jbvString)
+		else if ((JbvStringIs(&key, "$new") || JbvStringIs(&key, "$old")) && arg.type == jbvString)
 		{
 			AttrNumber	attnum = FollowFindColumn(call->tupdesc, arg.val.string.val,
 												  arg.val.string.len);

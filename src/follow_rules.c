@@ -19,6 +19,7 @@
  *-------------------------------------------------------------------------
  */
 #include "follow.h"
+#include "jbv.h"
 #include "event.h"
 
 #include "access/htup_details.h"
@@ -86,13 +87,6 @@ FollowParseOperator(const char *name, int len)
 	return FOLLOW_OP_INVALID;
 }
 
-static bool
-string_is(const JsonbValue *v, const char *s)
-{
-	return v->type == jbvString && v->val.string.len == (int) strlen(s) &&
-		memcmp(v->val.string.val, s, v->val.string.len) == 0;
-}
-
 /*
  * FollowParsePersist
  *		The persist mode a rule's "persist" member gives; NULL (absent) means
@@ -105,11 +99,11 @@ FollowParsePersist(JsonbValue *v)
 		return FOLLOW_PERSIST_TRUE;
 	if (v->type == jbvBool)
 		return v->val.boolean ? FOLLOW_PERSIST_TRUE : FOLLOW_PERSIST_FALSE;
-	if (string_is(v, "True"))
+	if (JbvStringIs(v, "True"))
 		return FOLLOW_PERSIST_TRUE;
-	if (string_is(v, "False"))
+	if (JbvStringIs(v, "False"))
 		return FOLLOW_PERSIST_FALSE;
-	if (string_is(v, "ForceFalse"))
+	if (JbvStringIs(v, "ForceFalse"))
 		return FOLLOW_PERSIST_FORCE_FALSE;
 	return FOLLOW_PERSIST_INVALID;
 }
@@ -678,7 +672,7 @@ check_template(JsonbContainer *c, CheckTable *tbl, int depth)
 
 	if (FollowIsPlaceholder(c, &key, &arg))
 	{
-		if (string_is(&key, "$new") || string_is(&key, "$old"))
+		if (JbvStringIs(&key, "$new") || JbvStringIs(&key, "$old"))
 		{
 			if (arg.type != jbvString)
 				ereport(ERROR,
@@ -689,7 +683,7 @@ check_template(JsonbContainer *c, CheckTable *tbl, int depth)
 			check_column(tbl, "payload placeholder", arg.val.string.val, arg.val.string.len);
 			return;
 		}
-		if (string_is(&key, "$pk"))
+		if (JbvStringIs(&key, "$pk"))
 		{
 			if (arg.type != jbvBool || !arg.val.boolean)
 				ereport(ERROR,
@@ -703,7 +697,7 @@ check_template(JsonbContainer *c, CheckTable *tbl, int depth)
 								tbl->relname)));
 			return;
 		}
-		if (string_is(&key, "$literal"))
+		if (JbvStringIs(&key, "$literal"))
 			return;
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -717,8 +711,8 @@ check_template(JsonbContainer *c, CheckTable *tbl, int depth)
 	{
 		if (tok == WJB_KEY && JsonContainerSize(c) > 1 &&
 			v.val.string.len > 0 && v.val.string.val[0] == '$' &&
-			(string_is(&v, "$new") || string_is(&v, "$old") ||
-			 string_is(&v, "$pk") || string_is(&v, "$literal")))
+			(JbvStringIs(&v, "$new") || JbvStringIs(&v, "$old") ||
+			 JbvStringIs(&v, "$pk") || JbvStringIs(&v, "$literal")))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("payload placeholder \"%s\" must be the only member of its object",
@@ -832,7 +826,7 @@ check_operand_type(CheckTable *tbl, int attnum, const char *member,
 		return;
 	/* to_jsonb() makes strings of numeric and float NaN and infinities */
 	if (strcmp(coltype, "number") == 0 &&
-		(string_is(v, "NaN") || string_is(v, "Infinity") || string_is(v, "-Infinity")))
+		(JbvStringIs(v, "NaN") || JbvStringIs(v, "Infinity") || JbvStringIs(v, "-Infinity")))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_DATATYPE_MISMATCH),
@@ -910,7 +904,7 @@ celerysalt_follow_action_check(PG_FUNCTION_ARGS)
 		if (tok != WJB_KEY)
 			continue;
 		for (size_t i = 0; i < lengthof(rule_members); i++)
-			if (string_is(&v, rule_members[i]))
+			if (JbvStringIs(&v, rule_members[i]))
 				known = true;
 		if (!known)
 			ereport(ERROR,

@@ -35,6 +35,14 @@ typedef struct JbvIter
 	bool		object;
 } JbvIter;
 
+/* Is v the JSON string s? */
+static inline bool
+JbvStringIs(const JsonbValue *v, const char *s)
+{
+	return v->type == jbvString && v->val.string.len == (int) strlen(s) &&
+		memcmp(v->val.string.val, s, v->val.string.len) == 0;
+}
+
 /* jbv.c */
 extern void JbvIterInit(JbvIter *it, JsonbContainer *c);
 extern void JbvRootValue(Jsonb *jb, JsonbValue *out);

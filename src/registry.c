@@ -815,21 +815,6 @@ key_cmp(const JsonbValue *a, const JsonbValue *b)
 	return memcmp(a->val.string.val, b->val.string.val, a->val.string.len);
 }
 
-static void
-pointer_append(StringInfo path, const char *s, int len)
-{
-	appendStringInfoChar(path, '/');
-	for (int i = 0; i < len; i++)
-	{
-		if (s[i] == '~')
-			appendStringInfoString(path, "~0");
-		else if (s[i] == '/')
-			appendStringInfoString(path, "~1");
-		else
-			appendStringInfoChar(path, s[i]);
-	}
-}
-
 /*
  * Find the first place where a and b differ (in jsonb's key order, then
  * array order).  Returns false if they are equal; otherwise path holds the
@@ -862,14 +847,14 @@ first_difference(JsonbValue *a, JsonbValue *b, StringInfo path,
 
 			if (c < 0)
 			{
-				pointer_append(path, ka[i].val.string.val, ka[i].val.string.len);
+				JbvAppendPointerToken(path, ka[i].val.string.val, ka[i].val.string.len);
 				*da = &va[i];
 				*db = NULL;
 				return true;
 			}
 			if (c > 0)
 			{
-				pointer_append(path, kb[j].val.string.val, kb[j].val.string.len);
+				JbvAppendPointerToken(path, kb[j].val.string.val, kb[j].val.string.len);
 				*da = NULL;
 				*db = &vb[j];
 				return true;
@@ -877,7 +862,7 @@ first_difference(JsonbValue *a, JsonbValue *b, StringInfo path,
 			{
 				int			save = path->len;
 
-				pointer_append(path, ka[i].val.string.val, ka[i].val.string.len);
+				JbvAppendPointerToken(path, ka[i].val.string.val, ka[i].val.string.len);
 				if (first_difference(&va[i], &vb[j], path, da, db))
 					return true;
 				path->len = save;

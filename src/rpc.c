@@ -33,6 +33,7 @@
  *-------------------------------------------------------------------------
  */
 #include "celerysalt.h"
+#include "jbv.h"
 #include "conninfo.h"
 
 #include "common/int.h"
@@ -246,13 +247,6 @@ get_key(JsonbContainer *c, const char *key, JsonbValue *out)
 	return getKeyJsonValueFromContainer(c, key, strlen(key), out) != NULL;
 }
 
-static bool
-string_is(JsonbValue *v, const char *s)
-{
-	return v->type == jbvString && v->val.string.len == (int) strlen(s) &&
-		memcmp(v->val.string.val, s, v->val.string.len) == 0;
-}
-
 /* A value as text: strings without quotes, anything else as JSON. */
 static char *
 value_text(JsonbValue *v)
@@ -263,22 +257,6 @@ value_text(JsonbValue *v)
 		return pnstrdup(v->val.string.val, v->val.string.len);
 	j = JsonbValueToJsonb(v);
 	return JsonbToCString(NULL, &j->root, VARSIZE(j));
-}
-
-/* Append a JSON pointer reference token (RFC 6901: ~ as ~0, / as ~1). */
-static void
-append_pointer_token(StringInfo path, const char *token, int len)
-{
-	appendStringInfoChar(path, '/');
-	for (int i = 0; i < len; i++)
-	{
-		if (token[i] == '~')
-			appendStringInfoString(path, "~0");
-		else if (token[i] == '/')
-			appendStringInfoString(path, "~1");
-		else
-			appendStringInfoChar(path, token[i]);
-	}
 }
 
 /* A JSON pointer for messages: the empty pointer (the root) as "/". */
@@ -319,7 +297,7 @@ scan_path(ScanFrame *frames, int depth, StringInfo path)
 		if (frames[i].object)
 		{
 			if (!frames[i].expect_key && frames[i].key != NULL)
-				append_pointer_token(path, frames[i].key, frames[i].key_len);
+				JbvAppendPointerToken(path, frames[i].key, frames[i].key_len);
 		}
 		else
 			appendStringInfo(path, "/%d", frames[i].index);
@@ -536,7 +514,7 @@ typed_value(Decoder *d, JsonbContainer *c, JsonbValue *out)
 		type.type != jbvString)
 		return false;
 
-	if (string_is(&type, "decimal") && value.type == jbvString)
+	if (JbvStringIs(&type, "decimal") && value.type == jbvString)
 	{
 		char	   *text = pnstrdup(value.val.string.val, value.val.string.len);
 
@@ -555,14 +533,14 @@ typed_value(Decoder *d, JsonbContainer *c, JsonbValue *out)
 		Assert(!numeric_is_nan(out->val.numeric) && !numeric_is_inf(out->val.numeric));
 		return true;
 	}
-	if ((string_is(&type, "datetime") || string_is(&type, "date") ||
-		 string_is(&type, "time") || string_is(&type, "bytes")) &&
+	if ((JbvStringIs(&type, "datetime") || JbvStringIs(&type, "date") ||
+		 JbvStringIs(&type, "time") || JbvStringIs(&type, "bytes")) &&
 		value.type == jbvString)
 	{
 		*out = value;
 		return true;
 	}
-	if (string_is(&type, "uuid"))
+	if (JbvStringIs(&type, "uuid"))
 	{
 		JsonbValue	hex;
 
@@ -606,7 +584,7 @@ push_container(Decoder *d, JsonbParseState **state, JsonbContainer *c)
 		{
 			d->path.len = base_len;
 			d->path.data[base_len] = '\0';
-			append_pointer_token(&d->path, v.val.string.val, v.val.string.len);
+			JbvAppendPointerToken(&d->path, v.val.string.val, v.val.string.len);
 		}
 		else if (tok == WJB_ELEM)
 		{
@@ -691,7 +669,7 @@ interpret_record(const char *bytes, size_t len, RpcResult *res)
 	if (!get_key(root, "result", &result))
 		result.type = jbvNull;
 
-	if (string_is(&status, "SUCCESS"))
+	if (JbvStringIs(&status, "SUCCESS"))
 	{
 		JsonbValue	dstatus;
 		JsonbValue	results;
@@ -707,7 +685,7 @@ interpret_record(const char *bytes, size_t len, RpcResult *res)
 			return;
 		}
 		if (get_key(result.val.binary.data, "status", &dstatus) &&
-			string_is(&dstatus, "no_handlers"))
+			JbvStringIs(&dstatus, "no_handlers"))
 		{
 			res->outcome = RPC_NO_HANDLERS;
 			return;
@@ -727,7 +705,7 @@ interpret_record(const char *bytes, size_t len, RpcResult *res)
 			res->error = "the dispatcher returned a malformed handler result";
 			return;
 		}
-		if (string_is(&hstatus, "success"))
+		if (JbvStringIs(&hstatus, "success"))
 		{
 			JsonbValue	code;
 			JsonbValue	message;
@@ -744,7 +722,7 @@ interpret_record(const char *bytes, size_t len, RpcResult *res)
 				res->outcome = RPC_BUSINESS_ERROR;
 			return;
 		}
-		if (string_is(&hstatus, "error"))
+		if (JbvStringIs(&hstatus, "error"))
 		{
 			res->outcome = RPC_HANDLER_ERROR;
 			res->error = get_key(first->val.binary.data, "error", &value)
@@ -755,7 +733,7 @@ interpret_record(const char *bytes, size_t len, RpcResult *res)
 		res->error = "the request was dispatched as a broadcast, not run as RPC";
 		return;
 	}
-	if (string_is(&status, "FAILURE") || string_is(&status, "REVOKED"))
+	if (JbvStringIs(&status, "FAILURE") || JbvStringIs(&status, "REVOKED"))
 	{
 		JsonbValue	exc_type;
 		JsonbValue	exc_message;
@@ -770,7 +748,7 @@ interpret_record(const char *bytes, size_t len, RpcResult *res)
 				message_text = value_text(&exc_message);
 		}
 		res->error = psprintf("%s: %s", type_text, message_text);
-		if (string_is(&status, "REVOKED"))
+		if (JbvStringIs(&status, "REVOKED"))
 			res->outcome = RPC_REVOKED;
 		else if (strcmp(type_text, "NotRegistered") == 0)
 			res->outcome = RPC_NOT_REGISTERED;
