@@ -107,10 +107,7 @@ is_array(const JsonbValue *v)
 static bool
 get_key(const JsonbValue *v, const char *key, JsonbValue *out)
 {
-	if (!is_object(v))
-		return false;
-	return getKeyJsonValueFromContainer(v->val.binary.data, key, strlen(key),
-										out) != NULL;
+	return JbvObjectMember(v, key, out);
 }
 
 static int
@@ -257,8 +254,7 @@ resolve_pointer(Jsonb *doc, const char *frag, JsonbValue *out)
 		}
 		if (is_object(&cur))
 		{
-			if (!getKeyJsonValueFromContainer(cur.val.binary.data, tok.data,
-											  tok.len, &next))
+			if (!JbvFindKey(cur.val.binary.data, tok.data, tok.len, &next))
 				return false;
 		}
 		else if (is_array(&cur))

@@ -20,6 +20,7 @@
 #include "utils/builtins.h"
 #include "guc.h"
 #include "event.h"
+#include "jbv.h"
 
 /* The hooks the registry sets (celerysalt.h). */
 PublishValidator celerysalt_publish_validator = NULL;
@@ -68,7 +69,7 @@ depth_exceeds(const JsonbContainer *c, int depth, int limit)
 char *
 EventPayloadProblem(Jsonb *payload, int *sqlstate, char **detail, const char **hint)
 {
-	JsonbValue	key;
+	JsonbValue	member;
 
 	*sqlstate = ERRCODE_INVALID_PARAMETER_VALUE;
 	*hint = NULL;
@@ -97,10 +98,7 @@ EventPayloadProblem(Jsonb *payload, int *sqlstate, char **detail, const char **h
 	}
 
 	*sqlstate = ERRCODE_INVALID_PARAMETER_VALUE;
-	key.type = jbvString;
-	key.val.string.val = "_tchu_meta";
-	key.val.string.len = strlen("_tchu_meta");
-	if (findJsonbValueFromContainer(&payload->root, JB_FOBJECT, &key) != NULL)
+	if (JbvFindKey(&payload->root, "_tchu_meta", strlen("_tchu_meta"), &member))
 	{
 		*detail = pstrdup("celerysalt writes _tchu_meta itself, from the version and correlation_id arguments.");
 		*hint = "Pass version and correlation_id as arguments of celerysalt_publish.";

@@ -24,6 +24,18 @@
 #include "jbv.h"
 
 /*
+ * JbvObjectMember
+ *		Member key of v into *out (pointing into v): false when v is not an
+ *		object or has no such member.
+ */
+bool
+JbvObjectMember(const JsonbValue *v, const char *key, JsonbValue *out)
+{
+	return v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data) &&
+		JbvFindKey(v->val.binary.data, key, strlen(key), out);
+}
+
+/*
  * The value of a whole jsonb datum: a scalar for a scalar root, else a
  * jbvBinary pointing at the root container.  *out points into jb.
  */

@@ -44,6 +44,7 @@ JbvStringIs(const JsonbValue *v, const char *s)
 }
 
 /* jbv.c */
+extern bool JbvObjectMember(const JsonbValue *v, const char *key, JsonbValue *out);
 extern void JbvIterInit(JbvIter *it, JsonbContainer *c);
 extern void JbvRootValue(Jsonb *jb, JsonbValue *out);
 extern void JbvGetElem(JsonbContainer *c, int i, JsonbValue *out);

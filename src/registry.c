@@ -433,9 +433,7 @@ error_member(JsonbValue *obj, const char *key)
 {
 	JsonbValue	v;
 
-	if (obj->type == jbvBinary &&
-		getKeyJsonValueFromContainer(obj->val.binary.data, key, strlen(key), &v) &&
-		v.type == jbvString)
+	if (JbvObjectMember(obj, key, &v) && v.type == jbvString)
 		return pnstrdup(v.val.string.val, v.val.string.len);
 	return pstrdup("");
 }

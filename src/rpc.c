@@ -242,9 +242,7 @@ ensure_connections(TimestampTz deadline, RpcResult *res)
 static bool
 get_key(JsonbContainer *c, const char *key, JsonbValue *out)
 {
-	if (c == NULL || !JsonContainerIsObject(c))
-		return false;
-	return getKeyJsonValueFromContainer(c, key, strlen(key), out) != NULL;
+	return c != NULL && JsonContainerIsObject(c) && JbvFindKey(c, key, strlen(key), out);
 }
 
 /* A value as text: strings without quotes, anything else as JSON. */
