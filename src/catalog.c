@@ -24,7 +24,13 @@
 #include "catalog/pg_extension.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/acl.h"
+#include "utils/syscache.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_namespace.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "catalog.h"
@@ -76,16 +82,34 @@ CatalogQualifiedName(const char *relname)
 }
 
 /*
- * CatalogPinProcessSearchPath
+ * CatalogPinProcessSettings
  *		For background processes: fix search_path to CATALOG_SAFE_SEARCH_PATH
- *		for the life of the process, above any per-database or per-role
- *		setting (which BackgroundWorkerInitializeConnection applied) and any
- *		later reload of the configuration files.
+ *		and the settings a database owner could otherwise set for the worker
+ *		with ALTER DATABASE ... SET (read-only transactions, a tiny
+ *		statement_timeout, another role, asynchronous commits) to what the
+ *		worker needs, for the life of the process, above any per-database or
+ *		per-role setting (which BackgroundWorkerInitializeConnection applied)
+ *		and any later reload of the configuration files.
  */
 void
-CatalogPinProcessSearchPath(void)
+CatalogPinProcessSettings(void)
 {
-	SetConfigOption("search_path", CATALOG_SAFE_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
+	static const char *const pinned[][2] = {
+		{"search_path", CATALOG_SAFE_SEARCH_PATH},
+		{"role", "none"},
+		{"default_transaction_read_only", "off"},
+		{"default_transaction_isolation", "read committed"},
+		{"default_transaction_deferrable", "off"},
+		{"statement_timeout", "0"},
+		{"lock_timeout", "0"},
+		{"idle_in_transaction_session_timeout", "0"},
+		{"synchronous_commit", "on"},
+		{"exit_on_error", "off"},
+		{"transform_null_equals", "off"},
+	};
+
+	for (int i = 0; i < (int) lengthof(pinned); i++)
+		SetConfigOption(pinned[i][0], pinned[i][1], PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 /*
@@ -110,4 +134,77 @@ void
 CatalogPopSearchPath(int level)
 {
 	AtEOXact_GUC(true, level);
+}
+
+/*
+ * CatalogSchemaProblem
+ *		NULL when only superusers control schema nsp: its owner is a
+ *		superuser (pg_database_owner stands for the database's owner) and,
+ *		with check_creators, no other role may create objects in it (what
+ *		is created before CREATE EXTENSION can bind into its views).  Else a
+ *		palloc'd sentence saying who else controls it.  The extension's SQL names its objects
+ *		by schema: whoever owns the schema could rename it and put other
+ *		objects under the old name, and whoever may create in it could add
+ *		objects the extension's own SQL would find, both run by the delivery
+ *		worker as a superuser (docs/security.md).
+ */
+char *
+CatalogSchemaProblem(Oid nsp, bool check_creators)
+{
+	HeapTuple	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	Form_pg_namespace form;
+	Oid			owner;
+	Oid			dbowner = InvalidOid;
+	char	   *name;
+	bool		isnull;
+	Datum		acldatum;
+	char	   *problem = NULL;
+
+	if (!HeapTupleIsValid(tup))
+		return pstrdup("The schema no longer exists.");
+	form = (Form_pg_namespace) GETSTRUCT(tup);
+	name = pstrdup(NameStr(form->nspname));
+	{
+		HeapTuple	dbtup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
+
+		if (HeapTupleIsValid(dbtup))
+		{
+			dbowner = ((Form_pg_database) GETSTRUCT(dbtup))->datdba;
+			ReleaseSysCache(dbtup);
+		}
+	}
+	owner = form->nspowner == ROLE_PG_DATABASE_OWNER ? dbowner : form->nspowner;
+	if (!superuser_arg(owner))
+		problem = psprintf("Schema \"%s\" is controlled by role \"%s\", which is not a superuser.",
+						   name, GetUserNameFromId(owner, false));
+
+	acldatum = SysCacheGetAttr(NAMESPACEOID, tup, Anum_pg_namespace_nspacl, &isnull);
+	if (problem == NULL && check_creators && !isnull)
+	{
+		Acl		   *acl = DatumGetAclP(acldatum);
+		AclItem    *items;
+
+/* ARR_DATA_PTR (array.h) mixes signedness; -Wextra flags it */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsign-compare"
+		items = ACL_DAT(acl);
+#pragma GCC diagnostic pop
+
+		for (int i = 0; i < (int) ACL_NUM(acl) && problem == NULL; i++)
+		{
+			Oid			grantee = items[i].ai_grantee;
+
+			if ((ACLITEM_GET_PRIVS(items[i]) & ACL_CREATE) == 0)
+				continue;
+			if (grantee == ROLE_PG_DATABASE_OWNER)
+				grantee = dbowner;
+			if (grantee == ACL_ID_PUBLIC)
+				problem = psprintf("Every role may create objects in schema \"%s\".", name);
+			else if (!superuser_arg(grantee))
+				problem = psprintf("Role \"%s\", which is not a superuser, may create objects in schema \"%s\".",
+								   GetUserNameFromId(grantee, false), name);
+		}
+	}
+	ReleaseSysCache(tup);
+	return problem;
 }

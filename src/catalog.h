@@ -15,8 +15,9 @@ extern char *CatalogQualifiedName(const char *relname);
 
 /* The only search_path under which SQL runs with more than the user's rights. */
 #define CATALOG_SAFE_SEARCH_PATH "pg_catalog, pg_temp"
-extern void CatalogPinProcessSearchPath(void);
+extern void CatalogPinProcessSettings(void);
 extern int	CatalogPushSafeSearchPath(void);
 extern void CatalogPopSearchPath(int level);
+extern char *CatalogSchemaProblem(Oid nsp, bool check_creators);
 
 #endif							/* CELERYSALT_CATALOG_H */

@@ -28,6 +28,7 @@
 #include "access/xact.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
+#include "utils/acl.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "pgstat.h"
@@ -302,7 +303,7 @@ CelerysaltLauncherMain(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
-	CatalogPinProcessSearchPath();
+	CatalogPinProcessSettings();
 
 	celerysalt_shared->launcher_pid = MyProcPid;
 	celerysalt_shared->launcher_latch = MyLatch;
@@ -392,7 +393,14 @@ launcher_process_utility(PlannedStmt *pstmt, const char *queryString,
 	{
 		Oid			dboid = get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
 
-		if (OidIsValid(dboid))
+		/*
+		 * Only for a DROP DATABASE that can succeed: the caller owns the
+		 * database (or is superuser), it is not the current one, and no
+		 * transaction block is open.  Anyone else would just stop the
+		 * database's delivery (security issue, finding F2).
+		 */
+		if (OidIsValid(dboid) && dboid != MyDatabaseId && !IsTransactionBlock() &&
+			pg_database_ownercheck(dboid, GetUserId()))
 			WorkerStopForDatabase(dboid);
 	}
 

@@ -265,12 +265,23 @@ celerysalt_wake(PG_FUNCTION_ARGS)
 
 /*
  * _celerysalt_installed() RETURNS void
- *		Called by the install script: once CREATE EXTENSION commits, the
- *		launcher starts this database's worker.  A no-op without preload.
+ *		Called by the install script: refuses a schema that roles other than
+ *		superusers control (CatalogSchemaProblem); once CREATE EXTENSION
+ *		commits, the launcher starts this database's worker.
  */
 Datum
 _celerysalt_installed(PG_FUNCTION_ARGS)
 {
+	char	   *problem = CatalogSchemaProblem(CatalogExtensionSchema(false), true);
+
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("celerysalt must be installed in a schema that only superusers control"),
+				 errdetail_internal("%s", problem),
+				 errhint("Install it in a schema of its own: CREATE SCHEMA celerysalt; CREATE EXTENSION celerysalt SCHEMA celerysalt; "
+						 "then add the schema to search_path, for example ALTER DATABASE ... SET search_path = \"$user\", public, celerysalt. "
+						 "See docs/security.md.")));
 	if (celerysalt_preloaded)
 		OutboxRequestCommitWake();
 	PG_RETURN_VOID();

@@ -201,11 +201,28 @@ ensure_broker(void)
 static Oid
 begin_xact(void)
 {
+	Oid			schema;
+	char	   *problem;
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	return CatalogExtensionSchema(true);
+	schema = CatalogExtensionSchema(true);
+
+	/*
+	 * The SQL below names the extension's objects by schema: stop rather
+	 * than run it when a role other than a superuser has come to control
+	 * that schema (the database changed owner to such a role), since that
+	 * role could rename it and put its own objects in its place.
+	 */
+	if (OidIsValid(schema) && (problem = CatalogSchemaProblem(schema, false)) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("celerysalt worker stops: the extension's schema is not under superusers' control"),
+				 errdetail_internal("%s", problem),
+				 errhint("Move the extension to a schema of its own (docs/security.md), or revoke the grant.")));
+	return schema;
 }
 
 static void
@@ -728,7 +745,7 @@ CelerysaltWorkerMain(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	/* runs as the bootstrap superuser: nothing a user creates may be found */
-	CatalogPinProcessSearchPath();
+	CatalogPinProcessSettings();
 	pgstat_report_appname("celerysalt worker");
 
 	memset(&ws, 0, sizeof(ws));

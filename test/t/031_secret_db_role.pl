@@ -24,7 +24,9 @@ CREATE ROLE plain LOGIN;
 CREATE DATABASE appdb OWNER owner;
 GRANT SET ON PARAMETER celerysalt.redis_url TO owner;
 });
-$node->safe_psql('appdb', 'CREATE EXTENSION celerysalt');
+# appdb's owner is not a superuser, so its public schema is refused
+# (docs/security.md): the extension goes into a schema of its own.
+$node->safe_psql('appdb', 'CREATE SCHEMA celerysalt; CREATE EXTENSION celerysalt SCHEMA celerysalt');
 
 my @secrets;
 

@@ -1,14 +1,18 @@
 # Security issue, item 1: no object a non-superuser creates can run with
 # more rights than its own.
 #
-# The attacker is an ordinary login role that owns its database (so it has
-# CREATE on public, as every database owner on PostgreSQL 15) and holds
-# celerysalt_admin.  It shadows, in public, every operator and function that
-# the SQL of the C code (src/*.c) and the extension's SQL functions name:
-# exact copies of every pg_catalog signature, which win once the attacker
-# puts public first in the database's search_path (it does), and, for every
-# operator, better matches for the common argument types (the
-# `*(integer, interval)` attack).  Each shadow records who ran it and tries
+# A database owned by an ordinary role refuses the extension in its public
+# schema (the owner could rename the schema and put its own objects under
+# the extension's names).  In a database a superuser owns, the attacker is an
+# ordinary login role with CREATE on public that holds celerysalt_admin.  It
+# shadows, in public, every operator and function that the SQL of the C code
+# (src/*.c) and the extension's SQL functions name: exact copies of every
+# pg_catalog signature, which win once public comes first in the database's
+# search_path (the test sets that, the worst case), and, for every operator,
+# better matches for the common argument types (the `*(integer, interval)`
+# attack).  At the end the database is given to the attacker, which renames
+# public and puts a view calling its function in place of the outbox: the
+# worker must stop instead of reading it.  Each shadow records who ran it and tries
 # ALTER ROLE attacker SUPERUSER.  Then the worker delivers, retains,
 # dead-letters and rotates, a superuser's UPDATE fires a follow action, and
 # the attacker calls every SECURITY DEFINER function.  None of its objects
@@ -51,11 +55,17 @@ sub as_attacker {
 
 $node->safe_psql('postgres', q{
 	CREATE ROLE attacker LOGIN;
-	CREATE DATABASE shadowdb OWNER attacker;
+	CREATE DATABASE ownerdb OWNER attacker;
+	CREATE DATABASE shadowdb;
 });
+my ($rc, $out, $err) = $node->psql('ownerdb', 'CREATE EXTENSION celerysalt',
+	extra_params => ['-v', 'VERBOSITY=verbose']);
+like($err, qr/42501: celerysalt must be installed in a schema that only superusers control.*\n.*DETAIL:  Schema "public" is controlled by role "attacker"/,
+	'CREATE EXTENSION refuses the public schema of a database a plain role owns');
 $node->safe_psql('shadowdb', q{
 	CREATE EXTENSION celerysalt;
 	GRANT celerysalt_admin TO attacker;
+	GRANT CREATE ON SCHEMA public TO attacker;
 });
 ok($node->poll_query_until('shadowdb', 'SELECT worker_pid IS NOT NULL FROM celerysalt_status'),
 	'worker runs');
@@ -141,15 +151,15 @@ for my $row (split /\n/, sq(qq{SELECT concat_ws(chr(9), p.proname, pg_get_functi
 	push @script, sprintf("CREATE FUNCTION public.%s(%s) RETURNS %s%s $body", $fn, $args,
 		$setof eq 't' ? 'SETOF ' : '', $res, "fn $fn($args)", $setof eq 't' ? '' : 'NULL');
 }
-my ($rc, $out, $err) = as_attacker(join("\n", @script));
+($rc, $out, $err) = as_attacker(join("\n", @script));
 my $nops = sq("SELECT count(*) FROM pg_operator WHERE oprnamespace = 'public'::regnamespace");
 my $nfns = sq("SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.proowner = 'attacker'::regrole");
 ok($nops > 1000, "attacker created $nops shadow operators");
 ok($nfns > $nops, "attacker created $nfns shadow functions");
 
-# The attacker puts public before pg_catalog for every session of its
-# database, the worker's included (it restarts to pick the setting up).
-as_attacker('ALTER DATABASE shadowdb SET search_path = public, pg_catalog');
+# public before pg_catalog for every session of the database, the worker's
+# included (it restarts to pick the setting up): the worst case.
+$node->safe_psql('postgres', 'ALTER DATABASE shadowdb SET search_path = public, pg_catalog');
 my $pid = sq('SELECT worker_pid FROM public.celerysalt_status');
 sq("SELECT pg_terminate_backend($pid)");
 ok(poll("SELECT worker_pid IS NOT NULL AND worker_pid <> $pid FROM public.celerysalt_status"),
@@ -241,8 +251,27 @@ for my $d (@definers)
 	is($err, '', "attacker calls $name") or diag($err);
 }
 
+# the database changes hands: its new owner renames public and puts a view
+# calling its function where the worker reads the outbox
+$node->safe_psql('postgres', 'ALTER DATABASE shadowdb OWNER TO attacker');
+($rc, $out, $err) = as_attacker(q{
+	ALTER SCHEMA public RENAME TO celerysalt_moved;
+	CREATE SCHEMA public;
+	CREATE FUNCTION public.pwn() RETURNS bigint LANGUAGE plpgsql AS $f$ BEGIN
+		INSERT INTO celerysalt_moved.shadow_hits VALUES ('renamed public', current_user);
+		BEGIN EXECUTE 'ALTER ROLE attacker SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END;
+		RETURN 1; END $f$;
+	CREATE VIEW public._celerysalt_outbox AS
+	  SELECT s.e AS event_id, NULL::uuid AS id, NULL::text AS topic, NULL::jsonb AS payload,
+	         NULL::text AS version, NULL::text AS correlation_id, NULL::smallint AS slot, NULL::tid AS ctid
+	    FROM (SELECT public.pwn() AS e) s;});
+is($err, '', 'the new owner renames public and plants a view') or diag($err);
+ok(eval { $node->wait_for_log(qr/celerysalt worker stops: the extension's schema is not under superusers' control/); 1 },
+	'the worker stops instead of reading it');
+sleep 1;
+
 # ---------------------------------------------------------------- verdict
-is(sq("SELECT coalesce(string_agg(DISTINCT obj || ' as ' || by_user, '; '), '') FROM public.shadow_hits WHERE by_user <> 'attacker'"),
+is(sq("SELECT coalesce(string_agg(DISTINCT obj || ' as ' || by_user, '; '), '') FROM celerysalt_moved.shadow_hits WHERE by_user <> 'attacker'"),
 	'', 'no shadow ran as anyone but the attacker');
 is(sq("SELECT rolsuper FROM pg_roles WHERE rolname = 'attacker'"), 'f', 'attacker is still not superuser');
 
