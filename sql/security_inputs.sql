@@ -62,28 +62,36 @@ SELECT * FROM pg_temp.try(format('SELECT celerysalt_call(%L, %L)', 'deep.event',
 -- a publisher cannot raise it
 SELECT * FROM pg_temp.try($$SET celerysalt.max_payload_depth = 900$$);
 
--- Item 6: a rule may read only columns the updating role may SELECT.
+-- Item 6: a rule may read only columns its writer and its updater may SELECT.
 RESET ROLE;
 CREATE TABLE sec_accounts (id int PRIMARY KEY, status text, password_hash text,
                            on_change_rules jsonb NOT NULL DEFAULT '[]');
 SELECT celerysalt_attach_follow_actions('sec_accounts');
 INSERT INTO sec_accounts VALUES (1, 'new', 'secret-hash-1', '[]');
-GRANT SELECT (id, status, on_change_rules), UPDATE (status, on_change_rules) ON sec_accounts TO regress_sec_app;
+GRANT SELECT (id, status, on_change_rules), UPDATE (status, on_change_rules), INSERT ON sec_accounts TO regress_sec_app;
+CREATE ROLE regress_sec_plain;   -- may write rules, but holds no celerysalt role
+GRANT SELECT, UPDATE ON sec_accounts TO regress_sec_plain;
 SET ROLE regress_sec_app;
--- the attacker's rule shows the hash through an enum mismatch on main
-UPDATE sec_accounts SET on_change_rules = jsonb_build_array(jsonb_build_object(
+-- the attacker's rule would show the hash in an event, or in the message of
+-- a failed validation: refused when it is written (UPDATE or INSERT) ...
+SELECT * FROM pg_temp.try($$UPDATE sec_accounts SET on_change_rules = jsonb_build_array(jsonb_build_object(
     'field_name', 'status', 'operator', 'updated', 'topic', 'sec.leak',
-    'payload', jsonb_build_object('h', jsonb_build_object('$old', 'password_hash'))))
- WHERE id = 1;
+    'payload', jsonb_build_object('h', jsonb_build_object('$old', 'password_hash')))) WHERE id = 1$$);
+SELECT * FROM pg_temp.try($$UPDATE sec_accounts SET on_change_rules = '[{"field_name": "password_hash", "operator": "updated", "topic": "sec.leak"}]' WHERE id = 1$$);
+SELECT * FROM pg_temp.try($$INSERT INTO sec_accounts (id, status, on_change_rules) VALUES (2, 'new', '[{"field_name": "status", "operator": "updated", "topic": "sec.leak", "payload": {"h": {"$new": "password_hash"}}}]')$$);
+-- a role that may not publish may not store rules either
+SET ROLE regress_sec_plain;
+SELECT * FROM pg_temp.try($$UPDATE sec_accounts SET on_change_rules = '[{"field_name": "status", "operator": "updated", "topic": "sec.any", "payload": {"cmd": "anything"}}]' WHERE id = 1$$);
+-- ... and when the table's owner stored it, it does not fire for an updater
+-- who may not read the column (42501 naming the rule; dead_letter records it)
+RESET ROLE;
+UPDATE sec_accounts SET on_change_rules = '[{"field_name": "status", "operator": "updated", "topic": "sec.leak", "payload": {"h": {"$old": "password_hash"}}}]' WHERE id = 1;
+SET ROLE regress_sec_app;
 SELECT * FROM pg_temp.try($$UPDATE sec_accounts SET status = 'x' WHERE id = 1$$);
--- field_name on the hidden column, and $pk with a readable key: same rule
-UPDATE sec_accounts SET on_change_rules = '[{"field_name": "password_hash", "operator": "updated", "topic": "sec.leak"}]' WHERE id = 1;
-SELECT * FROM pg_temp.try($$UPDATE sec_accounts SET status = 'y' WHERE id = 1$$);
--- dead_letter mode records the refusal instead, still without the value
 SET celerysalt.follow_action_errors = dead_letter;
 SELECT * FROM pg_temp.try($$UPDATE sec_accounts SET status = 'z' WHERE id = 1$$);
 RESET celerysalt.follow_action_errors;
--- readable columns fire as before
+-- readable columns fire as before, and the role may store such rules
 UPDATE sec_accounts SET on_change_rules = '[{"field_name": "status", "operator": "updated", "topic": "sec.ok", "payload": {"id": {"$pk": true}, "s": {"$new": "status"}}}]' WHERE id = 1;
 SELECT * FROM pg_temp.try($$UPDATE sec_accounts SET status = 'w' WHERE id = 1$$);
 RESET ROLE;
@@ -99,3 +107,4 @@ SELECT (SELECT count(*) FROM _celerysalt_outbox WHERE payload::text LIKE '%secre
 DROP TABLE sec_accounts;
 DROP OWNED BY regress_sec_app;
 DROP ROLE regress_sec_app;
+DROP ROLE regress_sec_plain;

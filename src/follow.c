@@ -1048,6 +1048,57 @@ rules_empty(Jsonb *rules)
 }
 
 /*
+ * Raise 42501 unless the current user may store the rules of newrules that
+ * oldrules (NULL for an INSERT) does not hold: a stored rule fires later,
+ * in the session of whoever updates the row, and publishes with that
+ * role's rights, so whoever writes it must be allowed to publish
+ * (celerysalt_publisher) and to read every column it reads.  Malformed
+ * rules are left to the evaluation, which reports them.
+ */
+static void
+check_rules_author(FollowCall *call, Jsonb *newrules, Jsonb *oldrules)
+{
+	Oid			publisher;
+	int			n;
+
+	if (!JB_ROOT_IS_ARRAY(newrules) || JB_ROOT_IS_SCALAR(newrules) ||
+		(n = JB_ROOT_COUNT(newrules)) == 0 || superuser())
+		return;
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *e = getIthJsonbValueFromContainer(&newrules->root, i);
+		bool		known = false;
+		ParsedRule	pr;
+		const char *denied;
+
+		if (oldrules != NULL && JB_ROOT_IS_ARRAY(oldrules) && !JB_ROOT_IS_SCALAR(oldrules))
+			for (int j = 0; j < (int) JB_ROOT_COUNT(oldrules) && !known; j++)
+				known = FollowValuesEqual(e, getIthJsonbValueFromContainer(&oldrules->root, j));
+		if (known)
+			continue;
+
+		publisher = get_role_oid("celerysalt_publisher", true);
+		if (!OidIsValid(publisher) || !has_privs_of_role(GetUserId(), publisher))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to store follow-action rule %d of table \"%s\"",
+							i, call->entry->relname),
+					 errdetail("A stored rule publishes events when the row is updated; only members of celerysalt_publisher may store one."),
+					 errhint("GRANT celerysalt_publisher TO the role that writes the rules.")));
+		call->rule_index = i;
+		parse_rule(call, &newrules->root, i, &pr);
+		call->rule_index = -1;
+		if (pr.readable && (denied = unreadable_column(call, &pr)) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to store follow-action rule %d of table \"%s\"",
+							i, call->entry->relname),
+					 errdetail("The rule reads column \"%s\", which the current user may not SELECT.",
+							   denied)));
+	}
+}
+
+/*
  * Evaluate the rules of one UPDATE.  Returns the tuple the UPDATE should
  * store: call->newtup, or a copy with a rewritten rules column.
  */
@@ -1075,9 +1126,13 @@ follow_row(FollowCall *call)
 	bool		any_removed = false;
 
 	olddatum = row_attr(call, false, rules_attnum, &oldnull);
+	newdatum = row_attr(call, true, rules_attnum, &newnull);
+	/* rules this UPDATE writes run later with an updater's rights: vet them */
+	if (!newnull && (oldnull || !same_image(olddatum, newdatum, rules_att)))
+		check_rules_author(call, DatumGetJsonbP(newdatum),
+						   oldnull ? NULL : DatumGetJsonbP(olddatum));
 	if (oldnull)
 		return call->newtup;	/* no rules before this UPDATE */
-	newdatum = row_attr(call, true, rules_attnum, &newnull);
 	if (newnull)
 		return call->newtup;	/* this UPDATE removes every rule */
 
@@ -1229,7 +1284,8 @@ follow_row(FollowCall *call)
 
 /*
  * _celerysalt_follow_actions_trigger() RETURNS trigger
- *		BEFORE UPDATE FOR EACH ROW; argument: the rules column's name.
+ *		BEFORE INSERT OR UPDATE FOR EACH ROW; argument: the rules column's
+ *		name.  INSERT only vets who stores rules; UPDATE evaluates them.
  */
 Datum
 _celerysalt_follow_actions_trigger(PG_FUNCTION_ARGS)
@@ -1245,15 +1301,31 @@ _celerysalt_follow_actions_trigger(PG_FUNCTION_ARGS)
 				 errmsg("_celerysalt_follow_actions_trigger: must be called as trigger")));
 	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		!(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) || TRIGGER_FIRED_BY_INSERT(trigdata->tg_event)))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("_celerysalt_follow_actions_trigger: must be called BEFORE UPDATE FOR EACH ROW"),
+				 errmsg("_celerysalt_follow_actions_trigger: must be called BEFORE INSERT OR UPDATE FOR EACH ROW"),
 				 errhint("Use celerysalt_attach_follow_actions() to create the trigger.")));
 	if (trigdata->tg_trigger->tgnargs != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("_celerysalt_follow_actions_trigger: must be called with the rules column as its only argument")));
+
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	{
+		/* an inserted row's rules fire at a later UPDATE: vet their author */
+		bool		isnull;
+		Datum		d;
+
+		call.rel = trigdata->tg_relation;
+		call.tupdesc = RelationGetDescr(call.rel);
+		call.rule_index = -1;
+		call.entry = follow_cache_entry(call.rel, trigdata->tg_trigger->tgargs[0]);
+		d = slot_getattr(trigdata->tg_trigslot, call.entry->rules_attnum, &isnull);
+		if (!isnull)
+			check_rules_author(&call, DatumGetJsonbP(d), NULL);
+		return PointerGetDatum(trigdata->tg_trigtuple);
+	}
 
 	call.rel = trigdata->tg_relation;
 	call.tupdesc = RelationGetDescr(call.rel);

@@ -126,7 +126,7 @@ BEGIN
     -- The name sorts after ordinary trigger names: BEFORE triggers fire in
     -- name order, so this one sees the row as the others left it.
     EXECUTE pg_catalog.format(
-        'CREATE TRIGGER zz_celerysalt_follow_actions BEFORE UPDATE ON %s FOR EACH ROW '
+        'CREATE TRIGGER zz_celerysalt_follow_actions BEFORE INSERT OR UPDATE ON %s FOR EACH ROW '
         'EXECUTE FUNCTION %I._celerysalt_follow_actions_trigger(%L)',
         tbl, '@extschema@', rules_column);
 END
