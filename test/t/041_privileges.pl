@@ -72,5 +72,30 @@ like($err, qr/42501: celerysalt.rpc_task "evil.task" is not one of celerysalt.di
 	extra_params => ['-U', 'app_publisher']);
 is($rc, 0, 'publisher attaches follow actions to its own table') or diag($err);
 
+# A role that may not drop a database cannot stop its worker by trying to
+# (DROP DATABASE fails on permissions after the utility hook ran).
+ok($node->poll_query_until('privdb', 'SELECT worker_pid IS NOT NULL FROM celerysalt_status'), 'worker runs');
+my $pid = $node->safe_psql('privdb', 'SELECT worker_pid FROM celerysalt_status');
+($rc, $out, $err) = $node->psql('postgres', 'DROP DATABASE privdb', extra_params => ['-U', 'app_plain']);
+like($err, qr/must be owner of database privdb/, 'a plain role cannot drop the database');
+sleep 1;
+is($node->safe_psql('privdb', 'SELECT worker_pid FROM celerysalt_status'), $pid,
+	'... and its worker kept running');
+
+# Settings a database owner could give the worker's database do not reach
+# the worker: read-only transactions and a 1 ms statement_timeout.
+$node->safe_psql('postgres', q{ALTER DATABASE privdb SET default_transaction_read_only = on;
+	ALTER DATABASE privdb SET statement_timeout = '1ms'});
+$node->safe_psql('privdb', "SELECT pg_terminate_backend($pid)");
+{
+	local $ENV{PGOPTIONS} = '-c default_transaction_read_only=off -c statement_timeout=0';
+	ok($node->poll_query_until('privdb',
+		"SELECT worker_pid IS NOT NULL AND worker_pid <> $pid FROM celerysalt_status"), 'worker restarted');
+	$node->safe_psql('privdb', q{SELECT celerysalt_publish('priv.readonly', '{"n": 1}')});
+	ok($node->poll_query_until('privdb',
+		q{SELECT count(*) = 1 FROM celerysalt_events WHERE topic = 'priv.readonly'}),
+		'the worker delivers despite the database\'s read-only default and statement_timeout');
+}
+
 $node->stop;
 done_testing();
