@@ -49,6 +49,13 @@ SELECT n, t.state, t.detail
 SELECT * FROM pg_temp.try($$SELECT celerysalt_call('user.created', '{}', version => 'v 1')$$);
 SELECT * FROM pg_temp.try(format('SELECT celerysalt_follow_action_rule(%L, %L, %L)', 'status', 'updated', 'user' || chr(8203) || 'created'));
 
+-- A role that may create in public cannot make publishing ambiguous with an
+-- overload of the extension's version-order function (42725 before).
+CREATE FUNCTION public._celerysalt_version_key(version text, dummy integer DEFAULT 0)
+RETURNS numeric[] LANGUAGE sql IMMUTABLE AS $$SELECT '{}'::numeric[]$$;
+SELECT * FROM pg_temp.try(format('SELECT celerysalt_publish(%L, %L)', 'user.not.yet.looked.up', '{}'));
+DROP FUNCTION public._celerysalt_version_key(text, integer);
+
 -- Item 11: nesting is limited (default 64 levels) on publish and RPC.
 SELECT current_setting('celerysalt.max_payload_depth') AS max_depth;
 SELECT * FROM pg_temp.try(format('SELECT celerysalt_publish(%L, %L)', 'deep.event',

@@ -213,6 +213,83 @@ leave_registry_owner(Oid save_userid, int save_sec, int guc_level)
 	SetUserIdAndSecContext(save_userid, save_sec);
 }
 
+/* A version's sort key: its numeric parts (digits, no leading zeros). */
+#define VERSION_MAX_PARTS	16
+typedef struct VersionOrder
+{
+	int			index;			/* in registration order */
+	int			nparts;
+	const char *parts[VERSION_MAX_PARTS];
+	int			lens[VERSION_MAX_PARTS];
+} VersionOrder;
+
+/*
+ * The key of celery-salt's compare_versions, as _celerysalt_version_key
+ * computes it: strip spaces, drop one leading v/V; a version that is not
+ * dot-separated digits has no parts (orders first); trailing zero parts are
+ * dropped (v1 = v1.0).  Sets key->parts (pointers into version), key->lens
+ * and key->nparts.  Parts past VERSION_MAX_PARTS are ignored.
+ */
+static void
+version_key(const char *version, VersionOrder *key)
+{
+	const char *p = version;
+	const char *end = version + strlen(version);
+	int			n = 0;
+	int			last_nonzero = 0;
+
+	while (*p == ' ')
+		p++;
+	while (end > p && end[-1] == ' ')
+		end--;
+	key->nparts = 0;
+	if (p < end && (*p == 'v' || *p == 'V'))
+		p++;
+	if (p == end)
+		return;
+	while (p < end)
+	{
+		const char *q = p;
+
+		while (q < end && *q >= '0' && *q <= '9')
+			q++;
+		if (q == p || (q < end && (*q != '.' || q + 1 == end)))
+			return;				/* not digits and dots: no parts */
+		while (p < q - 1 && *p == '0')
+			p++;				/* leading zeros */
+		if (n < VERSION_MAX_PARTS)
+		{
+			key->parts[n] = p;
+			key->lens[n] = q - p;
+			n++;
+			if (!(q - p == 1 && *p == '0'))
+				last_nonzero = n;
+		}
+		p = q < end ? q + 1 : q;
+	}
+	key->nparts = last_nonzero;
+}
+
+/* Latest version first; equal versions in registration order. */
+static int
+version_order_cmp(const void *a, const void *b)
+{
+	const VersionOrder *x = a;
+	const VersionOrder *y = b;
+
+	for (int i = 0; i < x->nparts && i < y->nparts; i++)
+	{
+		int			c = x->lens[i] != y->lens[i] ? x->lens[i] - y->lens[i] :
+			memcmp(x->parts[i], y->parts[i], x->lens[i]);
+
+		if (c != 0)
+			return -c;
+	}
+	if (x->nparts != y->nparts)
+		return y->nparts - x->nparts;
+	return x->index - y->index;
+}
+
 /* Read the active versions of topic, latest first, into registry_cxt. */
 static RegistryTopic *
 registry_load(const char *topic)
@@ -234,8 +311,8 @@ registry_load(const char *topic)
 				   "       mode OPERATOR(pg_catalog.=) 'rpc', response_schema, error_schema"
 				   "  FROM %s.celerysalt_schemas"
 				   " WHERE topic OPERATOR(pg_catalog.=) $1 AND active"
-				   " ORDER BY %s._celerysalt_version_key(version) DESC, id",
-				   nsp, nsp);
+				   " ORDER BY id",
+				   nsp);
 	args[0] = CStringGetTextDatum(topic);
 
 	SPI_connect();
@@ -272,6 +349,29 @@ registry_load(const char *topic)
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
+
+	/*
+	 * Latest first, in celery-salt's version order (as the SQL function
+	 * _celerysalt_version_key orders them), ties by registration.  Sorted
+	 * here, not by calling that function from this SQL: a role that may
+	 * create objects beside it could make the call ambiguous.
+	 */
+	if (n > 1)
+	{
+		VersionOrder *order = palloc(sizeof(VersionOrder) * n);
+		RegistryVersion *sorted = MemoryContextAlloc(registry_cxt, sizeof(RegistryVersion) * n);
+
+		for (int i = 0; i < n; i++)
+		{
+			order[i].index = i;
+			version_key(versions[i].version, &order[i]);
+		}
+		qsort(order, n, sizeof(VersionOrder), version_order_cmp);
+		for (int i = 0; i < n; i++)
+			sorted[i] = versions[order[i].index];
+		pfree(versions);
+		versions = sorted;
+	}
 
 	entry = hash_search(registry_topics, topic, HASH_ENTER, &found);
 	entry->nversions = n;
