@@ -35,6 +35,8 @@ char	   *celerysalt_exchange = NULL;
 char	   *celerysalt_dispatcher_tasks = NULL;
 char	   *celerysalt_databases = NULL;
 char	   *celerysalt_redis_url = NULL;
+bool		celerysalt_redis_url_trusted = false;
+bool		celerysalt_broker_url_trusted = false;
 char	   *celerysalt_redis_password_file = NULL;
 char	   *celerysalt_redis_key_prefix = NULL;
 char	   *celerysalt_rpc_task = NULL;
@@ -270,8 +272,21 @@ check_url_setting(UrlSetting *s, char **newval, void **extra, GucSource source)
 			secret_remember(s, masked, *newval);
 	}
 
-	/* extra: the real URL; the value PostgreSQL keeps and shows: masked */
-	*extra = guc_copy(real);
+	/*
+	 * extra: a trust mark, then the real URL; the value PostgreSQL keeps and
+	 * shows: masked.  A URL is trusted when it comes from the server's own
+	 * configuration or a superuser set it: only then do the password files
+	 * apply to it (a role granted SET on the setting must not point the
+	 * password at a server of its choice).
+	 */
+	{
+		char	   *marked = psprintf("%c%s",
+									  source_may_hold_password(source) || superuser() ? 'T' : 'U',
+									  real);
+
+		*extra = guc_copy(marked);
+		pfree(marked);
+	}
 	if (*extra == NULL)
 	{
 		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
@@ -306,7 +321,8 @@ check_broker_url(char **newval, void **extra, GucSource source)
 static void
 assign_broker_url(const char *newval, void *extra)
 {
-	celerysalt_broker_url = (char *) extra;
+	celerysalt_broker_url = (char *) extra + 1;
+	celerysalt_broker_url_trusted = ((char *) extra)[0] == 'T';
 }
 
 static bool
@@ -318,7 +334,8 @@ check_redis_url(char **newval, void **extra, GucSource source)
 static void
 assign_redis_url(const char *newval, void *extra)
 {
-	celerysalt_redis_url = (char *) extra;
+	celerysalt_redis_url = (char *) extra + 1;
+	celerysalt_redis_url_trusted = ((char *) extra)[0] == 'T';
 }
 
 static bool

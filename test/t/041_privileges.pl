@@ -72,6 +72,23 @@ like($err, qr/42501: celerysalt.rpc_task "evil.task" is not one of celerysalt.di
 	extra_params => ['-U', 'app_publisher']);
 is($rc, 0, 'publisher attaches follow actions to its own table') or diag($err);
 
+# A role granted SET on celerysalt.redis_url cannot send the Redis password
+# file's password to a server of its choice.
+my $pwfile = $node->basedir . '/redis.pw';
+append_to_file($pwfile, "not-for-you\n");
+chmod 0600, $pwfile;
+$node->safe_psql('postgres', "ALTER SYSTEM SET celerysalt.redis_password_file = '$pwfile'");
+$node->reload;
+$node->safe_psql('postgres', 'GRANT SET ON PARAMETER celerysalt.redis_url TO app_publisher');
+($rc, $out, $err) = $node->psql('privdb',
+	q{SET celerysalt.redis_url = 'redis://127.0.0.1:1/0'; SELECT celerysalt_call('x.y', '{}', '2s')},
+	extra_params => ['-U', 'app_publisher']);
+like($err, qr/celerysalt\.redis_password_file applies only to a celerysalt\.redis_url from the server's configuration or set by a superuser/,
+	'a session URL set by a non-superuser gets no password from the password file');
+unlike($err, qr/not-for-you/, '... and the error does not show it');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET celerysalt.redis_password_file');
+$node->reload;
+
 # A role that may not drop a database cannot stop its worker by trying to
 # (DROP DATABASE fails on permissions after the utility hook ran).
 ok($node->poll_query_until('privdb', 'SELECT worker_pid IS NOT NULL FROM celerysalt_status'), 'worker runs');
@@ -86,9 +103,9 @@ is($node->safe_psql('privdb', 'SELECT worker_pid FROM celerysalt_status'), $pid,
 # the worker: read-only transactions and a 1 ms statement_timeout.
 $node->safe_psql('postgres', q{ALTER DATABASE privdb SET default_transaction_read_only = on;
 	ALTER DATABASE privdb SET statement_timeout = '1ms'});
-$node->safe_psql('privdb', "SELECT pg_terminate_backend($pid)");
 {
 	local $ENV{PGOPTIONS} = '-c default_transaction_read_only=off -c statement_timeout=0';
+	$node->safe_psql('privdb', "SELECT pg_terminate_backend($pid)");
 	ok($node->poll_query_until('privdb',
 		"SELECT worker_pid IS NOT NULL AND worker_pid <> $pid FROM celerysalt_status"), 'worker restarted');
 	$node->safe_psql('privdb', q{SELECT celerysalt_publish('priv.readonly', '{"n": 1}')});
