@@ -145,7 +145,12 @@ EventIntake(const char *topic, Jsonb *payload, const char *version,
 	if (correlation_id != NULL)
 		EventCheckName(EVENT_NAME_CORRELATION_ID, correlation_id);
 	if (celerysalt_publish_validator != NULL)
+	{
 		version = celerysalt_publish_validator(topic, payload, version);
+		/* the version the registry stamps comes from a table: check it too */
+		if (version != NULL)
+			EventCheckName(EVENT_NAME_VERSION, version);
+	}
 	return version;
 }
 
