@@ -6,7 +6,8 @@
  *		publisher confirms, and only then delete them (logging them in
  *		celerysalt_events).  Also rotates and truncates outbox partitions,
  *		applies the delivered-log retention and dead-letters events the
- *		broker refuses for good.
+ *		broker refuses for good.  The loop, the broker back-off and the
+ *		counters live here; the SQL it runs is outbox_drain.c's.
  *
  * No transaction is open while the worker talks to the broker, so it never
  * holds back the xmin horizon nor blocks DROP EXTENSION.  If it dies after
@@ -48,6 +49,7 @@
 #include "catalog.h"
 #include "event.h"
 #include "message.h"
+#include "outbox_drain.h"
 #include "processes.h"
 
 #define RECONNECT_MIN_MS		100
@@ -55,18 +57,6 @@
 #define RETENTION_CHUNK			10000
 /* A single event refused this many times in a row is dead-lettered. */
 #define MAX_REJECTIONS			2
-
-typedef struct OutboxEvent
-{
-	int64		event_id;
-	pg_uuid_t	id;
-	char	   *topic;
-	Jsonb	   *payload;
-	char	   *version;
-	char	   *correlation_id;
-	int16		slot;
-	ItemPointerData ctid;		/* in its partition: deleted by ctid */
-} OutboxEvent;
 
 typedef struct WorkerState
 {
@@ -88,11 +78,6 @@ typedef struct WorkerState
 	int			isolate_remaining;
 	int64		rejected_event_id;
 	int			rejected_count;
-
-	/* saved plans, valid for plans_schema */
-	Oid			plans_schema;
-	SPIPlanPtr	read_plan;
-	SPIPlanPtr	finish_plans[CELERYSALT_OUTBOX_SLOTS][2];	/* [slot][log it?] */
 
 	/* outbox partitions */
 	bool		slot_clean[CELERYSALT_OUTBOX_SLOTS];	/* truncated, unused */
@@ -193,48 +178,6 @@ ensure_broker(void)
 	return true;
 }
 
-/*
- * Open a transaction with a snapshot and SPI.  Returns the extension's
- * schema, or InvalidOid if the extension is gone (the transaction is then
- * still open: close it with end_xact).
- */
-static Oid
-begin_xact(void)
-{
-	Oid			schema;
-	char	   *problem;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	schema = CatalogExtensionSchema(true);
-
-	/*
-	 * The SQL below names the extension's objects by schema: stop rather
-	 * than run it when a role other than a superuser has come to control
-	 * that schema (the database changed owner to such a role), since that
-	 * role could rename it and put its own objects in its place.
-	 */
-	if (OidIsValid(schema) && (problem = CatalogSchemaProblem(schema, false)) != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("celerysalt worker stops: the extension's schema is not under superusers' control"),
-				 errdetail_internal("%s", problem),
-				 errhint("Move the extension to a schema of its own (docs/security.md), or revoke the grant.")));
-	return schema;
-}
-
-static void
-end_xact(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-}
-
 /* The extension was dropped: stop until a CREATE EXTENSION wakes us. */
 static void
 exit_extension_gone(void)
@@ -248,206 +191,45 @@ exit_extension_gone(void)
 	proc_exit(0);
 }
 
-/*
- * A saved plan, prepared on first use.  All plans are forgotten when the
- * extension's schema changes (dropped and created again).
- */
-static SPIPlanPtr
-saved_plan(SPIPlanPtr *plan, Oid schema, const char *sql, int nargs, Oid *argtypes)
-{
-	if (ws.plans_schema != schema)
-	{
-		if (ws.read_plan)
-			SPI_freeplan(ws.read_plan);
-		ws.read_plan = NULL;
-		for (int s = 0; s < CELERYSALT_OUTBOX_SLOTS; s++)
-			for (int l = 0; l < 2; l++)
-			{
-				if (ws.finish_plans[s][l])
-					SPI_freeplan(ws.finish_plans[s][l]);
-				ws.finish_plans[s][l] = NULL;
-			}
-		ws.plans_schema = schema;
-	}
-	if (*plan == NULL)
-	{
-		*plan = SPI_prepare(sql, nargs, argtypes);
-		if (*plan == NULL)
-			elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-		SPI_keepplan(*plan);
-	}
-	return *plan;
-}
-
-/*
- * Read up to limit committed events in enqueue order into ws.batch_cxt.
- * Returns the number read, or -1 when the outbox is locked (DROP EXTENSION
- * under way).
- */
-static int
-read_batch(int limit, OutboxEvent **events_out)
-{
-	Oid			schema = begin_xact();
-	Oid			outbox;
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1];
-	SPIPlanPtr	plan;
-	int			rc;
-	OutboxEvent *events;
-
-	if (!OidIsValid(schema))
-	{
-		end_xact();
-		exit_extension_gone();
-	}
-	outbox = get_relname_relid("_celerysalt_outbox", schema);
-	if (!OidIsValid(outbox) || !ConditionalLockRelationOid(outbox, AccessShareLock))
-	{
-		end_xact();
-		return -1;
-	}
-
-	pgstat_report_activity(STATE_RUNNING, "celerysalt: reading outbox");
-	plan = ws.plans_schema == schema ? ws.read_plan : NULL;
-	if (plan == NULL)
-		plan = saved_plan(&ws.read_plan, schema,
-						  psprintf("SELECT event_id, id, topic, payload, version, correlation_id, slot, ctid"
-								   " FROM %s ORDER BY event_id LIMIT $1",
-								   CatalogQualifiedName("_celerysalt_outbox")),
-						  1, argtypes);
-	values[0] = Int32GetDatum(limit);
-	rc = SPI_execute_plan(plan, values, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read the outbox: %s", SPI_result_code_string(rc));
-
-	events = MemoryContextAlloc(ws.batch_cxt, sizeof(OutboxEvent) * Max(SPI_processed, 1));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		OutboxEvent *ev = &events[i];
-		MemoryContext old;
-		bool		isnull;
-		Datum		d;
-
-		old = MemoryContextSwitchTo(ws.batch_cxt);
-		ev->event_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		ev->id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
-		ev->topic = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
-		ev->payload = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 4, &isnull));
-		d = SPI_getbinval(tup, desc, 5, &isnull);
-		ev->version = isnull ? NULL : TextDatumGetCString(d);
-		d = SPI_getbinval(tup, desc, 6, &isnull);
-		ev->correlation_id = isnull ? NULL : TextDatumGetCString(d);
-		ev->slot = DatumGetInt16(SPI_getbinval(tup, desc, 7, &isnull));
-		ev->ctid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 8, &isnull));
-		MemoryContextSwitchTo(old);
-	}
-	rc = (int) SPI_processed;
-	end_xact();
-	*events_out = events;
-	return rc;
-}
-
-/*
- * Remove delivered events from their outbox partitions, by ctid (a TID
- * scan: no index, no plan that depends on the batch), and log them in
- * celerysalt_events when retention is on — one transaction.
- */
+/* Remove a delivered batch from the outbox and count it. */
 static void
 finish_batch(OutboxEvent *events, int n)
 {
-	Oid			argtypes[1] = {TIDARRAYOID};
-	bool		log_events = celerysalt_delivered_retention_s > 0;
-	Oid			schema;
-
-	schema = begin_xact();
-	if (!OidIsValid(schema))
-	{
-		end_xact();
+	if (!DrainFinish(events, n, celerysalt_delivered_retention_s > 0))
 		exit_extension_gone();
-	}
-	pgstat_report_activity(STATE_RUNNING, "celerysalt: finishing batch");
-
-	for (int s = 0; s < CELERYSALT_OUTBOX_SLOTS; s++)
-	{
-		Datum	   *tids = palloc(sizeof(Datum) * n);
-		int			ntids = 0;
-		char		partition[NAMEDATALEN];
-		SPIPlanPtr	plan;
-		Datum		values[1];
-		int			rc;
-
-		for (int i = 0; i < n; i++)
-			if (events[i].slot == s)
-				tids[ntids++] = PointerGetDatum(&events[i].ctid);
-		if (ntids == 0)
-			continue;
-
-		snprintf(partition, sizeof(partition), "_celerysalt_outbox_%d", s);
-		plan = ws.plans_schema == schema ? ws.finish_plans[s][log_events] : NULL;
-		if (plan == NULL)
-		{
-			char	   *sql;
-
-			if (log_events)
-				sql = psprintf("WITH d AS (DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY($1) RETURNING *)"
-							   " INSERT INTO %s (id, event_id, topic, version, correlation_id, payload,"
-							   " enqueued_at, delivered_at, size)"
-							   " SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
-							   " pg_catalog.clock_timestamp(), pg_catalog.pg_column_size(payload) FROM d",
-							   CatalogQualifiedName(partition),
-							   CatalogQualifiedName("celerysalt_events"));
-			else
-				sql = psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY($1)",
-							   CatalogQualifiedName(partition));
-			plan = saved_plan(&ws.finish_plans[s][log_events], schema, sql, 1, argtypes);
-		}
-		values[0] = PointerGetDatum(construct_array(tids, ntids, TIDOID, sizeof(ItemPointerData),
-													false, TYPALIGN_SHORT));
-		rc = SPI_execute_plan(plan, values, NULL, false, 0);
-		if ((rc != SPI_OK_INSERT && rc != SPI_OK_DELETE) || SPI_processed != (uint64) ntids)
-			elog(ERROR, "could not finish a delivered batch: %s, %llu of %d rows",
-				 SPI_result_code_string(rc), (unsigned long long) SPI_processed, ntids);
-		ws.slot_dirty[s] = true;
-	}
-	end_xact();
-
+	for (int i = 0; i < n; i++)
+		ws.slot_dirty[events[i].slot] = true;
 	pg_atomic_fetch_add_u64(&ws.dbslot->delivered_total, n);
 	SpinLockAcquire(&ws.dbslot->mutex);
 	ws.dbslot->last_delivery_at = GetCurrentTimestamp();
 	SpinLockRelease(&ws.dbslot->mutex);
 }
 
-/* Move one event the broker refuses for good to celerysalt_dead_letters. */
+/* Delete delivered-log rows past celerysalt.delivered_retention. */
+static void
+apply_retention(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int64		deleted;
+
+	if (now < ws.retention_at)
+		return;
+	ws.retention_at = TimestampTzPlusMilliseconds(now, RETENTION_EVERY_MS);
+	deleted = DrainRetain(celerysalt_delivered_retention_s, RETENTION_CHUNK);
+	if (deleted < 0)
+		exit_extension_gone();
+	if (deleted == RETENTION_CHUNK)
+		ws.retention_at = now;	/* more to do: next round */
+}
+
+/* Move one event that can never be sent to celerysalt_dead_letters, and say so. */
 static void
 dead_letter(OutboxEvent *ev, const char *reason)
 {
-	Oid			argtypes[2] = {INT8OID, TEXTOID};
-	Datum		values[2];
-	char	   *sql;
 	char		id[37];
-	int			rc;
 
-	if (!OidIsValid(begin_xact()))
-	{
-		end_xact();
+	if (!DrainDeadLetter(ev, reason))
 		exit_extension_gone();
-	}
-	values[0] = Int64GetDatum(ev->event_id);
-	values[1] = CStringGetTextDatum(reason);
-	sql = psprintf("WITH d AS (DELETE FROM %s WHERE event_id OPERATOR(pg_catalog.=) $1 RETURNING *)"
-				   " INSERT INTO %s (id, event_id, topic, version, correlation_id, payload,"
-				   " enqueued_at, failed_at, reason)"
-				   " SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
-				   " pg_catalog.clock_timestamp(), $2 FROM d",
-				   CatalogQualifiedName("_celerysalt_outbox"),
-				   CatalogQualifiedName("celerysalt_dead_letters"));
-	rc = SPI_execute_with_args(sql, 2, argtypes, values, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not dead-letter an event: %s", SPI_result_code_string(rc));
-	end_xact();
-
 	ws.slot_dirty[ev->slot] = true;
 	pg_atomic_fetch_add_u64(&ws.dbslot->dead_lettered_total, 1);
 	MessageUuidToString(&ev->id, id);
@@ -531,7 +313,9 @@ deliver_batch(void)
 	if (!ensure_broker())
 		return -1;
 
-	n = read_batch(limit, &events);
+	n = DrainRead(limit, ws.batch_cxt, &events);
+	if (n == DRAIN_GONE)
+		exit_extension_gone();
 	if (n <= 0)
 		return n;
 	n = dead_letter_unsendable(events, n);
@@ -552,7 +336,7 @@ deliver_batch(void)
 	switch (status)
 	{
 		case BROKER_OK:
-			finish_batch(events, n);
+			finish_batch(events, n);	/* exits if the extension is gone */
 			if (ws.isolate_remaining > 0)
 				ws.isolate_remaining--;
 			ws.rejected_count = 0;
@@ -613,7 +397,6 @@ maintain_outbox(void)
 {
 	uint32		current = pg_atomic_read_u32(&ws.dbslot->insert_slot);
 	TimestampTz now = GetCurrentTimestamp();
-	Oid			schema;
 
 	if (TimestampDifferenceExceeds(ws.rotated_at, now, celerysalt_outbox_rotation_s * 1000))
 	{
@@ -639,77 +422,19 @@ maintain_outbox(void)
 
 	for (int s = 0; s < CELERYSALT_OUTBOX_SLOTS; s++)
 	{
-		char		relname[NAMEDATALEN];
-		Oid			part;
 		int			rc;
 
 		if (s == (int) current || !ws.slot_dirty[s])
 			continue;
-		schema = begin_xact();
-		if (!OidIsValid(schema))
-		{
-			end_xact();
+		rc = DrainTruncateIfEmpty(s);
+		if (rc < 0)
 			exit_extension_gone();
-		}
-		snprintf(relname, sizeof(relname), "_celerysalt_outbox_%d", s);
-		part = get_relname_relid(relname, schema);
-		if (OidIsValid(part) && ConditionalLockRelationOid(part, AccessExclusiveLock))
+		if (rc > 0)
 		{
-			char	   *qname = CatalogQualifiedName(relname);
-
-			rc = SPI_execute(psprintf("SELECT 1 FROM %s LIMIT 1", qname), true, 1);
-			if (rc == SPI_OK_SELECT && SPI_processed == 0)
-			{
-				rc = SPI_execute(psprintf("TRUNCATE %s", qname), false, 0);
-				if (rc != SPI_OK_UTILITY)
-					elog(ERROR, "could not truncate %s: %s", qname, SPI_result_code_string(rc));
-				ws.slot_dirty[s] = false;
-				ws.slot_clean[s] = true;
-			}
-			else
-				elog(DEBUG1, "celerysalt: outbox partition %d still holds events; truncation postponed", s);
+			ws.slot_dirty[s] = false;
+			ws.slot_clean[s] = true;
 		}
-		else
-			elog(DEBUG1, "celerysalt: outbox partition %d is locked; truncation postponed", s);
-		end_xact();
 	}
-}
-
-/* Delete delivered-log rows past celerysalt.delivered_retention. */
-static void
-apply_retention(void)
-{
-	TimestampTz now = GetCurrentTimestamp();
-	Oid			argtypes[1];
-	Datum		values[1];
-	int			rc;
-
-	if (now < ws.retention_at)
-		return;
-	ws.retention_at = TimestampTzPlusMilliseconds(now, RETENTION_EVERY_MS);
-
-	if (!OidIsValid(begin_xact()))
-	{
-		end_xact();
-		exit_extension_gone();
-	}
-	/* the cut-off is a parameter: no arithmetic in the SQL text */
-	argtypes[0] = TIMESTAMPTZOID;
-	values[0] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(now,
-																-(int64) celerysalt_delivered_retention_s * 1000));
-	rc = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
-										"SELECT ctid FROM %s WHERE delivered_at OPERATOR(pg_catalog.<) $1"
-										" LIMIT %d))",
-										CatalogQualifiedName("celerysalt_events"),
-										CatalogQualifiedName("celerysalt_events"),
-										RETENTION_CHUNK),
-							   1, argtypes, values, NULL, false, 0);
-	if (rc != SPI_OK_DELETE)
-		elog(ERROR, "could not apply the delivered-event retention: %s",
-			 SPI_result_code_string(rc));
-	if (SPI_processed == RETENTION_CHUNK)
-		ws.retention_at = now;	/* more to do: next round */
-	end_xact();
 }
 
 static void
@@ -769,16 +494,16 @@ CelerysaltWorkerMain(Datum main_arg)
 	before_shmem_exit(worker_detach, (Datum) 0);
 
 	/* A database without the extension needs no worker. */
-	if (!OidIsValid(begin_xact()))
+	if (!OidIsValid(DrainBegin()))
 	{
-		end_xact();
+		DrainEnd();
 		SpinLockAcquire(&ws.dbslot->mutex);
 		ws.dbslot->extension_missing = true;
 		SpinLockRelease(&ws.dbslot->mutex);
 		proc_exit(0);
 	}
 	ws.dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
-	end_xact();
+	DrainEnd();
 	ereport(LOG, (errmsg("celerysalt worker started for database \"%s\"", ws.dbname)));
 
 	for (;;)

@@ -1,0 +1,41 @@
+/*-------------------------------------------------------------------------
+ *
+ * outbox_drain.h
+ *		The delivery worker's SQL (outbox_drain.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CELERYSALT_OUTBOX_DRAIN_H
+#define CELERYSALT_OUTBOX_DRAIN_H
+
+#include "celerysalt.h"
+
+#include "storage/itemptr.h"
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
+
+/* One event read from the outbox. */
+typedef struct OutboxEvent
+{
+	int64		event_id;
+	pg_uuid_t	id;
+	char	   *topic;
+	Jsonb	   *payload;
+	char	   *version;
+	char	   *correlation_id;
+	int16		slot;
+	ItemPointerData ctid;		/* in its partition: deleted by ctid */
+} OutboxEvent;
+
+/* DrainRead's result when the extension is not installed */
+#define DRAIN_GONE	(-2)
+
+extern Oid	DrainBegin(void);
+extern void DrainEnd(void);
+extern int	DrainRead(int limit, MemoryContext cxt, OutboxEvent **events_out);
+extern bool DrainFinish(OutboxEvent *events, int n, bool log_events);
+extern bool DrainDeadLetter(OutboxEvent *ev, const char *reason);
+extern int	DrainTruncateIfEmpty(int slot);
+extern int64 DrainRetain(int retention_s, int chunk);
+
+#endif							/* CELERYSALT_OUTBOX_DRAIN_H */
