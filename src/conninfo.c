@@ -641,52 +641,6 @@ ConninfoParseRedis(const char *url, RedisUrl *out, char **error)
 	return true;
 }
 
-/*
- * ConninfoRedactRedis
- *		The URL with its password replaced by "***", for messages and logs.
- *		Deliberately broader than the parser: everything up to the last '@'
- *		of the whole URL counts as user information (a password with an
- *		unencoded '/' or '?' is hidden too), and a password= query value is
- *		hidden as well.
- */
-char *
-ConninfoRedactRedis(const char *url)
-{
-	const char *start = strstr(url, "://");
-	const char *at;
-	const char *colon;
-	StringInfoData out;
-	const char *q;
-
-	if (start == NULL)
-		return pstrdup(url);
-	start += 3;
-	at = strrchr(start, '@');
-	initStringInfo(&out);
-	if (at == NULL)
-		appendStringInfoString(&out, url);
-	else
-	{
-		colon = memchr(start, ':', at - start);
-		if (colon == NULL)
-			appendStringInfo(&out, "%.*s***%s", (int) (start - url), url, at);
-		else
-			appendStringInfo(&out, "%.*s:***%s", (int) (colon - url), url, at);
-	}
-	/* ?password=... / &password=... */
-	while ((q = strstr(out.data, "password=")) != NULL &&
-		   q > out.data && (q[-1] == '?' || q[-1] == '&') &&
-		   strncmp(q + 9, "***", 3) != 0)
-	{
-		const char *end = q + 9 + strcspn(q + 9, "&#");
-		char	   *redacted = psprintf("%.*s***%s", (int) (q + 9 - out.data), out.data, end);
-
-		resetStringInfo(&out);
-		appendStringInfoString(&out, redacted);
-	}
-	return out.data;
-}
-
 /* ------------------------------------------------------ password files */
 
 /*

@@ -32,7 +32,6 @@ typedef struct RedisUrl
 extern bool ConninfoParseAmqp(const char *url, AmqpUrl *out, char **error);
 extern char *ConninfoRedactAmqp(const char *url);
 extern bool ConninfoParseRedis(const char *url, RedisUrl *out, char **error);
-extern char *ConninfoRedactRedis(const char *url);
 extern char *ConninfoReadSecretFile(const char *path, const char *what, StringInfo error);
 extern char *ConninfoRedactText(const char *text);
 extern char *ConninfoRedactUrl(const char *url);

@@ -22,6 +22,9 @@
 #include "event.h"
 #include "jbv.h"
 
+static char *payload_problem(Jsonb *payload, int *sqlstate, char **detail,
+								 const char **hint);
+
 /* The hooks the registry sets (celerysalt.h). */
 PublishValidator celerysalt_publish_validator = NULL;
 RpcResponseValidator celerysalt_rpc_response_validator = NULL;
@@ -59,15 +62,15 @@ depth_exceeds(const JsonbContainer *c, int depth, int limit)
 }
 
 /*
- * EventPayloadProblem
+ * payload_problem
  *		NULL when payload is a publishable event payload: a JSON object within
  *		celerysalt.max_payload_size and celerysalt.max_payload_depth that does
  *		not carry the reserved member _tchu_meta.  Else a palloc'd primary
  *		error message; *detail and *hint get sentences (or NULL) and
  *		*sqlstate the error code that fits.
  */
-char *
-EventPayloadProblem(Jsonb *payload, int *sqlstate, char **detail, const char **hint)
+static char *
+payload_problem(Jsonb *payload, int *sqlstate, char **detail, const char **hint)
 {
 	JsonbValue	member;
 
@@ -110,7 +113,7 @@ EventPayloadProblem(Jsonb *payload, int *sqlstate, char **detail, const char **h
 
 /*
  * EventCheckPayload
- *		Raise an error unless payload is publishable (see EventPayloadProblem).
+ *		Raise an error unless payload is publishable (see payload_problem).
  */
 void
 EventCheckPayload(Jsonb *payload)
@@ -118,7 +121,7 @@ EventCheckPayload(Jsonb *payload)
 	int			sqlstate;
 	char	   *detail;
 	const char *hint;
-	char	   *problem = EventPayloadProblem(payload, &sqlstate, &detail, &hint);
+	char	   *problem = payload_problem(payload, &sqlstate, &detail, &hint);
 
 	if (problem != NULL)
 		ereport(ERROR,
@@ -172,7 +175,7 @@ EventRowProblem(const char *topic, Jsonb *payload, const char *version,
 
 	if ((problem = EventNameProblemSentence(EVENT_NAME_TOPIC, topic)) != NULL)
 		return problem;
-	if ((problem = EventPayloadProblem(payload, &sqlstate, &detail, &hint)) != NULL)
+	if ((problem = payload_problem(payload, &sqlstate, &detail, &hint)) != NULL)
 		return detail ? psprintf("%s: %s", problem, detail) : problem;
 	if (version != NULL && (problem = EventNameProblemSentence(EVENT_NAME_VERSION, version)) != NULL)
 		return problem;

@@ -39,12 +39,9 @@ typedef enum EventNameKind
 	EVENT_NAME_CORRELATION_ID
 } EventNameKind;
 
-extern char *EventNameProblem(EventNameKind kind, const char *value, char **detail);
 extern void EventCheckName(EventNameKind kind, const char *value);
 extern char *EventNameProblemSentence(EventNameKind kind, const char *value);
 extern List *EventNameSplitTasks(const char *list);
-extern char *EventPayloadProblem(Jsonb *payload, int *sqlstate, char **detail,
-								 const char **hint);
 extern void EventCheckPayload(Jsonb *payload);
 extern const char *EventIntake(const char *topic, Jsonb *payload, const char *version,
 							   const char *correlation_id);

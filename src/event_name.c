@@ -19,6 +19,8 @@
 #include "nodes/pg_list.h"
 #include "event.h"
 
+static char *name_problem(EventNameKind kind, const char *value, char **detail);
+
 /* Largest code point of the Unicode ranges below, sorted by start. */
 typedef struct CodeRange
 {
@@ -78,12 +80,12 @@ static const int name_limits[] = {
 };
 
 /*
- * EventNameProblem
+ * name_problem
  *		NULL when value is a valid name of this kind.  Else a palloc'd primary
  *		error message, and in *detail a sentence with the particulars.
  */
-char *
-EventNameProblem(EventNameKind kind, const char *value, char **detail)
+static char *
+name_problem(EventNameKind kind, const char *value, char **detail)
 {
 	const char *label = name_labels[kind];
 	size_t		len = strlen(value);
@@ -131,7 +133,7 @@ void
 EventCheckName(EventNameKind kind, const char *value)
 {
 	char	   *detail;
-	char	   *problem = EventNameProblem(kind, value, &detail);
+	char	   *problem = name_problem(kind, value, &detail);
 
 	if (problem != NULL)
 		ereport(ERROR,
@@ -153,7 +155,7 @@ char *
 EventNameProblemSentence(EventNameKind kind, const char *value)
 {
 	char	   *detail;
-	char	   *problem = EventNameProblem(kind, value, &detail);
+	char	   *problem = name_problem(kind, value, &detail);
 
 	if (problem == NULL)
 		return NULL;
@@ -189,7 +191,7 @@ EventNameSplitTasks(const char *list)
 			char	   *name = pnstrdup(start, end - start);
 			char	   *detail;
 
-			if (EventNameProblem(EVENT_NAME_TASK, name, &detail) != NULL)
+			if (name_problem(EVENT_NAME_TASK, name, &detail) != NULL)
 			{
 				list_free_deep(names);
 				return NIL;

@@ -104,8 +104,6 @@ typedef struct FollowColumn
 } FollowColumn;
 
 /* ---- follow_rules.c ---- */
-extern FollowOp FollowParseOperator(const char *name, int len);
-extern FollowPersist FollowParsePersist(JsonbValue *v);
 extern JsonbValue *FollowGetMember(JsonbContainer *obj, const char *key);
 extern bool FollowReadRule(JsonbValue *elem, FollowRule *rule,
 						   FollowFailure *failure);

@@ -35,6 +35,10 @@
 #include "utils/relcache.h"
 #include "utils/syscache.h"
 
+static FollowPersist parse_persist(JsonbValue *v);
+
+static FollowOp parse_operator(const char *name, int len);
+
 
 PG_FUNCTION_INFO_V1(celerysalt_follow_action_check);
 
@@ -70,12 +74,12 @@ static const char *const rule_members[] = {
 };
 
 /*
- * FollowParseOperator
+ * parse_operator
  *		The operator named by name (len bytes, not NUL-terminated), or
  *		FOLLOW_OP_INVALID.
  */
-FollowOp
-FollowParseOperator(const char *name, int len)
+static FollowOp
+parse_operator(const char *name, int len)
 {
 	for (size_t i = 0; i < lengthof(operator_names); i++)
 	{
@@ -88,12 +92,12 @@ FollowParseOperator(const char *name, int len)
 }
 
 /*
- * FollowParsePersist
+ * parse_persist
  *		The persist mode a rule's "persist" member gives; NULL (absent) means
  *		"True".  FOLLOW_PERSIST_INVALID for anything else.
  */
-FollowPersist
-FollowParsePersist(JsonbValue *v)
+static FollowPersist
+parse_persist(JsonbValue *v)
 {
 	if (v == NULL)
 		return FOLLOW_PERSIST_TRUE;
@@ -186,7 +190,7 @@ FollowReadRule(JsonbValue *elem, FollowRule *rule, FollowFailure *failure)
 					"The rule has no \"operator\" string.");
 		return false;
 	}
-	rule->op = FollowParseOperator(v->val.string.val, v->val.string.len);
+	rule->op = parse_operator(v->val.string.val, v->val.string.len);
 	if (rule->op == FOLLOW_OP_INVALID)
 	{
 		set_failure(failure, ERRCODE_INVALID_PARAMETER_VALUE,
@@ -195,7 +199,7 @@ FollowReadRule(JsonbValue *elem, FollowRule *rule, FollowFailure *failure)
 		return false;
 	}
 
-	rule->persist = FollowParsePersist(FollowGetMember(rule->obj, "persist"));
+	rule->persist = parse_persist(FollowGetMember(rule->obj, "persist"));
 	if (rule->persist == FOLLOW_PERSIST_INVALID)
 	{
 		set_failure(failure, ERRCODE_INVALID_PARAMETER_VALUE,
@@ -944,13 +948,13 @@ celerysalt_follow_action_check(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("follow-action rule operator must be a string")));
-	if (FollowParseOperator(v.val.string.val, v.val.string.len) == FOLLOW_OP_INVALID)
+	if (parse_operator(v.val.string.val, v.val.string.len) == FOLLOW_OP_INVALID)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown follow-action operator \"%s\"",
 						excerpt(v.val.string.val, v.val.string.len)),
 				 errhint("Operators are " OPERATOR_LIST ".")));
-	if (FollowParsePersist(FollowGetMember(&rulejb->root, "persist")) == FOLLOW_PERSIST_INVALID)
+	if (parse_persist(FollowGetMember(&rulejb->root, "persist")) == FOLLOW_PERSIST_INVALID)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid follow-action persist value"),

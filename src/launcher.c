@@ -48,6 +48,8 @@
 #include "outbox.h"
 #include "processes.h"
 
+static void stop_worker_for_database(Oid dboid);
+
 /* How long the launcher sleeps when nothing is due. */
 #define LAUNCHER_NAP_MS			(60 * 1000)
 /* Restart delay after a worker failed: doubles up to the maximum. */
@@ -353,13 +355,13 @@ CelerysaltLauncherMain(Datum main_arg)
 }
 
 /*
- * WorkerStopForDatabase
+ * stop_worker_for_database
  *		Stop dboid's worker and keep the launcher away from the database for
  *		a while, waiting up to 5 s for the worker to exit.  Used before DROP
  *		DATABASE, which fails while another backend is connected.
  */
-void
-WorkerStopForDatabase(Oid dboid)
+static void
+stop_worker_for_database(Oid dboid)
 {
 	DatabaseSlot *slot = DbslotFind(dboid);
 	pid_t		pid;
@@ -401,7 +403,7 @@ launcher_process_utility(PlannedStmt *pstmt, const char *queryString,
 		 */
 		if (OidIsValid(dboid) && dboid != MyDatabaseId && !IsTransactionBlock() &&
 			pg_database_ownercheck(dboid, GetUserId()))
-			WorkerStopForDatabase(dboid);
+			stop_worker_for_database(dboid);
 	}
 
 	if (prev_process_utility)

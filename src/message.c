@@ -26,6 +26,9 @@
 #include "utils/varlena.h"
 #include "message.h"
 
+static void derive_task_id(const pg_uuid_t *event_id, const char *task,
+								pg_uuid_t *out);
+
 /* argsrepr/kwargsrepr are truncated like Celery's saferepr. */
 #define REPR_MAX	1024
 
@@ -269,13 +272,13 @@ MessageUuidToString(const pg_uuid_t *uuid, char *out)
 }
 
 /*
- * MessageDeriveTaskId
+ * derive_task_id
  *		A name-based (version 5, SHA-1) UUID with the event id as namespace
  *		and the task name as name: the same event always yields the same
  *		task id for a given dispatcher, so a redelivery reuses it.
  */
-void
-MessageDeriveTaskId(const pg_uuid_t *event_id, const char *task, pg_uuid_t *out)
+static void
+derive_task_id(const pg_uuid_t *event_id, const char *task, pg_uuid_t *out)
 {
 	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA1);
 	uint8		digest[20];
@@ -298,7 +301,7 @@ MessageDeriveTaskId(const pg_uuid_t *event_id, const char *task, pg_uuid_t *out)
  *		Fill msg for one dispatcher task.  task_index is the task's position
  *		in celerysalt.dispatcher_tasks: the first task's id is the event id
  *		itself (so celery-task-meta-<event id> is its result), the others are
- *		derived with MessageDeriveTaskId.  payload_json comes from
+ *		derived with derive_task_id.  payload_json comes from
  *		MessageAppendPayload.  Everything is palloc'd in the current context.
  */
 void
@@ -314,7 +317,7 @@ MessageBuild(CeleryMessage *msg, const char *task, const pg_uuid_t *event_id,
 	if (task_index == 0)
 		task_uuid = *event_id;
 	else
-		MessageDeriveTaskId(event_id, task, &task_uuid);
+		derive_task_id(event_id, task, &task_uuid);
 	MessageUuidToString(&task_uuid, msg->task_id);
 
 	initStringInfo(&msg->body);

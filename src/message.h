@@ -42,7 +42,5 @@ extern void MessageBuild(CeleryMessage *msg, const char *task,
 						 const char *topic, const char *payload_json);
 extern void MessageFormatExpires(TimestampTz when, char *out, size_t outlen);
 extern void MessageUuidToString(const pg_uuid_t *uuid, char *out);
-extern void MessageDeriveTaskId(const pg_uuid_t *event_id, const char *task,
-								pg_uuid_t *out);
 
 #endif							/* CELERYSALT_MESSAGE_H */

@@ -30,6 +30,8 @@
 #include "event.h"
 #include "outbox.h"
 
+static void request_commit_wake(void);
+
 PG_FUNCTION_INFO_V1(celerysalt_publish);
 PG_FUNCTION_INFO_V1(celerysalt_wake);
 PG_FUNCTION_INFO_V1(_celerysalt_installed);
@@ -91,12 +93,12 @@ outbox_xact_callback(XactEvent event, void *arg)
 }
 
 /*
- * OutboxRequestCommitWake
+ * request_commit_wake
  *		Arrange for this database's worker to be woken when the current
  *		transaction commits (nothing happens if it aborts).
  */
-void
-OutboxRequestCommitWake(void)
+static void
+request_commit_wake(void)
 {
 	if (!xact_callback_registered)
 	{
@@ -120,7 +122,7 @@ OutboxWakeAfterCommitPrepared(void)
 	DatabaseSlot *slot = DbslotFind(MyDatabaseId);
 
 	if (slot != NULL && slot->worker_latch != NULL)
-		OutboxRequestCommitWake();
+		request_commit_wake();
 }
 
 /* A random (version 4) UUID. */
@@ -212,7 +214,7 @@ OutboxEnqueue(const char *topic, Jsonb *payload, const char *version,
 		elog(ERROR, "could not enqueue event: %s", SPI_result_code_string(rc));
 	SPI_finish();
 
-	OutboxRequestCommitWake();
+	request_commit_wake();
 	return id;
 }
 
@@ -259,7 +261,7 @@ Datum
 celerysalt_wake(PG_FUNCTION_ARGS)
 {
 	RequirePreload();
-	OutboxRequestCommitWake();
+	request_commit_wake();
 	PG_RETURN_VOID();
 }
 
@@ -283,6 +285,6 @@ _celerysalt_installed(PG_FUNCTION_ARGS)
 						 "then add the schema to search_path, for example ALTER DATABASE ... SET search_path = \"$user\", public, celerysalt. "
 						 "See docs/security.md.")));
 	if (celerysalt_preloaded)
-		OutboxRequestCommitWake();
+		request_commit_wake();
 	PG_RETURN_VOID();
 }

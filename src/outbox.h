@@ -12,7 +12,6 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
-extern void OutboxRequestCommitWake(void);
 extern void OutboxWakeAfterCommitPrepared(void);
 
 extern pg_uuid_t *OutboxEnqueue(const char *topic, Jsonb *payload,

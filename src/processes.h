@@ -14,6 +14,5 @@
 PGDLLEXPORT void CelerysaltLauncherMain(Datum main_arg);
 PGDLLEXPORT void CelerysaltWorkerMain(Datum main_arg);
 extern void LauncherRegister(void);
-extern void WorkerStopForDatabase(Oid dboid);
 
 #endif							/* CELERYSALT_PROCESSES_H */

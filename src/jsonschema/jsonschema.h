@@ -35,8 +35,6 @@ extern void JsonschemaFree(JsSchema *s);
 /* jsonschema_validate.c */
 extern bool JsonschemaValidate(JsSchema *s, Jsonb *instance, bool assert_formats,
 							   List **errors);
-extern bool JsonschemaValidateValue(JsSchema *s, JsonbValue *instance,
-									bool assert_formats, List **errors);
 extern Jsonb *JsonschemaErrorsToJsonb(List *errors, bool with_path);
 
 /* Keep a compiled schema in owner's memory (freed with it). */

@@ -28,6 +28,9 @@
 
 #include "jsonschema_int.h"
 
+static bool validate_value(JsSchema *s, JsonbValue *instance,
+									bool assert_formats, List **errors);
+
 typedef struct PathSeg
 {
 	const char *key;			/* NULL: array index */
@@ -1789,8 +1792,8 @@ done:
  * Validate instance against s.  With errors != NULL, collect every error
  * (JsError, palloc'd in the current context) into *errors.
  */
-bool
-JsonschemaValidateValue(JsSchema *s, JsonbValue *instance, bool assert_formats,
+static bool
+validate_value(JsSchema *s, JsonbValue *instance, bool assert_formats,
 						List **errors)
 {
 	VCtx		V;
@@ -1823,7 +1826,7 @@ JsonschemaValidate(JsSchema *s, Jsonb *instance, bool assert_formats,
 	JsonbValue	v;
 
 	JbvRootValue(instance, &v);
-	return JsonschemaValidateValue(s, &v, assert_formats, errors);
+	return validate_value(s, &v, assert_formats, errors);
 }
 
 /* The output array: [{"path", "schema_path", "keyword", "message"}, ...] */
