@@ -294,7 +294,10 @@ SELECT jsonb_agg(pg_temp.r('status', 'eql', 'fa.big.never' || k, to_jsonb('never
 INSERT INTO fa_big_main SELECT i, 'new', rules FROM generate_series(1, 20) i, fa_big_rules;
 -- (a fresh, uncompressed value: a compressed one small enough would stay in line)
 INSERT INTO fa_big_ext SELECT i, 'new', rules::text::jsonb FROM generate_series(1, 20) i, fa_big_rules;
-SELECT celerysalt_attach_follow_actions('fa_big_main'), celerysalt_attach_follow_actions('fa_big_ext');
+-- the rows already hold rules: attaching adopts them only when asked to
+SELECT state FROM pg_temp.try($q$SELECT celerysalt_attach_follow_actions('fa_big_main')$q$);
+SELECT celerysalt_attach_follow_actions('fa_big_main', adopt_existing_rules => true),
+       celerysalt_attach_follow_actions('fa_big_ext', adopt_existing_rules => true);
 SELECT (SELECT pg_column_size(on_change_rules) < octet_length(on_change_rules::text) / 2 FROM fa_big_main LIMIT 1) AS main_compressed,
        (SELECT pg_total_relation_size(reltoastrelid) > 8192 FROM pg_class WHERE oid = 'fa_big_ext'::regclass) AS ext_out_of_line,
        (SELECT pg_total_relation_size(reltoastrelid) <= 8192 FROM pg_class WHERE oid = 'fa_big_main'::regclass) AS main_in_line;

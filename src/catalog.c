@@ -18,6 +18,7 @@
 #include "celerysalt.h"
 
 #include "access/genam.h"
+#include "access/xact.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/indexing.h"
@@ -110,6 +111,19 @@ CatalogPinProcessSettings(void)
 
 	for (int i = 0; i < (int) lengthof(pinned); i++)
 		SetConfigOption(pinned[i][0], pinned[i][1], PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * A per-database session_authorization would make the worker run as
+	 * another role: back to the bootstrap superuser it connected as.
+	 */
+	if (OidIsValid(MyDatabaseId) && GetSessionUserId() != BOOTSTRAP_SUPERUSERID)
+	{
+		StartTransactionCommand();
+		SetConfigOption("session_authorization",
+						GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false),
+						PGC_SUSET, PGC_S_OVERRIDE);
+		CommitTransactionCommand();
+	}
 }
 
 /*
@@ -207,4 +221,24 @@ CatalogSchemaProblem(Oid nsp, bool check_creators)
 	}
 	ReleaseSysCache(tup);
 	return problem;
+}
+
+/*
+ * CatalogSchemaFollowsDatabaseOwner
+ *		Whether schema nsp belongs to pg_database_owner (public on
+ *		PostgreSQL 15): giving the database to another role gives it the
+ *		schema too.
+ */
+bool
+CatalogSchemaFollowsDatabaseOwner(Oid nsp)
+{
+	HeapTuple	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	bool		follows = false;
+
+	if (HeapTupleIsValid(tup))
+	{
+		follows = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner == ROLE_PG_DATABASE_OWNER;
+		ReleaseSysCache(tup);
+	}
+	return follows;
 }

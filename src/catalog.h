@@ -19,5 +19,6 @@ extern void CatalogPinProcessSettings(void);
 extern int	CatalogPushSafeSearchPath(void);
 extern void CatalogPopSearchPath(int level);
 extern char *CatalogSchemaProblem(Oid nsp, bool check_creators);
+extern bool CatalogSchemaFollowsDatabaseOwner(Oid nsp);
 
 #endif							/* CELERYSALT_CATALOG_H */

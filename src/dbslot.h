@@ -31,6 +31,8 @@ typedef struct DatabaseSlot
 	slock_t		mutex;
 	bool		broker_connected;
 	bool		extension_missing;	/* last probe found no extension */
+	bool		schema_follows_owner;	/* the extension's schema belongs to
+										 * pg_database_owner (public) */
 	TimestampTz paused_until;	/* launcher leaves the db alone until then */
 	TimestampTz worker_started_at;
 	TimestampTz last_delivery_at;

@@ -1071,9 +1071,18 @@ check_rules_author(FollowCall *call, Jsonb *newrules, Jsonb *oldrules)
 		ParsedRule	pr;
 		const char *denied;
 
+		/* known: the old rules hold at least as many copies as the new ones */
 		if (oldrules != NULL && JB_ROOT_IS_ARRAY(oldrules) && !JB_ROOT_IS_SCALAR(oldrules))
-			for (int j = 0; j < (int) JB_ROOT_COUNT(oldrules) && !known; j++)
-				known = FollowValuesEqual(e, getIthJsonbValueFromContainer(&oldrules->root, j));
+		{
+			int			new_copies = 0;
+			int			old_copies = 0;
+
+			for (int j = 0; j <= i; j++)
+				new_copies += FollowValuesEqual(e, getIthJsonbValueFromContainer(&newrules->root, j));
+			for (int j = 0; j < (int) JB_ROOT_COUNT(oldrules); j++)
+				old_copies += FollowValuesEqual(e, getIthJsonbValueFromContainer(&oldrules->root, j));
+			known = new_copies <= old_copies;
+		}
 		if (known)
 			continue;
 

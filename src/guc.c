@@ -275,14 +275,16 @@ check_url_setting(UrlSetting *s, char **newval, void **extra, GucSource source)
 	/*
 	 * extra: a trust mark, then the real URL; the value PostgreSQL keeps and
 	 * shows: masked.  A URL is trusted when it comes from the server's own
-	 * configuration or a superuser set it: only then do the password files
-	 * apply to it (a role granted SET on the setting must not point the
-	 * password at a server of its choice).
+	 * configuration or a superuser set it in its own session: only then do
+	 * the password files apply to it (a role granted SET on the setting must
+	 * not point the password at a server of its choice, neither with SET
+	 * nor with a per-database or per-role value that a superuser's session
+	 * then applies).
 	 */
 	{
-		char	   *marked = psprintf("%c%s",
-									  source_may_hold_password(source) || superuser() ? 'T' : 'U',
-									  real);
+		bool		trusted = source_may_hold_password(source) ||
+			((source == PGC_S_SESSION || source == PGC_S_CLIENT) && superuser());
+		char	   *marked = psprintf("%c%s", trusted ? 'T' : 'U', real);
 
 		*extra = guc_copy(marked);
 		pfree(marked);

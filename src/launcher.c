@@ -29,6 +29,7 @@
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "utils/acl.h"
+#include "catalog/namespace.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "pgstat.h"
@@ -383,6 +384,64 @@ stop_worker_for_database(Oid dboid)
 	}
 }
 
+/*
+ * The extension's SQL names its objects by schema, and its SECURITY DEFINER
+ * functions run as a superuser: refuse to hand the extension's schema to a
+ * role that is not a superuser, directly (ALTER SCHEMA ... OWNER TO) or by
+ * giving away a database whose public schema holds it (ALTER DATABASE ...
+ * OWNER TO).  That role could rename the schema and put its own objects
+ * under the extension's names (docs/security.md).
+ */
+static void
+refuse_unsafe_owner_change(AlterOwnerStmt *stmt)
+{
+	Oid			newowner;
+	bool		unsafe = false;
+
+	if (stmt->objectType != OBJECT_DATABASE && stmt->objectType != OBJECT_SCHEMA)
+		return;
+	newowner = get_rolespec_oid(stmt->newowner, true);
+	if (!OidIsValid(newowner) || superuser_arg(newowner))
+		return;
+
+	if (stmt->objectType == OBJECT_SCHEMA)
+	{
+		Oid			nsp = get_namespace_oid(strVal(stmt->object), true);
+		Oid			ext = IsTransactionState() ? CatalogExtensionSchema(true) : InvalidOid;
+
+		unsafe = OidIsValid(nsp) && nsp == ext;
+	}
+	else
+	{
+		Oid			dboid = get_database_oid(strVal(stmt->object), true);
+
+		if (dboid == MyDatabaseId)
+		{
+			Oid			ext = CatalogExtensionSchema(true);
+
+			unsafe = OidIsValid(ext) && CatalogSchemaFollowsDatabaseOwner(ext);
+		}
+		else if (OidIsValid(dboid) && celerysalt_shared != NULL)
+		{
+			DatabaseSlot *slot = DbslotFind(dboid);
+
+			if (slot != NULL)
+			{
+				SpinLockAcquire(&slot->mutex);
+				unsafe = !slot->extension_missing && slot->schema_follows_owner;
+				SpinLockRelease(&slot->mutex);
+			}
+		}
+	}
+	if (unsafe)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot give the schema of extension celerysalt to role \"%s\", which is not a superuser",
+						GetUserNameFromId(newowner, false)),
+				 errdetail("Its owner could rename the schema and put its own objects under the extension's names."),
+				 errhint("Move the extension to a schema of its own first (docs/security.md).")));
+}
+
 static void
 launcher_process_utility(PlannedStmt *pstmt, const char *queryString,
 						 bool readOnlyTree, ProcessUtilityContext context,
@@ -405,6 +464,9 @@ launcher_process_utility(PlannedStmt *pstmt, const char *queryString,
 			pg_database_ownercheck(dboid, GetUserId()))
 			stop_worker_for_database(dboid);
 	}
+
+	if (IsA(parsetree, AlterOwnerStmt))
+		refuse_unsafe_owner_change((AlterOwnerStmt *) parsetree);
 
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context,

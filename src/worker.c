@@ -503,6 +503,13 @@ CelerysaltWorkerMain(Datum main_arg)
 		proc_exit(0);
 	}
 	ws.dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
+	{
+		bool		follows = CatalogSchemaFollowsDatabaseOwner(CatalogExtensionSchema(false));
+
+		SpinLockAcquire(&ws.dbslot->mutex);
+		ws.dbslot->schema_follows_owner = follows;
+		SpinLockRelease(&ws.dbslot->mutex);
+	}
 	DrainEnd();
 	ereport(LOG, (errmsg("celerysalt worker started for database \"%s\"", ws.dbname)));
 

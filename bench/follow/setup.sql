@@ -137,7 +137,7 @@ CREATE TRIGGER noop BEFORE UPDATE ON bench_noop FOR EACH ROW EXECUTE FUNCTION be
 CREATE TRIGGER noop AFTER UPDATE ON bench_noop_after FOR EACH ROW EXECUTE FUNCTION bench_noop_trigger();
 CREATE TRIGGER noop AFTER UPDATE ON bench_noop_stmt REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION bench_noop_trigger();
-SELECT celerysalt_attach_follow_actions('bench_c');
+SELECT celerysalt_attach_follow_actions('bench_c', adopt_existing_rules => true);
 CREATE TRIGGER zz_plpgsql_follow BEFORE UPDATE ON bench_plpgsql FOR EACH ROW EXECUTE FUNCTION bench_plpgsql_follow();
 VACUUM ANALYZE bench_none, bench_noop, bench_noop_after, bench_noop_stmt, bench_c, bench_plpgsql;
 SELECT pg_size_pretty(pg_table_size('bench_c')) AS table_size,

@@ -79,7 +79,8 @@ COMMENT ON FUNCTION celerysalt_follow_action_rule(text, text, text, jsonb, jsonb
 
 -- -------------------------------------------------- attach / detach
 CREATE FUNCTION celerysalt_attach_follow_actions(tbl regclass,
-                                                 rules_column name DEFAULT 'on_change_rules')
+                                                 rules_column name DEFAULT 'on_change_rules',
+                                                 adopt_existing_rules boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -88,6 +89,7 @@ DECLARE
     coltype oid;
     kind    "char";
     current text;
+    stored  boolean;
 BEGIN
     IF tbl IS NULL OR rules_column IS NULL THEN
         RAISE EXCEPTION 'table and rules column must not be null'
@@ -114,6 +116,20 @@ BEGIN
                   HINT = 'A Django JSONField or SQLAlchemy JSONB column is jsonb in PostgreSQL.';
     END IF;
 
+    -- Rules already in the table were written without the trigger's checks
+    -- of who may store a rule: they fire only if the caller adopts them.
+    IF NOT adopt_existing_rules THEN
+        EXECUTE pg_catalog.format(
+            'SELECT EXISTS (SELECT FROM %s WHERE %I IS NOT NULL AND %I OPERATOR(pg_catalog.<>) ALL (ARRAY[''[]'', ''{}'', ''null'']::pg_catalog.jsonb[]))',
+            tbl, rules_column, rules_column) INTO stored;
+        IF stored THEN
+            RAISE EXCEPTION 'table "%" already holds follow-action rules', tbl
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'They were stored before follow actions were attached, so nobody checked that their writers may publish and read the columns they read.',
+                      HINT = 'Review them, then call celerysalt_attach_follow_actions(..., adopt_existing_rules => true).';
+        END IF;
+    END IF;
+
     SELECT pg_catalog.encode(t.tgargs, 'escape') INTO current
       FROM pg_trigger t
      WHERE t.tgrelid = tbl AND t.tgname = 'zz_celerysalt_follow_actions';
@@ -131,7 +147,7 @@ BEGIN
         tbl, '@extschema@', rules_column);
 END
 $$;
-COMMENT ON FUNCTION celerysalt_attach_follow_actions(regclass, name) IS
+COMMENT ON FUNCTION celerysalt_attach_follow_actions(regclass, name, boolean) IS
     'Evaluates the follow-action rules stored in the rules column on every UPDATE of the table (idempotent).';
 
 CREATE FUNCTION celerysalt_detach_follow_actions(tbl regclass)

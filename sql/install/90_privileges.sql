@@ -115,17 +115,21 @@ GRANT EXECUTE ON FUNCTION
 REVOKE ALL ON FUNCTION
     celerysalt_call(text, jsonb, interval, text),
     celerysalt_call_envelope(text, jsonb, interval, text),
-    celerysalt_attach_follow_actions(regclass, name),
+    celerysalt_attach_follow_actions(regclass, name, boolean),
     celerysalt_detach_follow_actions(regclass),
     _celerysalt_follow_actions_trigger()
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     celerysalt_call(text, jsonb, interval, text),
     celerysalt_call_envelope(text, jsonb, interval, text),
-    celerysalt_attach_follow_actions(regclass, name),
+    celerysalt_attach_follow_actions(regclass, name, boolean),
     celerysalt_detach_follow_actions(regclass),
     _celerysalt_follow_actions_trigger()
    TO celerysalt_publisher;
+
+-- The roles reach the extension's objects in its schema (a schema of its own
+-- grants nothing by itself; on public this changes nothing).
+GRANT USAGE ON SCHEMA @extschema@ TO celerysalt_reader;
 
 -- Readers see what was delivered, refused and what failed.
 GRANT SELECT ON celerysalt_events, celerysalt_dead_letters,

@@ -251,9 +251,20 @@ for my $d (@definers)
 	is($err, '', "attacker calls $name") or diag($err);
 }
 
-# the database changes hands: its new owner renames public and puts a view
-# calling its function where the worker reads the outbox
-$node->safe_psql('postgres', 'ALTER DATABASE shadowdb OWNER TO attacker');
+# the database cannot be given to the attacker, nor the schema ...
+($rc, $out, $err) = $node->psql('postgres', 'ALTER DATABASE shadowdb OWNER TO attacker');
+like($err, qr/cannot give the schema of extension celerysalt to role "attacker", which is not a superuser/,
+	'ALTER DATABASE ... OWNER TO a plain role is refused (from another database)');
+($rc, $out, $err) = $node->psql('shadowdb', 'ALTER DATABASE shadowdb OWNER TO attacker');
+like($err, qr/cannot give the schema of extension celerysalt/, '... and from the database itself');
+($rc, $out, $err) = $node->psql('shadowdb', 'ALTER SCHEMA public OWNER TO attacker');
+like($err, qr/cannot give the schema of extension celerysalt/, 'ALTER SCHEMA ... OWNER TO a plain role is refused');
+
+# ... but if it changes hands some other way (here: the catalog edited by
+# hand), the new owner renames public and puts a view calling its function
+# where the worker reads the outbox: the worker must stop
+$node->safe_psql('postgres',
+	"UPDATE pg_database SET datdba = 'attacker'::regrole WHERE datname = 'shadowdb'");
 ($rc, $out, $err) = as_attacker(q{
 	ALTER SCHEMA public RENAME TO celerysalt_moved;
 	CREATE SCHEMA public;
