@@ -86,6 +86,12 @@ $node->safe_psql('postgres', 'GRANT SET ON PARAMETER celerysalt.redis_url TO app
 like($err, qr/celerysalt\.redis_password_file applies only to a celerysalt\.redis_url from the server's configuration or set by a superuser/,
 	'a session URL set by a non-superuser gets no password from the password file');
 unlike($err, qr/not-for-you/, '... and the error does not show it');
+# nor with a per-database URL applied in a superuser's session
+$node->safe_psql('postgres', q{ALTER DATABASE privdb SET celerysalt.redis_url = 'redis://127.0.0.1:1/0'});
+($rc, $out, $err) = $node->psql('privdb', q{SELECT celerysalt_call('x.y', '{}', '2s')});
+like($err, qr/celerysalt\.redis_password_file applies only to/,
+	'a per-database URL gets no password from the file, even in a superuser\'s session');
+$node->safe_psql('postgres', 'ALTER DATABASE privdb RESET celerysalt.redis_url');
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET celerysalt.redis_password_file');
 $node->reload;
 
@@ -101,17 +107,19 @@ is($node->safe_psql('privdb', 'SELECT worker_pid FROM celerysalt_status'), $pid,
 
 # Settings a database owner could give the worker's database do not reach
 # the worker: read-only transactions and a 1 ms statement_timeout.
+my $bootstrap = $node->safe_psql('postgres', 'SELECT rolname FROM pg_roles WHERE oid = 10');
 $node->safe_psql('postgres', q{ALTER DATABASE privdb SET default_transaction_read_only = on;
-	ALTER DATABASE privdb SET statement_timeout = '1ms'});
+	ALTER DATABASE privdb SET statement_timeout = '1ms';
+	ALTER DATABASE privdb SET session_authorization = 'app_plain'});
 {
-	local $ENV{PGOPTIONS} = '-c default_transaction_read_only=off -c statement_timeout=0';
+	local $ENV{PGOPTIONS} = "-c default_transaction_read_only=off -c statement_timeout=0 -c session_authorization=$bootstrap";
 	$node->safe_psql('privdb', "SELECT pg_terminate_backend($pid)");
 	ok($node->poll_query_until('privdb',
 		"SELECT worker_pid IS NOT NULL AND worker_pid <> $pid FROM celerysalt_status"), 'worker restarted');
 	$node->safe_psql('privdb', q{SELECT celerysalt_publish('priv.readonly', '{"n": 1}')});
 	ok($node->poll_query_until('privdb',
 		q{SELECT count(*) = 1 FROM celerysalt_events WHERE topic = 'priv.readonly'}),
-		'the worker delivers despite the database\'s read-only default and statement_timeout');
+		'the worker delivers despite the database\'s read-only default, statement_timeout and session_authorization');
 }
 
 $node->stop;
