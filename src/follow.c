@@ -1059,6 +1059,7 @@ static void
 check_rules_author(FollowCall *call, Jsonb *newrules, Jsonb *oldrules)
 {
 	Oid			publisher;
+	bool		publisher_checked = false;
 	int			n;
 
 	if (!JB_ROOT_IS_ARRAY(newrules) || JB_ROOT_IS_SCALAR(newrules) ||
@@ -1086,14 +1087,19 @@ check_rules_author(FollowCall *call, Jsonb *newrules, Jsonb *oldrules)
 		if (known)
 			continue;
 
-		publisher = get_role_oid("celerysalt_publisher", true);
-		if (!OidIsValid(publisher) || !has_privs_of_role(GetUserId(), publisher))
-			ereport(ERROR,
+		/* who may publish does not depend on the rule: ask once */
+		if (!publisher_checked)
+		{
+			publisher = get_role_oid("celerysalt_publisher", true);
+			publisher_checked = true;
+			if (!OidIsValid(publisher) || !has_privs_of_role(GetUserId(), publisher))
+				ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("permission denied to store follow-action rule %d of table \"%s\"",
 							i, call->entry->relname),
 					 errdetail("A stored rule publishes events when the row is updated; only members of celerysalt_publisher may store one."),
 					 errhint("GRANT celerysalt_publisher TO the role that writes the rules.")));
+		}
 		call->rule_index = i;
 		parse_rule(call, &newrules->root, i, &pr);
 		call->rule_index = -1;

@@ -36,7 +36,6 @@ char	   *celerysalt_dispatcher_tasks = NULL;
 char	   *celerysalt_databases = NULL;
 char	   *celerysalt_redis_url = NULL;
 bool		celerysalt_redis_url_trusted = false;
-bool		celerysalt_broker_url_trusted = false;
 char	   *celerysalt_redis_password_file = NULL;
 char	   *celerysalt_redis_key_prefix = NULL;
 char	   *celerysalt_rpc_task = NULL;
@@ -323,8 +322,7 @@ check_broker_url(char **newval, void **extra, GucSource source)
 static void
 assign_broker_url(const char *newval, void *extra)
 {
-	celerysalt_broker_url = (char *) extra + 1;
-	celerysalt_broker_url_trusted = ((char *) extra)[0] == 'T';
+	celerysalt_broker_url = (char *) extra + 1;	/* a file setting: always trusted */
 }
 
 static bool

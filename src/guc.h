@@ -17,7 +17,6 @@ extern char *celerysalt_dispatcher_tasks;
 extern char *celerysalt_databases;
 extern char *celerysalt_redis_url;
 extern bool celerysalt_redis_url_trusted;
-extern bool celerysalt_broker_url_trusted;
 extern char *celerysalt_redis_password_file;
 extern char *celerysalt_redis_key_prefix;
 extern char *celerysalt_rpc_task;

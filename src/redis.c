@@ -231,16 +231,15 @@ RedisConnect(bool select_db, TimestampTz deadline, StringInfo error, bool *timed
 		appendStringInfoString(error, parse_error);
 		return NULL;
 	}
-	if (celerysalt_redis_password_file && celerysalt_redis_password_file[0] &&
-		!celerysalt_redis_url_trusted)
-	{
-		appendStringInfoString(error, "celerysalt.redis_password_file applies only to a celerysalt.redis_url "
-							   "from the server's configuration or set by a superuser; this session's URL "
-							   "was set otherwise, so no password is sent with it");
-		return NULL;
-	}
 	if (celerysalt_redis_password_file && celerysalt_redis_password_file[0])
 	{
+		if (!celerysalt_redis_url_trusted)
+		{
+			appendStringInfoString(error, "celerysalt.redis_password_file applies only to a celerysalt.redis_url "
+								   "from the server's configuration or set by a superuser; this session's URL "
+								   "was set otherwise, so no password is sent with it");
+			return NULL;
+		}
 		url.password = ConninfoReadSecretFile(celerysalt_redis_password_file, "Redis", error);
 		if (url.password == NULL)
 			return NULL;
