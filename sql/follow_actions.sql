@@ -4,18 +4,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS celerysalt;
 RESET client_min_messages;
 
--- try(sql): run a statement, show the SQLSTATE and texts of the error it raises.
-CREATE FUNCTION pg_temp.try(sql text,
-    OUT state text, OUT message text, OUT detail text, OUT hint text)
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    state := '00000';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-END
-$$;
+\i sql/include/try.sql
 
 -- Events of this test waiting in the outbox (checked before the transaction
 -- ends: after a commit the worker may deliver them at any time).

@@ -6,18 +6,7 @@ CREATE EXTENSION IF NOT EXISTS celerysalt;
 RESET client_min_messages;
 
 -- errors are shown as SQLSTATE, message and detail (no source locations)
-CREATE FUNCTION pg_temp.try(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    st text; msg text; det text; hint text;
-BEGIN
-    EXECUTE q;
-    RETURN 'no error';
-EXCEPTION WHEN others THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                            det = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-    RETURN st || ': ' || msg || coalesce(E'\nDETAIL: ' || nullif(det, ''), '')
-              || coalesce(E'\nHINT: ' || nullif(hint, ''), '');
-END $$;
+\i sql/include/try.sql
 
 -- basics, integer accepts 1.0, numbers by value
 SELECT celerysalt_validate('{"type": "integer"}', '1.0') AS int_1_0,
@@ -92,21 +81,21 @@ SELECT celerysalt_schema_is_valid('{"type": "string"}') AS valid,
 SELECT jsonb_pretty(celerysalt_schema_errors('{"properties": {"a": {"minLength": -1}}, "pattern": "(unclosed"}'));
 
 -- a malformed schema is an error with SQLSTATE 22023 and a pointer in DETAIL
-SELECT pg_temp.try($q$SELECT celerysalt_validate('{"properties": {"a": {"type": 5}}}', '{}')$q$);
-SELECT pg_temp.try($q$SELECT celerysalt_validate('{"pattern": "(unclosed"}', '"x"')$q$);
-SELECT pg_temp.try($q$SELECT celerysalt_validate('{"$ref": "#/$defs/missing"}', '1')$q$);
-SELECT pg_temp.try($q$SELECT celerysalt_validate('{"$ref": "https://example.com/remote.json"}', '1')$q$);
-SELECT pg_temp.try($q$SELECT celerysalt_validate('{"minLength": 1.5}', '"x"')$q$);
-SELECT pg_temp.try($q$SELECT celerysalt_validate('{"$id": "#frag"}', '1')$q$);
-SELECT pg_temp.try($q$SELECT celerysalt_validate('[1]', '1')$q$);
-SELECT pg_temp.try($q$SELECT celerysalt_validation_errors('{"required": [1]}', '{}')$q$);
+SELECT pg_temp.try_text($q$SELECT celerysalt_validate('{"properties": {"a": {"type": 5}}}', '{}')$q$);
+SELECT pg_temp.try_text($q$SELECT celerysalt_validate('{"pattern": "(unclosed"}', '"x"')$q$);
+SELECT pg_temp.try_text($q$SELECT celerysalt_validate('{"$ref": "#/$defs/missing"}', '1')$q$);
+SELECT pg_temp.try_text($q$SELECT celerysalt_validate('{"$ref": "https://example.com/remote.json"}', '1')$q$);
+SELECT pg_temp.try_text($q$SELECT celerysalt_validate('{"minLength": 1.5}', '"x"')$q$);
+SELECT pg_temp.try_text($q$SELECT celerysalt_validate('{"$id": "#frag"}', '1')$q$);
+SELECT pg_temp.try_text($q$SELECT celerysalt_validate('[1]', '1')$q$);
+SELECT pg_temp.try_text($q$SELECT celerysalt_validation_errors('{"required": [1]}', '{}')$q$);
 -- unsupported dialects are 0A000
-SELECT pg_temp.try($q$SELECT celerysalt_validate('{"$schema": "http://json-schema.org/draft-04/schema#"}', '1')$q$);
+SELECT pg_temp.try_text($q$SELECT celerysalt_validate('{"$schema": "http://json-schema.org/draft-04/schema#"}', '1')$q$);
 -- a $ref cycle that never descends into the instance is detected (22023)
-SELECT pg_temp.try($q$SELECT celerysalt_validate('{"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}', '1')$q$);
-SELECT pg_temp.try($q$SELECT celerysalt_validate('{"anyOf": [{"$ref": "#"}]}', '1')$q$);
+SELECT pg_temp.try_text($q$SELECT celerysalt_validate('{"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}', '1')$q$);
+SELECT pg_temp.try_text($q$SELECT celerysalt_validate('{"anyOf": [{"$ref": "#"}]}', '1')$q$);
 -- resources must be an object
-SELECT pg_temp.try($q$SELECT celerysalt_validate('true', '1', false, '[]')$q$);
+SELECT pg_temp.try_text($q$SELECT celerysalt_validate('true', '1', false, '[]')$q$);
 -- NULLs: the validators are strict; the error functions return NULL
 SELECT celerysalt_validate(NULL, '1') IS NULL AS strict,
        celerysalt_validation_errors('true', NULL) IS NULL AS errors_null;

@@ -9,18 +9,7 @@ CREATE ROLE regress_js_limits;
 RESET client_min_messages;
 
 -- errors are shown as SQLSTATE, message, detail and hint
-CREATE FUNCTION pg_temp.try(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    st text; msg text; det text; hint text;
-BEGIN
-    EXECUTE q;
-    RETURN 'no error';
-EXCEPTION WHEN others THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                            det = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-    RETURN st || ': ' || msg || coalesce(E'\nDETAIL: ' || nullif(det, ''), '')
-              || coalesce(E'\nHINT: ' || nullif(hint, ''), '');
-END $$;
+\i sql/include/try.sql
 
 -- 40 levels of {"anyOf": [{"$ref": next}, {"$ref": next}]}: 2^40 paths
 CREATE FUNCTION pg_temp.nested_schema(levels int) RETURNS jsonb LANGUAGE sql AS $$
@@ -52,8 +41,8 @@ SELECT celerysalt_validate('{"pattern": "a*b"}', to_jsonb(repeat('a', 1000000)))
        celerysalt_validate('{"pattern": "^(?:a|b)*c$"}', to_jsonb(repeat('ab', 500000))) AS engine_path;
 
 -- the work limit can only be changed by a superuser (or a GRANT SET)
-SELECT pg_temp.try($$SET celerysalt.validation_work_limit = 2000000000$$);
-SELECT pg_temp.try($$SET celerysalt.validation_work_limit = 1000$$);
+SELECT pg_temp.try_text($$SET celerysalt.validation_work_limit = 2000000000$$);
+SELECT pg_temp.try_text($$SET celerysalt.validation_work_limit = 1000$$);
 SHOW celerysalt.validation_work_limit;
 
 RESET ROLE;
@@ -62,12 +51,12 @@ SET ROLE regress_js_limits;
 
 -- an exponential schema stops with 54000 and the schema location, from
 -- every entry point of the validator
-SELECT pg_temp.try($$SELECT celerysalt_validate(pg_temp.nested_schema(40), '1')$$);
-SELECT pg_temp.try($$SELECT celerysalt_validation_errors(pg_temp.nested_schema(40), '1')$$);
-SELECT pg_temp.try($$SELECT celerysalt_validate(pg_temp.nested_schema(40), '1', true,
+SELECT pg_temp.try_text($$SELECT celerysalt_validate(pg_temp.nested_schema(40), '1')$$);
+SELECT pg_temp.try_text($$SELECT celerysalt_validation_errors(pg_temp.nested_schema(40), '1')$$);
+SELECT pg_temp.try_text($$SELECT celerysalt_validate(pg_temp.nested_schema(40), '1', true,
                                                 '{"urn:x": {"type": "null"}}')$$);
 -- the same fan-out through properties + patternProperties, without in-place applicators
-SELECT pg_temp.try($$SELECT celerysalt_validate(
+SELECT pg_temp.try_text($$SELECT celerysalt_validate(
     '{"$defs": {"N": {"properties": {"a": {"$ref": "#/$defs/N"}},
                       "patternProperties": {"^a$": {"$ref": "#/$defs/N"}}, "type": "object"}},
       "$ref": "#/$defs/N"}',
@@ -77,10 +66,10 @@ SELECT celerysalt_validate(pg_temp.nested_schema(8), '1') AS depth_8_int,
        celerysalt_validate(pg_temp.nested_schema(8), '"s"') AS depth_8_string;
 
 -- compilation counts its steps too: 3000 resources compared in a list
-SELECT pg_temp.try($$SELECT celerysalt_validate(
+SELECT pg_temp.try_text($$SELECT celerysalt_validate(
     (SELECT jsonb_build_object('$defs', jsonb_object_agg('d' || i, jsonb_build_object('$id', 'urn:d' || i)))
        FROM generate_series(1, 3000) i), '1')$$);
-SELECT pg_temp.try($$SELECT celerysalt_schema_is_valid(
+SELECT pg_temp.try_text($$SELECT celerysalt_schema_is_valid(
     (SELECT jsonb_build_object('$defs', jsonb_object_agg('d' || i, jsonb_build_object('$id', 'urn:d' || i)))
        FROM generate_series(1, 3000) i))$$);
 

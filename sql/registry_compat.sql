@@ -1,4 +1,4 @@
--- Compatibility rules (src/compat.c): one example per rule of the table in
+-- Compatibility rules (src/schema_diff.c): one example per rule of the table in
 -- docs/registry.md.  backward = consumers with the new schema accept events
 -- written with the old one; forward = consumers with the old schema accept
 -- events written with the new one.

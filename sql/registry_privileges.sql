@@ -3,16 +3,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS celerysalt;
 RESET client_min_messages;
 
-CREATE FUNCTION pg_temp.try(sql text, OUT state text, OUT message text)
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    state := '00000';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
-END
-$$;
-GRANT EXECUTE ON FUNCTION pg_temp.try(text) TO PUBLIC;
+\i sql/include/try.sql
 
 -- The install script created the three roles (if absent), nested.
 SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname LIKE 'celerysalt\_%' ORDER BY rolname;

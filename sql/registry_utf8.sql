@@ -1,4 +1,4 @@
--- Compatibility descriptions of long multibyte values (src/compat.c,
+-- Compatibility descriptions of long multibyte values (src/schema_diff.c,
 -- value_text): a value longer than 80 bytes is shortened at a character
 -- boundary, so descriptions and error details stay valid UTF-8.  Run as a
 -- plain celerysalt_admin role, in a database where it may CREATE in public.
@@ -9,17 +9,7 @@ RESET client_min_messages;
 -- This file is ASCII; the multibyte texts are built with chr().
 SELECT getdatabaseencoding() = 'UTF8' AS utf8_database;
 
-CREATE FUNCTION pg_temp.try(sql text, OUT state text, OUT message text, OUT detail text)
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    state := '00000';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-                            detail = PG_EXCEPTION_DETAIL;
-END
-$$;
-GRANT EXECUTE ON FUNCTION pg_temp.try(text) TO PUBLIC;
+\i sql/include/try.sql
 -- Valid server-encoded text, checked byte by byte (convert_from verifies).
 CREATE FUNCTION pg_temp.valid_utf8(t text) RETURNS boolean
 LANGUAGE plpgsql AS $$

@@ -19,15 +19,7 @@ GRANT CREATE ON SCHEMA public TO rpc_limits_caller;
 SELECT current_user, rolsuper, rolcreaterole, rolcreatedb
 FROM pg_roles WHERE rolname = current_user;
 
-CREATE FUNCTION pg_temp.try(sql text, OUT state text, OUT message text)
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    state := '00000';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
-END
-$$;
+\i sql/include/try.sql
 
 SET statement_timeout = '3s';
 SELECT t AS timeout, r.*

@@ -6,17 +6,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS celerysalt;
 RESET client_min_messages;
 
-CREATE FUNCTION pg_temp.try(sql text,
-    OUT state text, OUT message text, OUT detail text, OUT hint text)
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    state := '00000';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-END
-$$;
+\i sql/include/try.sql
 
 -- test/regress.conf sets broker_url with the password "guest": a member of
 -- pg_monitor (pg_read_all_settings) sees "***" in its place.

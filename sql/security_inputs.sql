@@ -6,16 +6,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS celerysalt;
 RESET client_min_messages;
 
-CREATE FUNCTION pg_temp.try(sql text, OUT state text, OUT message text, OUT detail text)
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    state := '00000';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
-END
-$$;
-GRANT EXECUTE ON FUNCTION pg_temp.try(text) TO PUBLIC;
+\i sql/include/try.sql
 
 CREATE ROLE regress_sec_app IN ROLE celerysalt_publisher;
 GRANT CREATE ON SCHEMA public TO regress_sec_app;

@@ -8,12 +8,13 @@
  *		the UPDATE's own transaction.  Also celerysalt.follow_action_errors
  *		and the failure log celerysalt_follow_action_failures.
  *
- * The trigger is a BEFORE UPDATE FOR EACH ROW trigger created by
- * celerysalt_attach_follow_actions() (sql/install/40_follow.sql) with the
+ * The trigger is a BEFORE INSERT OR UPDATE FOR EACH ROW trigger (INSERT only
+ * vets who stores rules) created by celerysalt_attach_follow_actions() (sql/install/40_follow.sql) with the
  * rules column's name as its argument.  Its name sorts after ordinary
  * trigger names, so it sees the row as other BEFORE triggers left it.
- * Rules are read in place from the old row; reading, comparing and checking
- * them is follow_rules.c's job.  docs/follow-actions.md has the semantics.
+ * Rules are read in place from the old row; reading and comparing them is
+ * follow_rules.c's job, building a firing rule's payload follow_payload.c's.
+ * docs/follow-actions.md has the semantics.
  *
  * Per relation we cache the rules column, the primary key and how each
  * column becomes JSON; a relcache invalidation marks the entry stale.
@@ -50,8 +51,6 @@
 #include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(_celerysalt_follow_actions_trigger);
-
-/* ---------------------------------------------------------------- setting */
 
 /* ---------------------------------------------------------- relation cache */
 
@@ -99,10 +98,7 @@ typedef struct ParsedRule
 	FollowFailure failure;		/* ... or why not */
 	FollowRule	rule;
 	AttrNumber	attnum;			/* column named by field_name */
-	/* the other columns the rule reads: its payload's $new, $old, $pk */
-	AttrNumber *reads;
-	int			nreads;
-	bool		reads_pk;		/* $pk, or the default payload */
+	FollowPayloadReads reads;	/* the other columns it reads: its payload's */
 } ParsedRule;
 
 static HTAB *follow_cache = NULL;
@@ -474,173 +470,31 @@ row_key(FollowCall *call)
 
 /* ------------------------------------------------------------- payloads */
 
-static bool push_template(FollowCall *call, JsonbParseState **st,
-						  JsonbIteratorToken seq, JsonbValue *tv,
-						  FollowFailure *failure);
-
-/* Push the value a placeholder stands for. */
-static bool
-push_placeholder(FollowCall *call, JsonbParseState **st, JsonbIteratorToken seq,
-				 JsonbValue *key, JsonbValue *arg, FollowFailure *failure)
+static void
+payload_column_value(void *arg, int attnum, bool new_row, JsonbValue *out)
 {
-	if (JbvStringIs(key, "$new") || JbvStringIs(key, "$old"))
-	{
-		int			attnum;
-		JsonbValue	v;
-
-		if (arg->type != jbvString ||
-			(attnum = FollowFindColumn(call->tupdesc, arg->val.string.val,
-									   arg->val.string.len)) == InvalidAttrNumber)
-		{
-			failure->sqlerrcode = ERRCODE_UNDEFINED_COLUMN;
-			failure->message = psprintf("The payload placeholder %.*s names no column of the table.",
-										key->val.string.len, key->val.string.val);
-			return false;
-		}
-		column_value(call, attnum, key->val.string.val[1] == 'n', &v);
-		pushJsonbValue(st, seq, &v);
-		return true;
-	}
-	if (JbvStringIs(key, "$pk"))
-	{
-		if (!push_pk(call, st, seq))
-		{
-			failure->sqlerrcode = ERRCODE_INVALID_COLUMN_REFERENCE;
-			failure->message = pstrdup("The payload uses $pk but the table has no primary key.");
-			return false;
-		}
-		return true;
-	}
-	if (JbvStringIs(key, "$literal"))
-	{
-		pushJsonbValue(st, seq, arg);
-		return true;
-	}
-	failure->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
-	failure->message = psprintf("The payload has the unknown placeholder \"%.*s\".",
-								Min(key->val.string.len, 63), key->val.string.val);
-	return false;
+	column_value((FollowCall *) arg, attnum, new_row, out);
 }
 
-/* Push template value tv (at position seq), replacing placeholders. */
 static bool
-push_template(FollowCall *call, JsonbParseState **st, JsonbIteratorToken seq,
-			  JsonbValue *tv, FollowFailure *failure)
+payload_push_pk(void *arg, JsonbParseState **st, JsonbIteratorToken seq)
 {
-	JsonbContainer *c;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbValue	key;
-	JsonbValue	arg;
-	JsonbIteratorToken tok;
-
-	check_stack_depth();
-
-	if (tv->type != jbvBinary)
-	{
-		pushJsonbValue(st, seq, tv);
-		return true;
-	}
-	c = tv->val.binary.data;
-	if (FollowIsPlaceholder(c, &key, &arg))
-		return push_placeholder(call, st, seq, &key, &arg, failure);
-
-	it = JsonbIteratorInit(c);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		switch (tok)
-		{
-			case WJB_BEGIN_OBJECT:
-			case WJB_END_OBJECT:
-			case WJB_BEGIN_ARRAY:
-			case WJB_END_ARRAY:
-				pushJsonbValue(st, tok, NULL);
-				break;
-			case WJB_KEY:
-				pushJsonbValue(st, WJB_KEY, &v);
-				break;
-			case WJB_VALUE:
-			case WJB_ELEM:
-				if (!push_template(call, st, tok, &v, failure))
-					return false;
-				break;
-			case WJB_DONE:
-				break;
-		}
-	}
-	return true;
+	return push_pk((FollowCall *) arg, st, seq);
 }
 
-/*
- * The payload of a firing rule: its template with placeholders replaced,
- * or the default {"table", "pk", "field", "old", "new"}.  NULL and failure
- * filled when it cannot be built or is not an object.
- */
+/* The payload of a firing rule (follow_payload.c builds it from the row). */
 static Jsonb *
 build_payload(FollowCall *call, const FollowRule *rule, const JsonbValue *oldv,
 			  const JsonbValue *newv, FollowFailure *failure)
 {
-	JsonbParseState *st = NULL;
-	JsonbValue *tmpl = FollowGetMember(rule->obj, "payload");
-	JsonbValue *res;
-	JsonbValue *root;
-	Jsonb	   *wrapped;
+	FollowPayloadRow row;
 
-	if (tmpl == NULL || tmpl->type == jbvNull)
-	{
-		JsonbValue	key;
-		JsonbValue	v;
-
-		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-		key.type = jbvString;
-		key.val.string.val = "table";
-		key.val.string.len = 5;
-		pushJsonbValue(&st, WJB_KEY, &key);
-		v.type = jbvString;
-		v.val.string.val = call->entry->qualname;
-		v.val.string.len = strlen(v.val.string.val);
-		pushJsonbValue(&st, WJB_VALUE, &v);
-		key.val.string.val = "pk";
-		key.val.string.len = 2;
-		pushJsonbValue(&st, WJB_KEY, &key);
-		if (!push_pk(call, &st, WJB_VALUE))
-		{
-			v.type = jbvNull;
-			pushJsonbValue(&st, WJB_VALUE, &v);
-		}
-		key.val.string.val = "field";
-		key.val.string.len = 5;
-		pushJsonbValue(&st, WJB_KEY, &key);
-		v.type = jbvString;
-		v.val.string.val = (char *) rule->field;
-		v.val.string.len = rule->field_len;
-		pushJsonbValue(&st, WJB_VALUE, &v);
-		key.val.string.val = "old";
-		key.val.string.len = 3;
-		pushJsonbValue(&st, WJB_KEY, &key);
-		pushJsonbValue(&st, WJB_VALUE, unconstify(JsonbValue *, oldv));
-		key.val.string.val = "new";
-		key.val.string.len = 3;
-		pushJsonbValue(&st, WJB_KEY, &key);
-		pushJsonbValue(&st, WJB_VALUE, unconstify(JsonbValue *, newv));
-		res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
-		return JsonbValueToJsonb(res);
-	}
-
-	/* Build [payload] so that a placeholder may stand for the whole payload. */
-	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
-	if (!push_template(call, &st, WJB_ELEM, tmpl, failure))
-		return NULL;
-	res = pushJsonbValue(&st, WJB_END_ARRAY, NULL);
-	wrapped = JsonbValueToJsonb(res);
-	root = getIthJsonbValueFromContainer(&wrapped->root, 0);
-	if (root->type != jbvBinary || !JsonContainerIsObject(root->val.binary.data))
-	{
-		failure->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
-		failure->message = pstrdup("The payload is not a JSON object once its placeholders are replaced.");
-		return NULL;
-	}
-	return JsonbValueToJsonb(root);
+	row.tupdesc = call->tupdesc;
+	row.qualname = call->entry->qualname;
+	row.arg = call;
+	row.column_value = payload_column_value;
+	row.push_pk = payload_push_pk;
+	return FollowPayloadBuild(&row, rule, oldv, newv, failure);
 }
 
 /* ------------------------------------------------------ failures and events */
@@ -866,49 +720,6 @@ follow_error_context(void *arg)
 
 /* ------------------------------------------------------------- the trigger */
 
-/*
- * Note in pr the columns payload template tv reads ($new, $old, $pk), for
- * the privilege check.  Unknown columns are left to the expansion, which
- * reports them.
- */
-static void
-collect_reads(FollowCall *call, JsonbValue *tv, ParsedRule *pr)
-{
-	JsonbContainer *c;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbValue	key;
-	JsonbValue	arg;
-	JsonbIteratorToken tok;
-
-	check_stack_depth();
-	if (tv->type != jbvBinary)
-		return;
-	c = tv->val.binary.data;
-	if (FollowIsPlaceholder(c, &key, &arg))
-	{
-		if (JbvStringIs(&key, "$pk"))
-			pr->reads_pk = true;
-		else if ((JbvStringIs(&key, "$new") || JbvStringIs(&key, "$old")) && arg.type == jbvString)
-		{
-			AttrNumber	attnum = FollowFindColumn(call->tupdesc, arg.val.string.val,
-												  arg.val.string.len);
-
-			if (attnum != InvalidAttrNumber)
-			{
-				pr->reads = pr->reads ? repalloc(pr->reads, sizeof(AttrNumber) * (pr->nreads + 1))
-					: palloc(sizeof(AttrNumber));
-				pr->reads[pr->nreads++] = attnum;
-			}
-		}
-		return;
-	}
-	it = JsonbIteratorInit(c);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		if (tok == WJB_VALUE || tok == WJB_ELEM)
-			collect_reads(call, &v, pr);
-}
-
 /* Whether the current user may SELECT column attnum (cached per relation). */
 static bool
 column_readable(FollowCall *call, AttrNumber attnum)
@@ -942,10 +753,10 @@ unreadable_column(FollowCall *call, const ParsedRule *pr)
 
 	if (!column_readable(call, pr->attnum))
 		bad = pr->attnum;
-	for (int i = 0; i < pr->nreads && bad == InvalidAttrNumber; i++)
-		if (!column_readable(call, pr->reads[i]))
-			bad = pr->reads[i];
-	for (int i = 0; pr->reads_pk && i < call->entry->npk && bad == InvalidAttrNumber; i++)
+	for (int i = 0; i < pr->reads.ncolumns && bad == InvalidAttrNumber; i++)
+		if (!column_readable(call, pr->reads.columns[i]))
+			bad = pr->reads.columns[i];
+	for (int i = 0; pr->reads.pk && i < call->entry->npk && bad == InvalidAttrNumber; i++)
 		if (!column_readable(call, call->entry->pk[i]))
 			bad = call->entry->pk[i];
 	if (bad == InvalidAttrNumber)
@@ -965,17 +776,8 @@ parse_rule(FollowCall *call, JsonbContainer *c, int i, ParsedRule *out)
 	if (!out->readable)
 		return;
 	out->attnum = FollowFindColumn(call->tupdesc, out->rule.field, out->rule.field_len);
-	out->reads = NULL;
-	out->nreads = 0;
-	out->reads_pk = false;
-	{
-		JsonbValue *tmpl = FollowGetMember(out->rule.obj, "payload");
-
-		if (tmpl == NULL || tmpl->type == jbvNull)
-			out->reads_pk = true;	/* the default payload has "pk" */
-		else
-			collect_reads(call, tmpl, out);
-	}
+	FollowPayloadColumns(FollowGetMember(out->rule.obj, "payload"), call->tupdesc,
+						 &out->reads);
 	if (out->attnum == InvalidAttrNumber)
 	{
 		out->readable = false;
@@ -1114,43 +916,19 @@ check_rules_author(FollowCall *call, Jsonb *newrules, Jsonb *oldrules)
 }
 
 /*
- * Evaluate the rules of one UPDATE.  Returns the tuple the UPDATE should
- * store: call->newtup, or a copy with a rewritten rules column.
+ * The rules one UPDATE works with: the old row's (*oldrules) and the new
+ * row's (*newrules, the same pointer when this UPDATE leaves them alone),
+ * and, when the relation's cache already holds them parsed, *parsed.
+ * False when there is nothing to evaluate.
  */
-static HeapTuple
-follow_row(FollowCall *call)
+static bool
+rules_of_update(FollowCall *call, Datum olddatum, Datum newdatum,
+				Jsonb **oldrules, Jsonb **newrules, ParsedRule **parsed)
 {
-	AttrNumber	rules_attnum = call->entry->rules_attnum;
-	Form_pg_attribute rules_att = TupleDescAttr(call->tupdesc, rules_attnum - 1);
-	bool		oldnull;
-	bool		newnull;
-	Datum		olddatum;
-	Datum		newdatum;
-	Jsonb	   *oldrules;
-	Jsonb	   *newrules;
-	int			n;
-	bool		evaluate_buf[32];
-	bool		drop_buf[32];
-	bool	   *evaluate;
-	bool	   *drop;
-	ParsedRule *parsed;
-	AttrNumber	last_attnum = InvalidAttrNumber;
-	bool		last_changed = false;
-	JsonbValue	oldv;
-	JsonbValue	newv;
-	bool		any_removed = false;
+	Form_pg_attribute rules_att = TupleDescAttr(call->tupdesc,
+												call->entry->rules_attnum - 1);
 
-	olddatum = row_attr(call, false, rules_attnum, &oldnull);
-	newdatum = row_attr(call, true, rules_attnum, &newnull);
-	/* rules this UPDATE writes run later with an updater's rights: vet them */
-	if (!newnull && (oldnull || !same_image(olddatum, newdatum, rules_att)))
-		check_rules_author(call, DatumGetJsonbP(newdatum),
-						   oldnull ? NULL : DatumGetJsonbP(olddatum));
-	if (oldnull)
-		return call->newtup;	/* no rules before this UPDATE */
-	if (newnull)
-		return call->newtup;	/* this UPDATE removes every rule */
-
+	*parsed = NULL;
 	if (follow_depth <= 1 && cached_image(call->entry, olddatum) &&
 		same_image(olddatum, newdatum, rules_att))
 	{
@@ -1158,74 +936,68 @@ follow_row(FollowCall *call)
 		 * The usual row of a bulk UPDATE: the rules of the previous row,
 		 * untouched by this UPDATE.  Nothing to detoast or parse.
 		 */
-		oldrules = newrules = call->entry->last_rules;
-		parsed = call->entry->last_parsed;
+		*oldrules = *newrules = call->entry->last_rules;
+		*parsed = call->entry->last_parsed;
+		return true;
 	}
+	*oldrules = DatumGetJsonbP(olddatum);
+	if (rules_empty(*oldrules))
+		return false;
+	if (same_image(olddatum, newdatum, rules_att))
+		*newrules = *oldrules;
 	else
 	{
-		parsed = NULL;
-		oldrules = DatumGetJsonbP(olddatum);
-		if (rules_empty(oldrules))
-			return call->newtup;
-		if (same_image(olddatum, newdatum, rules_att))
-			newrules = oldrules;
-		else
-		{
-			newrules = DatumGetJsonbP(newdatum);
-			if (rules_empty(newrules))
-				return call->newtup;
-		}
+		*newrules = DatumGetJsonbP(newdatum);
+		if (rules_empty(*newrules))
+			return false;
 	}
+	return true;
+}
 
-	if (!JB_ROOT_IS_ARRAY(newrules) || JB_ROOT_IS_SCALAR(newrules) ||
-		!JB_ROOT_IS_ARRAY(oldrules) || JB_ROOT_IS_SCALAR(oldrules))
-	{
-		JsonbValue	whole;
+/*
+ * Which rules of newrules to evaluate (evaluate[i]) and their parsed form:
+ * those of the old row that the new row still has.  A rule added by this
+ * UPDATE does not fire on it, nor does one it removes.
+ */
+static ParsedRule *
+rules_to_evaluate(FollowCall *call, Datum olddatum, Jsonb *oldrules,
+				  Jsonb *newrules, ParsedRule *parsed, bool *evaluate, int n)
+{
+	int			nold;
 
-		if (newrules != oldrules)
-			return call->newtup;	/* this UPDATE replaces the rules */
-		whole.type = jbvBinary;
-		whole.val.binary.data = &oldrules->root;
-		whole.val.binary.len = VARSIZE(oldrules) - VARHDRSZ;
-		call->rule_index = -1;
-		rule_failed(call, &whole, ERRCODE_INVALID_PARAMETER_VALUE,
-					psprintf("The rules column \"%s\" does not hold a JSON array of rules.",
-							 call->entry->rules_column),
-					NULL, NULL);
-		return call->newtup;
-	}
-
-	/*
-	 * The rules evaluated are those of the old row that the new row still
-	 * has: a rule added by this UPDATE does not fire on it, nor does one it
-	 * removes.
-	 */
-	n = JB_ROOT_COUNT(newrules);
-	evaluate = n <= (int) lengthof(evaluate_buf) ? evaluate_buf : palloc(sizeof(bool) * n);
-	drop = n <= (int) lengthof(drop_buf) ? drop_buf : palloc(sizeof(bool) * n);
-	memset(drop, false, sizeof(bool) * n);
 	if (newrules == oldrules)
 	{
 		memset(evaluate, true, sizeof(bool) * n);
-		if (parsed == NULL)
-			parsed = parse_rules_cached(call, olddatum, oldrules, n);
+		return parsed != NULL ? parsed : parse_rules_cached(call, olddatum, oldrules, n);
 	}
-	else
+	nold = JB_ROOT_COUNT(oldrules);
+	parsed = palloc(sizeof(ParsedRule) * n);
+	for (int i = 0; i < n; i++)
 	{
-		int			nold = JB_ROOT_COUNT(oldrules);
+		JsonbValue *e = getIthJsonbValueFromContainer(&newrules->root, i);
 
-		parsed = palloc(sizeof(ParsedRule) * n);
-		for (int i = 0; i < n; i++)
-		{
-			JsonbValue *e = getIthJsonbValueFromContainer(&newrules->root, i);
-
-			evaluate[i] = false;
-			for (int j = 0; j < nold && !evaluate[i]; j++)
-				evaluate[i] = FollowValuesEqual(e, getIthJsonbValueFromContainer(&oldrules->root, j));
-			if (evaluate[i])
-				parse_rule(call, &newrules->root, i, &parsed[i]);
-		}
+		evaluate[i] = false;
+		for (int j = 0; j < nold && !evaluate[i]; j++)
+			evaluate[i] = FollowValuesEqual(e, getIthJsonbValueFromContainer(&oldrules->root, j));
+		if (evaluate[i])
+			parse_rule(call, &newrules->root, i, &parsed[i]);
 	}
+	return parsed;
+}
+
+/*
+ * Evaluate the rules marked in evaluate, fire those that match, and mark in
+ * drop those the UPDATE removes (persist "False" after firing, "ForceFalse"
+ * on any change of the row).
+ */
+static void
+evaluate_rules(FollowCall *call, ParsedRule *parsed, const bool *evaluate,
+			   bool *drop, int n)
+{
+	AttrNumber	last_attnum = InvalidAttrNumber;
+	bool		last_changed = false;
+	JsonbValue	oldv;
+	JsonbValue	newv;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -1274,26 +1046,92 @@ follow_row(FollowCall *call)
 			drop[i] = true;
 	}
 	call->rule_index = -1;
+}
+
+/* The new row with the rules marked in drop removed from its rules column. */
+static HeapTuple
+without_dropped_rules(FollowCall *call, Jsonb *newrules, const bool *drop, int n)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue *res;
+	Datum		value;
+	bool		isnull = false;
+	int			col = call->entry->rules_attnum;
+
+	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+	for (int i = 0; i < n; i++)
+		if (!drop[i])
+			pushJsonbValue(&st, WJB_ELEM,
+						   getIthJsonbValueFromContainer(&newrules->root, i));
+	res = pushJsonbValue(&st, WJB_END_ARRAY, NULL);
+	value = JsonbPGetDatum(JsonbValueToJsonb(res));
+	return heap_modify_tuple_by_cols(call->newtup, call->tupdesc, 1, &col, &value, &isnull);
+}
+
+/*
+ * Evaluate the rules of one UPDATE.  Returns the tuple the UPDATE should
+ * store: call->newtup, or a copy with a rewritten rules column.
+ */
+static HeapTuple
+follow_row(FollowCall *call)
+{
+	AttrNumber	rules_attnum = call->entry->rules_attnum;
+	bool		oldnull;
+	bool		newnull;
+	Datum		olddatum;
+	Datum		newdatum;
+	Jsonb	   *oldrules;
+	Jsonb	   *newrules;
+	ParsedRule *parsed;
+	int			n;
+	bool		evaluate_buf[32];
+	bool		drop_buf[32];
+	bool	   *evaluate;
+	bool	   *drop;
+
+	olddatum = row_attr(call, false, rules_attnum, &oldnull);
+	newdatum = row_attr(call, true, rules_attnum, &newnull);
+	/* rules this UPDATE writes run later with an updater's rights: vet them */
+	if (!newnull &&
+		(oldnull || !same_image(olddatum, newdatum,
+								TupleDescAttr(call->tupdesc, rules_attnum - 1))))
+		check_rules_author(call, DatumGetJsonbP(newdatum),
+						   oldnull ? NULL : DatumGetJsonbP(olddatum));
+	if (oldnull)
+		return call->newtup;	/* no rules before this UPDATE */
+	if (newnull)
+		return call->newtup;	/* this UPDATE removes every rule */
+	if (!rules_of_update(call, olddatum, newdatum, &oldrules, &newrules, &parsed))
+		return call->newtup;
+
+	if (!JB_ROOT_IS_ARRAY(newrules) || JB_ROOT_IS_SCALAR(newrules) ||
+		!JB_ROOT_IS_ARRAY(oldrules) || JB_ROOT_IS_SCALAR(oldrules))
+	{
+		JsonbValue	whole;
+
+		if (newrules != oldrules)
+			return call->newtup;	/* this UPDATE replaces the rules */
+		whole.type = jbvBinary;
+		whole.val.binary.data = &oldrules->root;
+		whole.val.binary.len = VARSIZE(oldrules) - VARHDRSZ;
+		call->rule_index = -1;
+		rule_failed(call, &whole, ERRCODE_INVALID_PARAMETER_VALUE,
+					psprintf("The rules column \"%s\" does not hold a JSON array of rules.",
+							 call->entry->rules_column),
+					NULL, NULL);
+		return call->newtup;
+	}
+
+	n = JB_ROOT_COUNT(newrules);
+	evaluate = n <= (int) lengthof(evaluate_buf) ? evaluate_buf : palloc(sizeof(bool) * n);
+	drop = n <= (int) lengthof(drop_buf) ? drop_buf : palloc(sizeof(bool) * n);
+	memset(drop, false, sizeof(bool) * n);
+	parsed = rules_to_evaluate(call, olddatum, oldrules, newrules, parsed, evaluate, n);
+	evaluate_rules(call, parsed, evaluate, drop, n);
 
 	for (int i = 0; i < n; i++)
-		any_removed |= drop[i];
-	if (any_removed)
-	{
-		JsonbParseState *st = NULL;
-		JsonbValue *res;
-		Datum		value;
-		bool		isnull = false;
-		int			col = rules_attnum;
-
-		pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
-		for (int i = 0; i < n; i++)
-			if (!drop[i])
-				pushJsonbValue(&st, WJB_ELEM,
-							   getIthJsonbValueFromContainer(&newrules->root, i));
-		res = pushJsonbValue(&st, WJB_END_ARRAY, NULL);
-		value = JsonbPGetDatum(JsonbValueToJsonb(res));
-		return heap_modify_tuple_by_cols(call->newtup, call->tupdesc, 1, &col, &value, &isnull);
-	}
+		if (drop[i])
+			return without_dropped_rules(call, newrules, drop, n);
 	return call->newtup;
 }
 

@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * follow.h
- *		What follow.c (the row trigger) and follow_rules.c (reading,
- *		comparing and checking rules) share.  Only these two files include
- *		it.
+ *		What the follow-action files share, bottom up: follow_rules.c
+ *		(reading and comparing rules), follow_payload.c (the payload-template
+ *		language), then follow_check.c (checking a rule when it is created)
+ *		and follow.c (the row trigger).  Only these four files include it.
  *
  * docs/follow-actions.md describes the rule format and its semantics.
  *
@@ -17,6 +18,7 @@
 #include "access/tupdesc.h"
 #include "fmgr.h"
 #include "utils/jsonb.h"
+#include "utils/relcache.h"
 #include "jbv.h"
 
 typedef enum FollowOp
@@ -46,10 +48,6 @@ typedef enum FollowPersist
 	FOLLOW_PERSIST_FORCE_FALSE	/* "ForceFalse": remove it at the next UPDATE */
 } FollowPersist;
 
-/*
- * A rule as the trigger reads it, pointing into the rules column's jsonb
- * (nothing is copied).  value/from/to are NULL when the member is absent.
- */
 /* Why a rule could not be evaluated or published. */
 typedef struct FollowFailure
 {
@@ -57,6 +55,10 @@ typedef struct FollowFailure
 	char	   *message;		/* palloc'd, one line */
 } FollowFailure;
 
+/*
+ * A rule as the trigger reads it, pointing into the rules column's jsonb
+ * (nothing is copied).  value/from/to are NULL when the member is absent.
+ */
 typedef struct FollowRule
 {
 	JsonbContainer *obj;		/* the rule object */
@@ -103,7 +105,14 @@ typedef struct FollowColumn
 	FmgrInfo	to_jsonb;		/* set up for FOLLOW_KIND_GENERIC only */
 } FollowColumn;
 
+/* The operators, for messages. */
+#define FOLLOW_OPERATOR_LIST "eql, not_eql, updated, deleted, changed_from, changed_to, gt, gte, lt, lte, in, not_in, is_null, is_not_null"
+
 /* ---- follow_rules.c ---- */
+extern FollowOp FollowParseOperator(const char *name, int len);
+extern FollowPersist FollowParsePersist(JsonbValue *v);
+extern bool FollowRuleOperands(const FollowRule *rule, JsonbValue **value,
+							   JsonbValue **other, FollowFailure *failure);
 extern JsonbValue *FollowGetMember(JsonbContainer *obj, const char *key);
 extern bool FollowReadRule(JsonbValue *elem, FollowRule *rule,
 						   FollowFailure *failure);
@@ -114,8 +123,57 @@ extern void FollowDatumToValue(FollowColumn *col, Datum value, bool isnull,
 extern bool FollowRuleMatches(const FollowRule *rule, const JsonbValue *oldv,
 							  const JsonbValue *newv, bool *matches,
 							  FollowFailure *failure);
-extern bool FollowIsPlaceholder(JsonbContainer *obj, JsonbValue *key,
-								JsonbValue *arg);
+
+/* ---- follow_payload.c: the payload-template language ---- */
+typedef enum FollowPlaceholder
+{
+	FOLLOW_PH_NONE = 0,			/* not a placeholder */
+	FOLLOW_PH_NEW,				/* {"$new": "column"} */
+	FOLLOW_PH_OLD,				/* {"$old": "column"} */
+	FOLLOW_PH_PK,				/* {"$pk": true} */
+	FOLLOW_PH_LITERAL,			/* {"$literal": value} */
+	FOLLOW_PH_UNKNOWN			/* {"$anything else": ...} */
+} FollowPlaceholder;
+
+typedef enum FollowPayloadShape
+{
+	FOLLOW_PAYLOAD_CONSTANT,	/* no placeholder: the payload as it stands */
+	FOLLOW_PAYLOAD_WHOLE,		/* one placeholder is the whole payload */
+	FOLLOW_PAYLOAD_TEMPLATE		/* an object with placeholders inside */
+} FollowPayloadShape;
+
+/* The columns a template reads (palloc'd), for the privilege check. */
+typedef struct FollowPayloadReads
+{
+	AttrNumber *columns;		/* $new and $old columns */
+	int			ncolumns;
+	bool		pk;				/* $pk, or the default payload */
+} FollowPayloadReads;
+
+/* The row a payload is built from, as the trigger presents it. */
+typedef struct FollowPayloadRow
+{
+	TupleDesc	tupdesc;
+	const char *qualname;		/* schema.table, for the default payload */
+	void	   *arg;			/* passed to the callbacks */
+	/* the JSON value of column attnum of the new or old row */
+	void		(*column_value) (void *arg, int attnum, bool new_row,
+								 JsonbValue *out);
+	/* push the new row's primary key at seq; false when there is none */
+	bool		(*push_pk) (void *arg, JsonbParseState **st,
+							JsonbIteratorToken seq);
+} FollowPayloadRow;
+
+extern FollowPlaceholder FollowPlaceholderOf(JsonbContainer *obj,
+											 JsonbValue *key, JsonbValue *arg);
+extern FollowPayloadShape FollowPayloadCheck(const JsonbValue *payload,
+											 Relation rel);
+extern void FollowPayloadColumns(const JsonbValue *payload, TupleDesc tupdesc,
+								 FollowPayloadReads *reads);
+extern Jsonb *FollowPayloadBuild(const FollowPayloadRow *row,
+								 const FollowRule *rule,
+								 const JsonbValue *oldv, const JsonbValue *newv,
+								 FollowFailure *failure);
 
 /*
  * FollowValuesEqual

@@ -2,14 +2,14 @@
  *
  * follow_rules.c
  *		Follow-action rules: reading them from jsonb, turning column values
- *		into JSON, comparing, and checking a rule when it is created
- *		(celerysalt_follow_action_check, behind celerysalt_follow_action_rule).
+ *		into JSON, and comparing.  The lowest follow-action layer: the
+ *		payload templates (follow_payload.c), the creation-time check
+ *		(follow_check.c) and the trigger (follow.c) build on it.
  *
  * The row trigger (follow.c) reads rules in place, without copying them;
  * everything here that the trigger calls reports problems as a
  * FollowFailure instead of raising an error, so that the trigger can either
  * fail the statement or record the failure (celerysalt.follow_action_errors).
- * The creation-time check raises errors.
  *
  * Comparison semantics (docs/follow-actions.md): a column value becomes
  * JSON the way to_jsonb() makes it (SQL NULL becomes JSON null); values are
@@ -35,13 +35,6 @@
 #include "utils/relcache.h"
 #include "utils/syscache.h"
 
-static FollowPersist parse_persist(JsonbValue *v);
-
-static FollowOp parse_operator(const char *name, int len);
-
-
-PG_FUNCTION_INFO_V1(celerysalt_follow_action_check);
-
 typedef struct OperatorName
 {
 	const char *name;
@@ -65,21 +58,13 @@ static const OperatorName operator_names[] = {
 	{"is_not_null", FOLLOW_OP_IS_NOT_NULL},
 };
 
-#define OPERATOR_LIST "eql, not_eql, updated, deleted, changed_from, changed_to, gt, gte, lt, lte, in, not_in, is_null, is_not_null"
-
-/* Members a rule may have (celerysalt_follow_action_check rejects others). */
-static const char *const rule_members[] = {
-	"field_name", "operator", "value", "from", "to", "topic", "payload",
-	"version", "persist", "name"
-};
-
 /*
- * parse_operator
+ * FollowParseOperator
  *		The operator named by name (len bytes, not NUL-terminated), or
  *		FOLLOW_OP_INVALID.
  */
-static FollowOp
-parse_operator(const char *name, int len)
+FollowOp
+FollowParseOperator(const char *name, int len)
 {
 	for (size_t i = 0; i < lengthof(operator_names); i++)
 	{
@@ -92,12 +77,12 @@ parse_operator(const char *name, int len)
 }
 
 /*
- * parse_persist
+ * FollowParsePersist
  *		The persist mode a rule's "persist" member gives; NULL (absent) means
  *		"True".  FOLLOW_PERSIST_INVALID for anything else.
  */
-static FollowPersist
-parse_persist(JsonbValue *v)
+FollowPersist
+FollowParsePersist(JsonbValue *v)
 {
 	if (v == NULL)
 		return FOLLOW_PERSIST_TRUE;
@@ -150,8 +135,6 @@ excerpt(const char *s, int len)
 	return pnstrdup(s, Min(len, 63));
 }
 
-static bool rule_operands(const FollowRule *rule, JsonbValue **value,
-						  JsonbValue **other, FollowFailure *failure);
 static int	alternatives(JsonbValue *spec, JsonbValue **alts);
 
 /*
@@ -190,16 +173,16 @@ FollowReadRule(JsonbValue *elem, FollowRule *rule, FollowFailure *failure)
 					"The rule has no \"operator\" string.");
 		return false;
 	}
-	rule->op = parse_operator(v->val.string.val, v->val.string.len);
+	rule->op = FollowParseOperator(v->val.string.val, v->val.string.len);
 	if (rule->op == FOLLOW_OP_INVALID)
 	{
 		set_failure(failure, ERRCODE_INVALID_PARAMETER_VALUE,
-					"The operator \"%s\" is unknown; known operators are " OPERATOR_LIST ".",
+					"The operator \"%s\" is unknown; known operators are " FOLLOW_OPERATOR_LIST ".",
 					excerpt(v->val.string.val, v->val.string.len));
 		return false;
 	}
 
-	rule->persist = parse_persist(FollowGetMember(rule->obj, "persist"));
+	rule->persist = FollowParsePersist(FollowGetMember(rule->obj, "persist"));
 	if (rule->persist == FOLLOW_PERSIST_INVALID)
 	{
 		set_failure(failure, ERRCODE_INVALID_PARAMETER_VALUE,
@@ -208,7 +191,7 @@ FollowReadRule(JsonbValue *elem, FollowRule *rule, FollowFailure *failure)
 	}
 
 	/* operands are checked only when the rule is evaluated */
-	rule->operands_ok = rule_operands(rule, &rule->value, &rule->other,
+	rule->operands_ok = FollowRuleOperands(rule, &rule->value, &rule->other,
 									  &rule->operands_failure);
 	rule->nvalue_alts = alternatives(rule->value, &rule->value_alts);
 	rule->nother_alts = alternatives(rule->other, &rule->other_alts);
@@ -402,13 +385,6 @@ values_order(const JsonbValue *a, const JsonbValue *b, int *cmp)
 	return false;
 }
 
-static bool
-is_array(const JsonbValue *v)
-{
-	return v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data) &&
-		!JsonContainerIsScalar(v->val.binary.data);
-}
-
 /*
  * The values spec stands for, in a palloc'd array: the elements of a list
  * (a one-element list means its element, so [[1, 2]] matches the array
@@ -422,7 +398,7 @@ alternatives(JsonbValue *spec, JsonbValue **alts)
 	*alts = NULL;
 	if (spec == NULL)
 		return 0;
-	if (!is_array(spec))
+	if (!JbvIsArray(spec))
 	{
 		*alts = spec;
 		return 1;
@@ -459,12 +435,13 @@ op_name(FollowOp op)
 }
 
 /*
- * The operands of a rule: value and the optional other end of a
+ * FollowRuleOperands
+ *		The operands of a rule: value and the optional other end of a
  * transition ("to" for changed_from, "from" for changed_to).  Returns false
  * and fills failure when they do not fit the operator.
  */
-static bool
-rule_operands(const FollowRule *rule, JsonbValue **value, JsonbValue **other,
+bool
+FollowRuleOperands(const FollowRule *rule, JsonbValue **value, JsonbValue **other,
 			  FollowFailure *failure)
 {
 	const char *name = op_name(rule->op);
@@ -487,7 +464,7 @@ rule_operands(const FollowRule *rule, JsonbValue **value, JsonbValue **other,
 			break;
 		case FOLLOW_OP_IN:
 		case FOLLOW_OP_NOT_IN:
-			if (*value == NULL || !is_array(*value) ||
+			if (*value == NULL || !JbvIsArray(*value) ||
 				JsonContainerSize((*value)->val.binary.data) == 0)
 			{
 				set_failure(failure, ERRCODE_INVALID_PARAMETER_VALUE,
@@ -603,432 +580,4 @@ FollowRuleMatches(const FollowRule *rule, const JsonbValue *oldv,
 			return false;
 	}
 	return true;
-}
-
-/*
- * FollowIsPlaceholder
- *		Whether obj is a payload placeholder: an object with exactly one
- *		member whose name starts with "$".  Fills key and arg (pointing into
- *		obj) when it is.
- */
-bool
-FollowIsPlaceholder(JsonbContainer *obj, JsonbValue *key, JsonbValue *arg)
-{
-	JsonbIterator *it;
-	JsonbValue	v;
-
-	if (!JsonContainerIsObject(obj) || JsonContainerSize(obj) != 1)
-		return false;
-	it = JsonbIteratorInit(obj);
-	(void) JsonbIteratorNext(&it, &v, true);	/* WJB_BEGIN_OBJECT */
-	if (JsonbIteratorNext(&it, key, true) != WJB_KEY ||
-		key->val.string.len == 0 || key->val.string.val[0] != '$')
-		return false;
-	(void) JsonbIteratorNext(&it, arg, true);	/* WJB_VALUE */
-	return true;
-}
-
-/* ------------------------------------------------------------------------
- * Creation-time checks: celerysalt_follow_action_check(rule, tbl)
- * ------------------------------------------------------------------------
- */
-
-/* What the check knows about the table the rule is for (may be absent). */
-typedef struct CheckTable
-{
-	Relation	rel;			/* NULL when no table was given */
-	const char *relname;
-} CheckTable;
-
-static int
-check_column(CheckTable *tbl, const char *what, const char *name, int len)
-{
-	int			attnum;
-
-	if (tbl->rel == NULL)
-		return InvalidAttrNumber;
-	attnum = FollowFindColumn(RelationGetDescr(tbl->rel), name, len);
-	if (attnum == InvalidAttrNumber)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column \"%s\" named by the follow-action %s does not exist in table \"%s\"",
-						excerpt(name, len), what, tbl->relname)));
-	return attnum;
-}
-
-static bool
-table_has_primary_key(Relation rel)
-{
-	return OidIsValid(RelationGetPrimaryKeyIndex(rel));
-}
-
-/* Check a payload template (recursively); see docs/follow-actions.md. */
-static void
-check_template(JsonbContainer *c, CheckTable *tbl, int depth)
-{
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	JsonbValue	key;
-	JsonbValue	arg;
-
-	check_stack_depth();
-
-	if (FollowIsPlaceholder(c, &key, &arg))
-	{
-		if (JbvStringIs(&key, "$new") || JbvStringIs(&key, "$old"))
-		{
-			if (arg.type != jbvString)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("payload placeholder \"%s\" must name a column",
-								excerpt(key.val.string.val, key.val.string.len)),
-						 errhint("Write {\"$new\": \"column\"} or {\"$old\": \"column\"}.")));
-			check_column(tbl, "payload placeholder", arg.val.string.val, arg.val.string.len);
-			return;
-		}
-		if (JbvStringIs(&key, "$pk"))
-		{
-			if (arg.type != jbvBool || !arg.val.boolean)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("payload placeholder \"$pk\" must have the value true"),
-						 errhint("Write {\"$pk\": true}.")));
-			if (tbl->rel != NULL && !table_has_primary_key(tbl->rel))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
-						 errmsg("table \"%s\" has no primary key for payload placeholder \"$pk\"",
-								tbl->relname)));
-			return;
-		}
-		if (JbvStringIs(&key, "$literal"))
-			return;
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown payload placeholder \"%s\"",
-						excerpt(key.val.string.val, key.val.string.len)),
-				 errhint("Placeholders are $new, $old, $pk and $literal; wrap a literal object whose only member starts with \"$\" in {\"$literal\": ...}.")));
-	}
-
-	it = JsonbIteratorInit(c);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok == WJB_KEY && JsonContainerSize(c) > 1 &&
-			v.val.string.len > 0 && v.val.string.val[0] == '$' &&
-			(JbvStringIs(&v, "$new") || JbvStringIs(&v, "$old") ||
-			 JbvStringIs(&v, "$pk") || JbvStringIs(&v, "$literal")))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("payload placeholder \"%s\" must be the only member of its object",
-							excerpt(v.val.string.val, v.val.string.len)),
-					 errhint("Write {\"key\": {\"$new\": \"column\"}} rather than {\"$new\": \"column\", \"key\": ...}.")));
-		if ((tok == WJB_VALUE || tok == WJB_ELEM) && v.type == jbvBinary)
-			check_template(v.val.binary.data, tbl, depth + 1);
-	}
-}
-
-/* Whether the payload template contains any placeholder. */
-static bool
-template_has_placeholder(JsonbContainer *c)
-{
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbValue	key;
-	JsonbValue	arg;
-	JsonbIteratorToken tok;
-
-	if (FollowIsPlaceholder(c, &key, &arg))
-		return true;
-	it = JsonbIteratorInit(c);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		if ((tok == WJB_VALUE || tok == WJB_ELEM) && v.type == jbvBinary &&
-			template_has_placeholder(v.val.binary.data))
-			return true;
-	return false;
-}
-
-/* The JSON type a column's values always have, or NULL when it varies. */
-static const char *
-column_json_type(Relation rel, int attnum)
-{
-	Oid			typid = getBaseType(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid);
-
-	switch (typid)
-	{
-		case INT2OID:
-		case INT4OID:
-		case INT8OID:
-		case NUMERICOID:
-		case FLOAT4OID:
-		case FLOAT8OID:
-			return "number";	/* NaN and infinities aside */
-		case BOOLOID:
-			return "boolean";
-		case TEXTOID:
-		case VARCHAROID:
-		case BPCHAROID:
-		case NAMEOID:
-		case UUIDOID:
-		case DATEOID:
-		case TIMEOID:
-		case TIMETZOID:
-		case TIMESTAMPOID:
-		case TIMESTAMPTZOID:
-		case INTERVALOID:
-			return "string";
-		default:
-			if (type_is_enum(typid))
-				return "string";
-			return NULL;
-	}
-}
-
-static const char *
-value_json_type(const JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "string";
-		case jbvNumeric:
-			return "number";
-		case jbvBool:
-			return "boolean";
-		default:
-			return JsonContainerIsArray(v->val.binary.data) ? "array" : "object";
-	}
-}
-
-/*
- * Raise an error when a rule operand can never equal a value of the
- * column: its JSON type differs from the one the column's values have.
- * Lists are checked element by element.
- */
-static void
-check_operand_type(CheckTable *tbl, int attnum, const char *member,
-				   const JsonbValue *v, bool list)
-{
-	const char *coltype;
-	const char *vtype;
-
-	if (tbl->rel == NULL || v == NULL)
-		return;
-	if (list && is_array(v))
-	{
-		JsonbContainer *c = v->val.binary.data;
-
-		for (int i = 0; i < (int) JsonContainerSize(c); i++)
-			check_operand_type(tbl, attnum, member,
-							   getIthJsonbValueFromContainer(c, i), false);
-		return;
-	}
-	coltype = column_json_type(tbl->rel, attnum);
-	vtype = value_json_type(v);
-	if (coltype == NULL || strcmp(vtype, "null") == 0 || strcmp(coltype, vtype) == 0)
-		return;
-	/* to_jsonb() makes strings of numeric and float NaN and infinities */
-	if (strcmp(coltype, "number") == 0 &&
-		(JbvStringIs(v, "NaN") || JbvStringIs(v, "Infinity") || JbvStringIs(v, "-Infinity")))
-		return;
-	ereport(ERROR,
-			(errcode(ERRCODE_DATATYPE_MISMATCH),
-			 errmsg("follow-action rule %s can never match column \"%s\"",
-					member, NameStr(TupleDescAttr(RelationGetDescr(tbl->rel), attnum - 1)->attname)),
-			 errdetail("The column's values become JSON %ss, the rule's %s is a JSON %s.",
-					   coltype, member, vtype),
-			 errhint("Values compare as JSON: a number never equals a string (write 5, not \"5\").")));
-}
-
-static void
-check_version(const JsonbValue *v)
-{
-	if (v->type != jbvString)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("follow-action rule version must be a string")));
-	EventCheckName(EVENT_NAME_VERSION, pnstrdup(v->val.string.val, v->val.string.len));
-}
-
-/*
- * celerysalt_follow_action_check(rule jsonb, tbl regclass DEFAULT NULL)
- *		RETURNS jsonb
- *
- * Raise an error unless rule is a valid follow-action rule (for table tbl
- * when given: then its columns must exist and its values must be able to
- * match them); return the rule unchanged.
- */
-Datum
-celerysalt_follow_action_check(PG_FUNCTION_ARGS)
-{
-	Jsonb	   *rulejb;
-	JsonbValue	elem;
-	FollowRule	rule;
-	FollowFailure failure;
-	JsonbValue *topic;
-	JsonbValue *payload;
-	JsonbValue *version;
-	JsonbValue *name;
-	JsonbValue *value;
-	JsonbValue *other;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbValue	arg;
-	JsonbIteratorToken tok;
-	CheckTable	tbl = {NULL, NULL};
-	int			attnum = InvalidAttrNumber;
-	char	   *topic_str;
-	const char *version_str = NULL;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("follow-action rule must not be null")));
-	rulejb = PG_GETARG_JSONB_P(0);
-
-	if (!PG_ARGISNULL(1))
-	{
-		tbl.rel = relation_open(PG_GETARG_OID(1), AccessShareLock);
-		tbl.relname = RelationGetRelationName(tbl.rel);
-	}
-
-	if (JB_ROOT_IS_SCALAR(rulejb) || !JB_ROOT_IS_OBJECT(rulejb))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("follow-action rule must be a JSON object"),
-				 errhint("Build rules with celerysalt_follow_action_rule().")));
-
-	/* no unknown members: a misspelt one would be ignored by the trigger */
-	it = JsonbIteratorInit(&rulejb->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		bool		known = false;
-
-		if (tok != WJB_KEY)
-			continue;
-		for (size_t i = 0; i < lengthof(rule_members); i++)
-			if (JbvStringIs(&v, rule_members[i]))
-				known = true;
-		if (!known)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("follow-action rule has the unknown member \"%s\"",
-							excerpt(v.val.string.val, v.val.string.len)),
-					 errhint("Rule members are field_name, operator, value, from, to, topic, payload, version, persist and name.")));
-	}
-
-	/* required members first, so that the message names what is missing */
-	if (FollowGetMember(&rulejb->root, "field_name") == NULL ||
-		FollowGetMember(&rulejb->root, "field_name")->type == jbvNull)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("follow-action rule has no field_name"),
-				 errhint("Name the column whose change the rule follows.")));
-	if (FollowGetMember(&rulejb->root, "operator") == NULL ||
-		FollowGetMember(&rulejb->root, "operator")->type == jbvNull)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("follow-action rule has no operator"),
-				 errhint("Operators are " OPERATOR_LIST ".")));
-	topic = FollowGetMember(&rulejb->root, "topic");
-	if (topic == NULL || topic->type == jbvNull)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("follow-action rule has no topic"),
-				 errhint("Give the topic the event is published to, such as \"order.paid\".")));
-
-	v = *FollowGetMember(&rulejb->root, "field_name");
-	if (v.type != jbvString || v.val.string.len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("follow-action rule field_name must be a non-empty string")));
-	v = *FollowGetMember(&rulejb->root, "operator");
-	if (v.type != jbvString)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("follow-action rule operator must be a string")));
-	if (parse_operator(v.val.string.val, v.val.string.len) == FOLLOW_OP_INVALID)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown follow-action operator \"%s\"",
-						excerpt(v.val.string.val, v.val.string.len)),
-				 errhint("Operators are " OPERATOR_LIST ".")));
-	if (parse_persist(FollowGetMember(&rulejb->root, "persist")) == FOLLOW_PERSIST_INVALID)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid follow-action persist value"),
-				 errdetail("persist must be \"True\", \"False\", \"ForceFalse\", true or false."),
-				 errhint("Use \"True\" to keep the rule, \"False\" to remove it once it fired, \"ForceFalse\" to remove it at the next UPDATE.")));
-
-	elem.type = jbvBinary;
-	elem.val.binary.data = &rulejb->root;
-	elem.val.binary.len = VARSIZE(rulejb) - VARHDRSZ;
-	if (!FollowReadRule(&elem, &rule, &failure))
-		elog(ERROR, "follow-action rule could not be read: %s", failure.message);
-	attnum = check_column(&tbl, "rule", rule.field, rule.field_len);
-
-	if (!rule_operands(&rule, &value, &other, &failure))
-		ereport(ERROR,
-				(errcode(failure.sqlerrcode),
-				 errmsg("invalid follow-action rule"),
-				 errdetail_internal("%s", failure.message)));
-	if (attnum != InvalidAttrNumber)
-	{
-		bool		list = !(rule.op == FOLLOW_OP_GT || rule.op == FOLLOW_OP_GTE ||
-							 rule.op == FOLLOW_OP_LT || rule.op == FOLLOW_OP_LTE);
-
-		check_operand_type(&tbl, attnum, "value", value, list);
-		check_operand_type(&tbl, attnum,
-						   rule.op == FOLLOW_OP_CHANGED_FROM ? "to" : "from", other, true);
-	}
-
-	if (topic->type != jbvString)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("follow-action rule topic must be a string")));
-	topic_str = pnstrdup(topic->val.string.val, topic->val.string.len);
-	EventCheckName(EVENT_NAME_TOPIC, topic_str);
-
-	version = FollowGetMember(&rulejb->root, "version");
-	if (version != NULL && version->type != jbvNull)
-	{
-		check_version(version);
-		version_str = pnstrdup(version->val.string.val, version->val.string.len);
-	}
-
-	name = FollowGetMember(&rulejb->root, "name");
-	if (name != NULL && name->type != jbvNull &&
-		(name->type != jbvString || name->val.string.len > 255))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("follow-action rule name must be a string of at most 255 bytes")));
-
-	payload = FollowGetMember(&rulejb->root, "payload");
-	if (payload != NULL && payload->type != jbvNull)
-	{
-		Jsonb	   *pjb;
-
-		if (payload->type != jbvBinary || !JsonContainerIsObject(payload->val.binary.data))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("follow-action rule payload must be a JSON object"),
-					 errhint("Take values from the row with {\"$new\": \"column\"}, {\"$old\": \"column\"} and {\"$pk\": true}.")));
-		check_template(payload->val.binary.data, &tbl, 0);
-		pjb = JsonbValueToJsonb(payload);
-		if (!template_has_placeholder(payload->val.binary.data))
-		{
-			/* a constant payload is the event's payload: check it fully */
-			EventCheckPayload(pjb);
-			if (celerysalt_publish_validator != NULL)
-				(void) celerysalt_publish_validator(topic_str, pjb, version_str);
-		}
-		else if (!FollowIsPlaceholder(payload->val.binary.data, &v, &arg))
-			EventCheckPayload(pjb);	/* shape and size of the template */
-	}
-
-	if (tbl.rel != NULL)
-		relation_close(tbl.rel, AccessShareLock);
-
-	PG_RETURN_JSONB_P(rulejb);
 }

@@ -43,6 +43,14 @@ JbvStringIs(const JsonbValue *v, const char *s)
 		memcmp(v->val.string.val, s, v->val.string.len) == 0;
 }
 
+/* Is v a JSON array (not a raw scalar's pseudo-array)? */
+static inline bool
+JbvIsArray(const JsonbValue *v)
+{
+	return v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data) &&
+		!JsonContainerIsScalar(v->val.binary.data);
+}
+
 /* jbv.c */
 extern bool JbvObjectMember(const JsonbValue *v, const char *key, JsonbValue *out);
 extern void JbvIterInit(JbvIter *it, JsonbContainer *c);

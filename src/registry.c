@@ -7,7 +7,7 @@
  *
  * Registration itself, the catalog views, compatibility enforcement and
  * code generation are SQL and PL/pgSQL (sql/install/30_registry.sql); the
- * compatibility rules are in compat.c.
+ * compatibility rules are in schema_diff.c.
  *
  * Cache.  The first publish of a topic in a backend reads the topic's
  * active versions from celerysalt_schemas (latest first) into a hash table

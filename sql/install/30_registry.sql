@@ -1,6 +1,6 @@
 -- celerysalt install script, part 30: schema registry: roles, tables, the C
 -- helpers, hints and reading schemas (docs/registry.md).
--- C side: src/registry.c (validate on publish, cache, counters), src/compat.c
+-- C side: src/registry.c (validate on publish, cache, counters), src/schema_diff.c
 -- (compatibility rules).
 
 -- ------------------------------------------------------------------ roles

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * compat.c
+ * schema_diff.c
  *		Compatibility rules of the schema registry: a structural diff of two
  *		JSON Schemas (as pydantic v2's model_json_schema() writes them) that
  *		reports every change with its verdict in both directions.
@@ -97,12 +97,6 @@ is_object(const JsonbValue *v)
 	return v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data);
 }
 
-static bool
-is_array(const JsonbValue *v)
-{
-	return v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data);
-}
-
 /* The member key of object v into *out; false when v is no object or lacks it. */
 static bool
 get_key(const JsonbValue *v, const char *key, JsonbValue *out)
@@ -113,7 +107,7 @@ get_key(const JsonbValue *v, const char *key, JsonbValue *out)
 static int
 array_size(const JsonbValue *v)
 {
-	return is_array(v) ? (int) JsonContainerSize(v->val.binary.data) : 0;
+	return JbvIsArray(v) ? (int) JsonContainerSize(v->val.binary.data) : 0;
 }
 
 static JsonbValue *
@@ -257,7 +251,7 @@ resolve_pointer(Jsonb *doc, const char *frag, JsonbValue *out)
 			if (!JbvFindKey(cur.val.binary.data, tok.data, tok.len, &next))
 				return false;
 		}
-		else if (is_array(&cur))
+		else if (JbvIsArray(&cur))
 		{
 			char	   *end;
 			long		i = strtol(tok.data, &end, 10);
@@ -388,7 +382,7 @@ types_of(Diff *d, int side, const SchemaNode *n, int depth)
 		}
 		return bits;
 	}
-	if ((get_key(&n->v, "anyOf", &u) || get_key(&n->v, "oneOf", &u)) && is_array(&u))
+	if ((get_key(&n->v, "anyOf", &u) || get_key(&n->v, "oneOf", &u)) && JbvIsArray(&u))
 	{
 		int			bits = 0;
 
@@ -403,7 +397,7 @@ types_of(Diff *d, int side, const SchemaNode *n, int depth)
 	}
 	if (get_key(&n->v, "const", &t))
 		return value_type(&t);
-	if (get_key(&n->v, "enum", &t) && is_array(&t))
+	if (get_key(&n->v, "enum", &t) && JbvIsArray(&t))
 	{
 		int			bits = 0;
 
@@ -530,7 +524,7 @@ static bool
 allowed_values(const SchemaNode *n, JsonbValue *raw, List **values)
 {
 	*values = NIL;
-	if (get_key(&n->v, "enum", raw) && is_array(raw))
+	if (get_key(&n->v, "enum", raw) && JbvIsArray(raw))
 	{
 		for (int i = 0; i < array_size(raw); i++)
 			*values = lappend(*values, array_elem(raw, i));
@@ -855,9 +849,9 @@ compare_array(Diff *d, const SchemaNode *o, const SchemaNode *n, const char *pat
 	/* draft-07 tuple form: items is an array */
 	hot = get_key(&o->v, "prefixItems", &ot);
 	hnt = get_key(&n->v, "prefixItems", &nt);
-	if (hoi && is_array(&oi))
+	if (hoi && JbvIsArray(&oi))
 		ot = oi, hot = true, hoi = false;
-	if (hni && is_array(&ni))
+	if (hni && JbvIsArray(&ni))
 		nt = ni, hnt = true, hni = false;
 
 	if (hot || hnt)
