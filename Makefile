@@ -16,7 +16,8 @@ OBJS       = $(SRCS:.c=.o)
 # The install script is assembled from sql/install/NN_topic.sql in name order.
 INSTALL_PARTS = $(sort $(wildcard sql/install/*.sql))
 DATA_built    = sql/celerysalt--$(EXTVERSION).sql
-DATA          = $(filter-out $(DATA_built),$(wildcard sql/celerysalt--*--*.sql))
+# Released versions' install scripts (frozen) and the upgrade scripts.
+DATA          = $(wildcard sql/releases/celerysalt--*.sql)
 
 # pg_regress: every sql/<topic>.sql that is not an install script.
 REGRESS      = $(sort $(patsubst sql/%.sql,%,$(filter-out sql/celerysalt--%,$(wildcard sql/*.sql))))
