@@ -16,14 +16,15 @@
  *					database's LC_CTYPE
  *	\xHH \uHHHH \u{H...} \cX \0 \t \n \v \f \r	literal code points
  *	(?<name>...)	plain capturing group
+ *	\k<name>		numbered back reference \N to that group
  * Anything else ARE understands the same way is passed through.
  *
  * Simple patterns (the usual "^[0-9]{5}$", "^[A-Z]{3}-\d+$": a sequence of
  * literals and character classes with quantifiers, no groups or
  * alternation, see "the simple-pattern fast path" below) are also compiled
  * for a small matcher, linear in the string, that skips the regex engine's
- * set-up cost.  Both matchers check for interrupts.  Unsupported:
- * \k<name>, other \p classes, \D \S \W \P inside a bracket expression.
+ * set-up cost.  Both matchers check for interrupts.  Unsupported: other
+ * \p classes, \D \S \W \P inside a bracket expression.
  *
  *-------------------------------------------------------------------------
  */
