@@ -16,14 +16,15 @@
  *					database's LC_CTYPE
  *	\xHH \uHHHH \u{H...} \cX \0 \t \n \v \f \r	literal code points
  *	(?<name>...)	plain capturing group
+ *	\k<name>		numbered back reference \N to that group
  * Anything else ARE understands the same way is passed through.
  *
  * Simple patterns (the usual "^[0-9]{5}$", "^[A-Z]{3}-\d+$": a sequence of
  * literals and character classes with quantifiers, no groups or
  * alternation, see "the simple-pattern fast path" below) are also compiled
  * for a small matcher, linear in the string, that skips the regex engine's
- * set-up cost.  Both matchers check for interrupts.  Unsupported:
- * \k<name>, other \p classes, \D \S \W \P inside a bracket expression.
+ * set-up cost.  Both matchers check for interrupts.  Unsupported: other
+ * \p classes, \D \S \W \P inside a bracket expression.
  *
  *-------------------------------------------------------------------------
  */
@@ -97,6 +98,462 @@ is_syntax_char(pg_wchar c)
 }
 
 /*
+ * State of one translation (translate and its helpers): the input, the
+ * position of the next code point, what is open, and the output.
+ */
+typedef struct TranslateState
+{
+	const pg_wchar *in;
+	int			n;				/* length of in */
+	int			i;				/* next code point to read */
+	bool		strict;			/* reject identity escapes of non-syntax
+								 * characters */
+	bool		in_class;		/* inside a bracket expression */
+	int			depth;			/* open parentheses */
+	int			ngroups;		/* capturing groups opened so far */
+	struct
+	{
+		const pg_wchar *s;		/* NULL: an unnamed group */
+		int			len;
+	}			names[64];		/* names of the first 64 capturing groups */
+	WBuf	   *out;
+	const char *err;			/* set when a helper returns false */
+} TranslateState;
+
+#define UNSUPPORTED_IN_CLASS \
+	"\\D, \\S, \\W and \\P are not supported inside a character class"
+
+/* Record a syntax error for translate's caller; always returns false. */
+static bool
+translate_fail(TranslateState *st, const char *err)
+{
+	st->err = err;
+	return false;
+}
+
+/* \d \D \w \W \s \S: ASCII digit and word classes, ECMA white space */
+static bool
+translate_class_escape(TranslateState *st, pg_wchar e)
+{
+	WBuf	   *out = st->out;
+
+	switch (e)
+	{
+		case 'd':
+			wputs(out, st->in_class ? "0-9" : "[0-9]");
+			break;
+		case 'D':
+			if (st->in_class)
+				return translate_fail(st, UNSUPPORTED_IN_CLASS);
+			wputs(out, "[^0-9]");
+			break;
+		case 'w':
+			wputs(out, st->in_class ? "A-Za-z0-9_" : "[A-Za-z0-9_]");
+			break;
+		case 'W':
+			if (st->in_class)
+				return translate_fail(st, UNSUPPORTED_IN_CLASS);
+			wputs(out, "[^A-Za-z0-9_]");
+			break;
+		case 's':
+			if (!st->in_class)
+				wput(out, '[');
+			put_space_members(out);
+			if (!st->in_class)
+				wput(out, ']');
+			break;
+		case 'S':
+			if (st->in_class)
+				return translate_fail(st, UNSUPPORTED_IN_CLASS);
+			wputs(out, "[^");
+			put_space_members(out);
+			wput(out, ']');
+			break;
+	}
+	return true;
+}
+
+/* \t \n \v \f \r \0 \cX \xHH: one literal code point */
+static bool
+translate_literal_escape(TranslateState *st, pg_wchar e)
+{
+	const pg_wchar *in = st->in;
+	int			i = st->i;
+	int			n = st->n;
+
+	switch (e)
+	{
+		case 't':
+			wput_literal(st->out, 0x09, st->in_class);
+			break;
+		case 'n':
+			wput_literal(st->out, 0x0A, st->in_class);
+			break;
+		case 'v':
+			wput_literal(st->out, 0x0B, st->in_class);
+			break;
+		case 'f':
+			wput_literal(st->out, 0x0C, st->in_class);
+			break;
+		case 'r':
+			wput_literal(st->out, 0x0D, st->in_class);
+			break;
+		case '0':
+			if (i < n && in[i] >= '0' && in[i] <= '9')
+				return translate_fail(st, "invalid octal escape");
+			wput_literal(st->out, 0, st->in_class);
+			break;
+		case 'c':
+			if (i < n && ((in[i] >= 'a' && in[i] <= 'z') ||
+						  (in[i] >= 'A' && in[i] <= 'Z')))
+			{
+				wput_literal(st->out, in[i] % 32, st->in_class);
+				st->i++;
+			}
+			else
+				return translate_fail(st, "invalid control escape");
+			break;
+		case 'x':
+			if (i + 1 < n && JbvHexValue(in[i]) >= 0 && JbvHexValue(in[i + 1]) >= 0)
+			{
+				wput_literal(st->out, JbvHexValue(in[i]) * 16 + JbvHexValue(in[i + 1]),
+							 st->in_class);
+				st->i += 2;
+			}
+			else
+				return translate_fail(st, "invalid \\x escape");
+			break;
+	}
+	return true;
+}
+
+/* The value of the four hexadecimal digits at p, or -1 if one is not. */
+static int
+hex4_value(const pg_wchar *p)
+{
+	if (JbvHexValue(p[0]) < 0 || JbvHexValue(p[1]) < 0 ||
+		JbvHexValue(p[2]) < 0 || JbvHexValue(p[3]) < 0)
+		return -1;
+	return (JbvHexValue(p[0]) << 12) | (JbvHexValue(p[1]) << 8) |
+		(JbvHexValue(p[2]) << 4) | JbvHexValue(p[3]);
+}
+
+/* \u{H...} or \uHHHH (two of them for a surrogate pair): one code point */
+static bool
+translate_unicode_escape(TranslateState *st)
+{
+	const pg_wchar *in = st->in;
+	int			n = st->n;
+	pg_wchar	v = 0;
+
+	if (st->i < n && in[st->i] == '{')
+	{
+		int			nd = 0;
+
+		st->i++;
+		while (st->i < n && JbvHexValue(in[st->i]) >= 0 && nd < 7)
+		{
+			v = v * 16 + JbvHexValue(in[st->i]);
+			st->i++;
+			nd++;
+		}
+		if (st->i >= n || in[st->i] != '}' || nd == 0 || v > 0x10FFFF)
+			return translate_fail(st, "invalid \\u{...} escape");
+		st->i++;
+	}
+	else if (st->i + 3 < n && hex4_value(in + st->i) >= 0)
+	{
+		v = hex4_value(in + st->i);
+		st->i += 4;
+		/* a surrogate pair written as two escapes */
+		if (v >= 0xD800 && v <= 0xDBFF && st->i + 5 < n && in[st->i] == '\\' &&
+			in[st->i + 1] == 'u' && hex4_value(in + st->i + 2) >= 0)
+		{
+			pg_wchar	lo = hex4_value(in + st->i + 2);
+
+			if (lo >= 0xDC00 && lo <= 0xDFFF)
+			{
+				v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00);
+				st->i += 6;
+			}
+		}
+	}
+	else
+		return translate_fail(st, "invalid \\u escape");
+	wput_literal(st->out, v, st->in_class);
+	return true;
+}
+
+/* \p{...} \P{...} (e is 'p' or 'P'): a POSIX class of LC_CTYPE */
+static bool
+translate_property_escape(TranslateState *st, pg_wchar e)
+{
+	const pg_wchar *in = st->in;
+	int			n = st->n;
+	int			start;
+	char		name[32];
+	int			len;
+	const char *cls;
+
+	if (st->i >= n || in[st->i] != '{')
+		return translate_fail(st, "invalid \\p escape");
+	start = ++st->i;
+	while (st->i < n && in[st->i] != '}')
+		st->i++;
+	if (st->i >= n || st->i - start >= (int) sizeof(name))
+		return translate_fail(st, "invalid \\p escape");
+	for (len = 0; len < st->i - start; len++)
+		name[len] = (char) in[start + len];
+	name[len] = '\0';
+	st->i++;
+	if (strcmp(name, "L") == 0 || strcmp(name, "Letter") == 0)
+		cls = "[:alpha:]";
+	else if (strcmp(name, "Lu") == 0 || strcmp(name, "Uppercase_Letter") == 0)
+		cls = "[:upper:]";
+	else if (strcmp(name, "Ll") == 0 || strcmp(name, "Lowercase_Letter") == 0)
+		cls = "[:lower:]";
+	else if (strcmp(name, "N") == 0 || strcmp(name, "Nd") == 0 ||
+			 strcmp(name, "Number") == 0 ||
+			 strcmp(name, "Decimal_Number") == 0 ||
+			 strcmp(name, "digit") == 0)
+		cls = "[:digit:]";
+	else
+		return translate_fail(st, "unsupported Unicode property class");
+	if (st->in_class)
+	{
+		if (e == 'P')
+			return translate_fail(st, UNSUPPORTED_IN_CLASS);
+		wputs(st->out, cls);
+	}
+	else
+	{
+		wputs(st->out, e == 'P' ? "[^" : "[");
+		wputs(st->out, cls);
+		wput(st->out, ']');
+	}
+	return true;
+}
+
+/* \k<name>: the numbered back reference to that named group */
+static bool
+translate_named_backref(TranslateState *st)
+{
+	const pg_wchar *in = st->in;
+	int			n = st->n;
+	int			start,
+				g;
+	char		num[16];
+
+	if (st->i >= n || in[st->i] != '<')
+		return translate_fail(st, "invalid named back reference");
+	start = ++st->i;
+	while (st->i < n && in[st->i] != '>')
+		st->i++;
+	if (st->i >= n)
+		return translate_fail(st, "invalid named back reference");
+	for (g = 0; g < st->ngroups && g < (int) lengthof(st->names); g++)
+		if (st->names[g].s != NULL && st->names[g].len == st->i - start &&
+			memcmp(st->names[g].s, in + start, (st->i - start) * sizeof(pg_wchar)) == 0)
+			break;
+	st->i++;
+	if (g >= st->ngroups || g >= (int) lengthof(st->names))
+		return translate_fail(st, "named back reference to an unknown group");
+	snprintf(num, sizeof(num), "\\%d", g + 1);
+	wputs(st->out, num);
+	return true;
+}
+
+/* any other escape: a back reference \1..\9 or an escaped literal */
+static bool
+translate_identity_escape(TranslateState *st, pg_wchar e)
+{
+	if (e >= '1' && e <= '9' && !st->in_class)
+	{
+		/* back reference: ARE has the same syntax */
+		wput(st->out, '\\');
+		wput(st->out, e);
+	}
+	else if (is_syntax_char(e) || (e == '-' && st->in_class))
+		wput_literal(st->out, e, st->in_class);
+	else if ((e < 128 && isalnum((int) e)) || st->strict)
+		return translate_fail(st, "invalid escape sequence");
+	else
+		wput_literal(st->out, e, st->in_class);
+	return true;
+}
+
+/* a backslash escape at in[i], inside or outside a bracket expression */
+static bool
+translate_escape(TranslateState *st)
+{
+	pg_wchar	e;
+
+	if (st->i + 1 >= st->n)
+		return translate_fail(st, "pattern ends with a backslash");
+	e = st->in[st->i + 1];
+	st->i += 2;
+	switch (e)
+	{
+		case 'd':
+		case 'D':
+		case 'w':
+		case 'W':
+		case 's':
+		case 'S':
+			return translate_class_escape(st, e);
+		case 'b':
+			if (st->in_class)
+				wput_literal(st->out, 0x08, true);
+			else
+				wputs(st->out, "\\y");
+			return true;
+		case 'B':
+			if (st->in_class)
+				return translate_fail(st, "invalid escape \\B in a character class");
+			wputs(st->out, "\\Y");
+			return true;
+		case 't':
+		case 'n':
+		case 'v':
+		case 'f':
+		case 'r':
+		case '0':
+		case 'c':
+		case 'x':
+			return translate_literal_escape(st, e);
+		case 'u':
+			return translate_unicode_escape(st);
+		case 'p':
+		case 'P':
+			return translate_property_escape(st, e);
+		case 'k':
+			return translate_named_backref(st);
+		default:
+			return translate_identity_escape(st, e);
+	}
+}
+
+/* a code point other than a backslash inside a bracket expression */
+static void
+translate_class_member(TranslateState *st)
+{
+	const pg_wchar *in = st->in;
+	pg_wchar	c = in[st->i];
+
+	if (c == ']')
+		st->in_class = false;
+	if (c == '[' && st->i + 1 < st->n &&
+		(in[st->i + 1] == ':' || in[st->i + 1] == '.' || in[st->i + 1] == '='))
+	{
+		/* ECMA has no POSIX classes: a literal '[' */
+		wputs(st->out, "\\[");
+		st->i++;
+		return;
+	}
+	wput(st->out, c);
+	st->i++;
+}
+
+/* '[' opening a bracket expression; [] and [^] are complete atoms */
+static void
+translate_class_open(TranslateState *st)
+{
+	WBuf	   *out = st->out;
+
+	st->in_class = true;
+	wput(out, '[');
+	st->i++;
+	if (st->i < st->n && st->in[st->i] == '^')
+	{
+		wput(out, '^');
+		st->i++;
+	}
+	if (st->i < st->n && st->in[st->i] == ']')
+	{
+		/* ECMA: [] matches nothing, [^] anything */
+		if (out->data[out->len - 1] == '^')
+		{
+			out->len -= 2;
+			wputs(out, "(?:.|\\n)");
+		}
+		else
+		{
+			out->len -= 1;
+			wputs(out, "(?!a)a");
+		}
+		st->in_class = false;
+		st->i++;
+	}
+}
+
+/* (?<name>: a capturing group numbered like any other, name remembered */
+static bool
+translate_named_group(TranslateState *st)
+{
+	const pg_wchar *in = st->in;
+	int			n = st->n;
+	int			start = st->i + 3;
+
+	st->i = start;
+	while (st->i < n && in[st->i] != '>' &&
+		   (in[st->i] == '_' || in[st->i] == '$' ||
+			(in[st->i] < 128 && isalnum((int) in[st->i])) || in[st->i] >= 128))
+		st->i++;
+	if (st->i >= n || in[st->i] != '>' || st->i == start ||
+		(in[start] < 128 && isdigit((int) in[start])))
+		return translate_fail(st, "invalid group name");
+	if (st->ngroups < (int) lengthof(st->names))
+	{
+		st->names[st->ngroups].s = in + start;
+		st->names[st->ngroups].len = st->i - start;
+	}
+	st->ngroups++;
+	st->i++;
+	wput(st->out, '(');
+	return true;
+}
+
+/* '(' opening a group: capturing, (?: (?= (?! (?<= (?<! or (?<name> */
+static bool
+translate_group_open(TranslateState *st)
+{
+	const pg_wchar *in = st->in;
+	int			i = st->i;
+	int			n = st->n;
+
+	st->depth++;
+	if (i + 1 < n && in[i + 1] == '?')
+	{
+		if (i + 2 < n && (in[i + 2] == ':' || in[i + 2] == '=' || in[i + 2] == '!'))
+		{
+			wput(st->out, '(');
+			wput(st->out, '?');
+			wput(st->out, in[i + 2]);
+			st->i += 3;
+		}
+		else if (i + 3 < n && in[i + 2] == '<' && (in[i + 3] == '=' || in[i + 3] == '!'))
+		{
+			wputs(st->out, "(?<");
+			wput(st->out, in[i + 3]);
+			st->i += 4;
+		}
+		else if (i + 2 < n && in[i + 2] == '<')
+			return translate_named_group(st);
+		else
+			return translate_fail(st, "invalid group");
+	}
+	else
+	{
+		if (st->ngroups < (int) lengthof(st->names))
+			st->names[st->ngroups].s = NULL;
+		st->ngroups++;
+		wput(st->out, '(');
+		st->i++;
+	}
+	return true;
+}
+
+/*
  * Translate an ECMA-262 pattern (in[0..n)) into ARE.  strict: reject
  * identity escapes of non-syntax characters (ECMA "u" mode, for the
  * "regex" format).  Returns false with *err set on a syntax error or an
@@ -105,426 +562,72 @@ is_syntax_char(pg_wchar c)
 static bool
 translate(const pg_wchar *in, int n, bool strict, WBuf *out, const char **err)
 {
-	int			i = 0;
-	bool		in_class = false;
-	int			depth = 0;
-	int			ngroups = 0;
-	struct
-	{
-		const pg_wchar *s;
-		int			len;
-	}			names[64];
+	TranslateState st;
 
-	while (i < n)
+	st.in = in;
+	st.n = n;
+	st.i = 0;
+	st.strict = strict;
+	st.in_class = false;
+	st.depth = 0;
+	st.ngroups = 0;
+	st.out = out;
+	st.err = NULL;
+
+	while (st.i < n)
 	{
-		pg_wchar	c = in[i];
+		pg_wchar	c = in[st.i];
+		bool		ok = true;
 
 		if (c == '\\')
+			ok = translate_escape(&st);
+		else if (st.in_class)
+			translate_class_member(&st);
+		else if (c == '[')
+			translate_class_open(&st);
+		else if (c == '.')
 		{
-			pg_wchar	e;
-
-			if (i + 1 >= n)
-			{
-				*err = "pattern ends with a backslash";
-				return false;
-			}
-			e = in[i + 1];
-			i += 2;
-			switch (e)
-			{
-				case 'd':
-					wputs(out, in_class ? "0-9" : "[0-9]");
-					break;
-				case 'D':
-					if (in_class)
-						goto unsupported_in_class;
-					wputs(out, "[^0-9]");
-					break;
-				case 'w':
-					wputs(out, in_class ? "A-Za-z0-9_" : "[A-Za-z0-9_]");
-					break;
-				case 'W':
-					if (in_class)
-						goto unsupported_in_class;
-					wputs(out, "[^A-Za-z0-9_]");
-					break;
-				case 's':
-					if (!in_class)
-						wput(out, '[');
-					put_space_members(out);
-					if (!in_class)
-						wput(out, ']');
-					break;
-				case 'S':
-					if (in_class)
-						goto unsupported_in_class;
-					wputs(out, "[^");
-					put_space_members(out);
-					wput(out, ']');
-					break;
-				case 'b':
-					if (in_class)
-						wput_literal(out, 0x08, true);
-					else
-						wputs(out, "\\y");
-					break;
-				case 'B':
-					if (in_class)
-					{
-						*err = "invalid escape \\B in a character class";
-						return false;
-					}
-					wputs(out, "\\Y");
-					break;
-				case 't':
-					wput_literal(out, 0x09, in_class);
-					break;
-				case 'n':
-					wput_literal(out, 0x0A, in_class);
-					break;
-				case 'v':
-					wput_literal(out, 0x0B, in_class);
-					break;
-				case 'f':
-					wput_literal(out, 0x0C, in_class);
-					break;
-				case 'r':
-					wput_literal(out, 0x0D, in_class);
-					break;
-				case '0':
-					if (i < n && in[i] >= '0' && in[i] <= '9')
-					{
-						*err = "invalid octal escape";
-						return false;
-					}
-					wput_literal(out, 0, in_class);
-					break;
-				case 'c':
-					if (i < n && ((in[i] >= 'a' && in[i] <= 'z') ||
-								  (in[i] >= 'A' && in[i] <= 'Z')))
-					{
-						wput_literal(out, in[i] % 32, in_class);
-						i++;
-					}
-					else
-					{
-						*err = "invalid control escape";
-						return false;
-					}
-					break;
-				case 'x':
-					if (i + 1 < n && JbvHexValue(in[i]) >= 0 && JbvHexValue(in[i + 1]) >= 0)
-					{
-						wput_literal(out, JbvHexValue(in[i]) * 16 + JbvHexValue(in[i + 1]), in_class);
-						i += 2;
-					}
-					else
-					{
-						*err = "invalid \\x escape";
-						return false;
-					}
-					break;
-				case 'u':
-					if (i < n && in[i] == '{')
-					{
-						pg_wchar	v = 0;
-						int			nd = 0;
-
-						i++;
-						while (i < n && JbvHexValue(in[i]) >= 0 && nd < 7)
-						{
-							v = v * 16 + JbvHexValue(in[i]);
-							i++;
-							nd++;
-						}
-						if (i >= n || in[i] != '}' || nd == 0 || v > 0x10FFFF)
-						{
-							*err = "invalid \\u{...} escape";
-							return false;
-						}
-						i++;
-						wput_literal(out, v, in_class);
-					}
-					else if (i + 3 < n && JbvHexValue(in[i]) >= 0 && JbvHexValue(in[i + 1]) >= 0 &&
-							 JbvHexValue(in[i + 2]) >= 0 && JbvHexValue(in[i + 3]) >= 0)
-					{
-						pg_wchar	v = (JbvHexValue(in[i]) << 12) | (JbvHexValue(in[i + 1]) << 8) |
-							(JbvHexValue(in[i + 2]) << 4) | JbvHexValue(in[i + 3]);
-
-						i += 4;
-						/* a surrogate pair written as two escapes */
-						if (v >= 0xD800 && v <= 0xDBFF && i + 5 < n && in[i] == '\\' &&
-							in[i + 1] == 'u' && JbvHexValue(in[i + 2]) >= 0 &&
-							JbvHexValue(in[i + 3]) >= 0 && JbvHexValue(in[i + 4]) >= 0 &&
-							JbvHexValue(in[i + 5]) >= 0)
-						{
-							pg_wchar	lo = (JbvHexValue(in[i + 2]) << 12) | (JbvHexValue(in[i + 3]) << 8) |
-								(JbvHexValue(in[i + 4]) << 4) | JbvHexValue(in[i + 5]);
-
-							if (lo >= 0xDC00 && lo <= 0xDFFF)
-							{
-								v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00);
-								i += 6;
-							}
-						}
-						wput_literal(out, v, in_class);
-					}
-					else
-					{
-						*err = "invalid \\u escape";
-						return false;
-					}
-					break;
-				case 'p':
-				case 'P':
-					{
-						int			start;
-						char		name[32];
-						int			len;
-						const char *cls;
-
-						if (i >= n || in[i] != '{')
-						{
-							*err = "invalid \\p escape";
-							return false;
-						}
-						start = ++i;
-						while (i < n && in[i] != '}')
-							i++;
-						if (i >= n || i - start >= (int) sizeof(name))
-						{
-							*err = "invalid \\p escape";
-							return false;
-						}
-						for (len = 0; len < i - start; len++)
-							name[len] = (char) in[start + len];
-						name[len] = '\0';
-						i++;
-						if (strcmp(name, "L") == 0 || strcmp(name, "Letter") == 0)
-							cls = "[:alpha:]";
-						else if (strcmp(name, "Lu") == 0 || strcmp(name, "Uppercase_Letter") == 0)
-							cls = "[:upper:]";
-						else if (strcmp(name, "Ll") == 0 || strcmp(name, "Lowercase_Letter") == 0)
-							cls = "[:lower:]";
-						else if (strcmp(name, "N") == 0 || strcmp(name, "Nd") == 0 ||
-								 strcmp(name, "Number") == 0 ||
-								 strcmp(name, "Decimal_Number") == 0 ||
-								 strcmp(name, "digit") == 0)
-							cls = "[:digit:]";
-						else
-						{
-							*err = "unsupported Unicode property class";
-							return false;
-						}
-						if (in_class)
-						{
-							if (e == 'P')
-								goto unsupported_in_class;
-							wputs(out, cls);
-						}
-						else
-						{
-							wputs(out, e == 'P' ? "[^" : "[");
-							wputs(out, cls);
-							wput(out, ']');
-						}
-					}
-					break;
-				case 'k':
-					{
-						int			start,
-									g;
-
-						if (i >= n || in[i] != '<')
-						{
-							*err = "invalid named back reference";
-							return false;
-						}
-						start = ++i;
-						while (i < n && in[i] != '>')
-							i++;
-						if (i >= n)
-						{
-							*err = "invalid named back reference";
-							return false;
-						}
-						for (g = 0; g < ngroups && g < (int) lengthof(names); g++)
-							if (names[g].s != NULL && names[g].len == i - start &&
-								memcmp(names[g].s, in + start, (i - start) * sizeof(pg_wchar)) == 0)
-								break;
-						i++;
-						if (g >= ngroups || g >= (int) lengthof(names))
-						{
-							*err = "named back reference to an unknown group";
-							return false;
-						}
-						{
-							char		num[16];
-
-							snprintf(num, sizeof(num), "\\%d", g + 1);
-							wputs(out, num);
-						}
-					}
-					break;
-				default:
-					if (e >= '1' && e <= '9' && !in_class)
-					{
-						/* back reference: ARE has the same syntax */
-						wput(out, '\\');
-						wput(out, e);
-					}
-					else if (is_syntax_char(e) || (e == '-' && in_class))
-						wput_literal(out, e, in_class);
-					else if ((e < 128 && isalnum((int) e)) || strict)
-					{
-						*err = "invalid escape sequence";
-						return false;
-					}
-					else
-						wput_literal(out, e, in_class);
-					break;
-			}
-			continue;
+			wputs(out, "[^\n\r");
+			wput(out, 0x2028);
+			wput(out, 0x2029);
+			wput(out, ']');
+			st.i++;
 		}
-
-		if (in_class)
+		else if (c == '(')
+			ok = translate_group_open(&st);
+		else if (c == ')')
 		{
-			if (c == ']')
-				in_class = false;
-			if (c == '[' && i + 1 < n && (in[i + 1] == ':' || in[i + 1] == '.' || in[i + 1] == '='))
+			if (st.depth == 0)
+				ok = translate_fail(&st, "unmatched parenthesis");
+			else
 			{
-				/* ECMA has no POSIX classes: a literal '[' */
-				wputs(out, "\\[");
-				i++;
-				continue;
-			}
-			wput(out, c);
-			i++;
-			continue;
-		}
-
-		switch (c)
-		{
-			case '[':
-				in_class = true;
-				wput(out, '[');
-				i++;
-				if (i < n && in[i] == '^')
-				{
-					wput(out, '^');
-					i++;
-				}
-				if (i < n && in[i] == ']')
-				{
-					/* ECMA: [] matches nothing, [^] anything */
-					if (out->data[out->len - 1] == '^')
-					{
-						out->len -= 2;
-						wputs(out, "(?:.|\\n)");
-					}
-					else
-					{
-						out->len -= 1;
-						wputs(out, "(?!a)a");
-					}
-					in_class = false;
-					i++;
-				}
-				break;
-			case '.':
-				wputs(out, "[^\n\r");
-				wput(out, 0x2028);
-				wput(out, 0x2029);
-				wput(out, ']');
-				i++;
-				break;
-			case '(':
-				depth++;
-				if (i + 1 < n && in[i + 1] == '?')
-				{
-					if (i + 2 < n && (in[i + 2] == ':' || in[i + 2] == '=' || in[i + 2] == '!'))
-					{
-						wput(out, '(');
-						wput(out, '?');
-						wput(out, in[i + 2]);
-						i += 3;
-					}
-					else if (i + 3 < n && in[i + 2] == '<' && (in[i + 3] == '=' || in[i + 3] == '!'))
-					{
-						wputs(out, "(?<");
-						wput(out, in[i + 3]);
-						i += 4;
-					}
-					else if (i + 2 < n && in[i + 2] == '<')
-					{
-						/* named group: numbered like any capture, name remembered */
-						int			start = i + 3;
-
-						i = start;
-						while (i < n && in[i] != '>' &&
-							   (in[i] == '_' || in[i] == '$' || (in[i] < 128 && isalnum((int) in[i])) ||
-								in[i] >= 128))
-							i++;
-						if (i >= n || in[i] != '>' || i == start || (in[start] < 128 && isdigit((int) in[start])))
-						{
-							*err = "invalid group name";
-							return false;
-						}
-						if (ngroups < (int) lengthof(names))
-						{
-							names[ngroups].s = in + start;
-							names[ngroups].len = i - start;
-						}
-						ngroups++;
-						i++;
-						wput(out, '(');
-					}
-					else
-					{
-						*err = "invalid group";
-						return false;
-					}
-				}
-				else
-				{
-					if (ngroups < (int) lengthof(names))
-						names[ngroups].s = NULL;
-					ngroups++;
-					wput(out, '(');
-					i++;
-				}
-				break;
-			case ')':
-				if (depth == 0)
-				{
-					*err = "unmatched parenthesis";
-					return false;
-				}
-				depth--;
+				st.depth--;
 				wput(out, ')');
-				i++;
-				break;
-			default:
-				wput(out, c);
-				i++;
-				break;
+				st.i++;
+			}
+		}
+		else
+		{
+			wput(out, c);
+			st.i++;
+		}
+		if (!ok)
+		{
+			*err = st.err;
+			return false;
 		}
 	}
-	if (in_class)
+	if (st.in_class)
 	{
 		*err = "unterminated character class";
 		return false;
 	}
-	if (depth != 0)
+	if (st.depth != 0)
 	{
 		*err = "unmatched parenthesis";
 		return false;
 	}
 	return true;
-
-unsupported_in_class:
-	*err = "\\D, \\S, \\W and \\P are not supported inside a character class";
-	return false;
 }
 
 
@@ -665,180 +768,215 @@ simple_closure(uint64 state, uint64 opt)
 	}
 }
 
-/*
- * Parse a simple pattern into atoms and build its matcher; NULL when the
- * pattern is not simple or too long for both matchers.
- */
-static SimpleRe *
-simple_compile(const char *p, int len)
+/* Position in a simple pattern being parsed: p[i..len) is still to read. */
+typedef struct SimpleScan
 {
-	SimpleRe   *re = palloc0(sizeof(SimpleRe));
-	SimpleAtom *atoms = palloc0(sizeof(SimpleAtom) * (len + 1));
-	int			natoms = 0;
-	int			npos;
-	int			i = 0;
+	const char *p;
+	int			len;
+	int			i;
+} SimpleScan;
 
-	if (len > 0 && p[0] == '^')
+/* an escape outside [...]: \d \w \D \W or a literal; false if not simple */
+static bool
+simple_parse_escape(SimpleAtom *a, SimpleScan *sc)
+{
+	const char *p = sc->p;
+	int			i = sc->i;
+	int			lit;
+
+	if (i + 1 >= sc->len)
+		return false;
+	if (simple_class_escape(a, p[i + 1]))
+		;
+	else if (p[i + 1] == 'D' || p[i + 1] == 'W')
 	{
-		re->anchor_start = true;
-		i = 1;
+		simple_class_escape(a, p[i + 1] == 'D' ? 'd' : 'w');
+		set_negate(a);
 	}
-	while (i < len)
+	else if ((lit = simple_literal_escape(p[i + 1])) >= 0)
+		SET_ADD(a, lit);
+	else
+		return false;
+	sc->i += 2;
+	return true;
+}
+
+/* ".": every character but \n \r (and U+2028, U+2029: see SimpleAtom.dot) */
+static void
+simple_parse_dot(SimpleAtom *a)
+{
+	set_range(a, 0, 127);
+	a->set['\n' >> 3] &= ~(1 << ('\n' & 7));
+	a->set['\r' >> 3] &= ~(1 << ('\r' & 7));
+	a->nonascii = true;
+	a->dot = true;
+}
+
+/* a bracket expression, sc->i at its '['; false if not simple */
+static bool
+simple_parse_bracket(SimpleAtom *a, SimpleScan *sc)
+{
+	const char *p = sc->p;
+	int			len = sc->len;
+	int			i = sc->i + 1;
+	bool		negate = false;
+
+	if (i < len && p[i] == '^')
 	{
-		SimpleAtom *a = &atoms[natoms];
-		unsigned char c = p[i];
+		negate = true;
+		i++;
+	}
+	if (i < len && p[i] == ']')
+		return false;
+	while (i < len && p[i] != ']')
+	{
+		int			lo,
+					hi;
 
-		if (c >= 0x80)
-			return NULL;
-		if (c == '$' && i == len - 1)
+		if ((unsigned char) p[i] >= 0x80 || p[i] == '[')
+			return false;
+		if (p[i] == '\\')
 		{
-			re->anchor_end = true;
-			break;
-		}
-		if (c == '\\')
-		{
-			int			lit;
-
 			if (i + 1 >= len)
-				return NULL;
+				return false;
 			if (simple_class_escape(a, p[i + 1]))
-				;
-			else if (p[i + 1] == 'D' || p[i + 1] == 'W')
 			{
-				simple_class_escape(a, p[i + 1] == 'D' ? 'd' : 'w');
-				set_negate(a);
+				i += 2;
+				continue;
 			}
-			else if ((lit = simple_literal_escape(p[i + 1])) >= 0)
-				SET_ADD(a, lit);
-			else
-				return NULL;
+			if ((lo = simple_literal_escape(p[i + 1])) < 0)
+				return false;
 			i += 2;
 		}
-		else if (c == '.')
+		else
+			lo = (unsigned char) p[i++];
+		hi = lo;
+		if (i + 1 < len && p[i] == '-' && p[i + 1] != ']')
 		{
-			set_range(a, 0, 127);
-			a->set['\n' >> 3] &= ~(1 << ('\n' & 7));
-			a->set['\r' >> 3] &= ~(1 << ('\r' & 7));
-			a->nonascii = true;
-			a->dot = true;
-			i++;
+			if (p[i + 1] == '\\' || (unsigned char) p[i + 1] >= 0x80 || p[i + 1] == '[')
+				return false;
+			hi = (unsigned char) p[i + 1];
+			if (hi < lo)
+				return false;
+			i += 2;
 		}
-		else if (c == '[')
-		{
-			bool		negate = false;
+		set_range(a, lo, hi);
+	}
+	if (i >= len)
+		return false;
+	i++;
+	if (negate)
+		set_negate(a);
+	sc->i = i;
+	return true;
+}
 
-			i++;
-			if (i < len && p[i] == '^')
-			{
-				negate = true;
-				i++;
-			}
-			if (i < len && p[i] == ']')
-				return NULL;
-			while (i < len && p[i] != ']')
-			{
-				int			lo,
-							hi;
+/* {n} {n,} {n,m}, sc->i at its '{', into a->min, a->max; false if not simple */
+static bool
+simple_parse_braces(SimpleAtom *a, SimpleScan *sc)
+{
+	const char *p = sc->p;
+	int			len = sc->len;
+	int			i = sc->i + 1;
+	int			n = 0,
+				m;
 
-				if ((unsigned char) p[i] >= 0x80 || p[i] == '[')
-					return NULL;
-				if (p[i] == '\\')
-				{
-					if (i + 1 >= len)
-						return NULL;
-					if (simple_class_escape(a, p[i + 1]))
-					{
-						i += 2;
-						continue;
-					}
-					if ((lo = simple_literal_escape(p[i + 1])) < 0)
-						return NULL;
-					i += 2;
-				}
-				else
-					lo = (unsigned char) p[i++];
-				hi = lo;
-				if (i + 1 < len && p[i] == '-' && p[i + 1] != ']')
-				{
-					if (p[i + 1] == '\\' || (unsigned char) p[i + 1] >= 0x80 || p[i + 1] == '[')
-						return NULL;
-					hi = (unsigned char) p[i + 1];
-					if (hi < lo)
-						return NULL;
-					i += 2;
-				}
-				set_range(a, lo, hi);
-			}
-			if (i >= len)
-				return NULL;
-			i++;
-			if (negate)
-				set_negate(a);
-		}
-		else if (strchr("^$*+?(){}|", c) != NULL)
-			return NULL;
+	if (i >= len || !isdigit((unsigned char) p[i]))
+		return false;
+	while (i < len && isdigit((unsigned char) p[i]) && n < 100000)
+		n = n * 10 + (p[i++] - '0');
+	m = n;
+	if (i < len && p[i] == ',')
+	{
+		i++;
+		if (i < len && p[i] == '}')
+			m = -1;
 		else
 		{
-			SET_ADD(a, c);
-			i++;
+			m = 0;
+			if (i >= len || !isdigit((unsigned char) p[i]))
+				return false;
+			while (i < len && isdigit((unsigned char) p[i]) && m < 100000)
+				m = m * 10 + (p[i++] - '0');
+			if (m < n)
+				return false;
 		}
-
-		/* quantifier */
-		a->min = a->max = 1;
-		if (i < len)
-		{
-			if (p[i] == '?' || p[i] == '*' || p[i] == '+')
-			{
-				a->min = p[i] == '+' ? 1 : 0;
-				a->max = p[i] == '?' ? 1 : -1;
-				i++;
-			}
-			else if (p[i] == '{')
-			{
-				int			n = 0,
-							m;
-
-				i++;
-				if (i >= len || !isdigit((unsigned char) p[i]))
-					return NULL;
-				while (i < len && isdigit((unsigned char) p[i]) && n < 100000)
-					n = n * 10 + (p[i++] - '0');
-				m = n;
-				if (i < len && p[i] == ',')
-				{
-					i++;
-					if (i < len && p[i] == '}')
-						m = -1;
-					else
-					{
-						m = 0;
-						if (i >= len || !isdigit((unsigned char) p[i]))
-							return NULL;
-						while (i < len && isdigit((unsigned char) p[i]) && m < 100000)
-							m = m * 10 + (p[i++] - '0');
-						if (m < n)
-							return NULL;
-					}
-				}
-				if (i >= len || p[i] != '}')
-					return NULL;
-				i++;
-				a->min = n;
-				a->max = m;
-			}
-			if (i < len && (p[i] == '?' || p[i] == '*' || p[i] == '+' || p[i] == '{'))
-				return NULL;	/* lazy or stacked quantifiers */
-		}
-		natoms++;
 	}
-	re->natoms = natoms;
-	re->atoms = atoms;
+	if (i >= len || p[i] != '}')
+		return false;
+	sc->i = i + 1;
+	a->min = n;
+	a->max = m;
+	return true;
+}
 
-	/* the fixed-length matcher, when it applies */
-	re->fixed_len = (re->anchor_start && re->anchor_end) ? 0 : -1;
-	for (i = 0; i < natoms && re->fixed_len >= 0; i++)
+/* an atom's quantifier, if any, into a->min, a->max; false if not simple */
+static bool
+simple_parse_quantifier(SimpleAtom *a, SimpleScan *sc)
+{
+	const char *p = sc->p;
+
+	a->min = a->max = 1;
+	if (sc->i >= sc->len)
+		return true;
+	if (p[sc->i] == '?' || p[sc->i] == '*' || p[sc->i] == '+')
 	{
-		SimpleAtom *a = &atoms[i];
+		a->min = p[sc->i] == '+' ? 1 : 0;
+		a->max = p[sc->i] == '?' ? 1 : -1;
+		sc->i++;
+	}
+	else if (p[sc->i] == '{')
+	{
+		if (!simple_parse_braces(a, sc))
+			return false;
+	}
+	if (sc->i < sc->len &&
+		(p[sc->i] == '?' || p[sc->i] == '*' || p[sc->i] == '+' || p[sc->i] == '{'))
+		return false;			/* lazy or stacked quantifiers */
+	return true;
+}
+
+/* one atom (ASCII, not the final $) and its quantifier; false if not simple */
+static bool
+simple_parse_atom(SimpleAtom *a, SimpleScan *sc)
+{
+	unsigned char c = sc->p[sc->i];
+
+	if (c == '\\')
+	{
+		if (!simple_parse_escape(a, sc))
+			return false;
+	}
+	else if (c == '.')
+	{
+		simple_parse_dot(a);
+		sc->i++;
+	}
+	else if (c == '[')
+	{
+		if (!simple_parse_bracket(a, sc))
+			return false;
+	}
+	else if (strchr("^$*+?(){}|", c) != NULL)
+		return false;
+	else
+	{
+		SET_ADD(a, c);
+		sc->i++;
+	}
+	return simple_parse_quantifier(a, sc);
+}
+
+/* re->fixed_len: the only length ^...$ of fixed-count ASCII atoms matches, or -1 */
+static void
+simple_set_fixed_len(SimpleRe *re)
+{
+	int			i;
+
+	re->fixed_len = (re->anchor_start && re->anchor_end) ? 0 : -1;
+	for (i = 0; i < re->natoms && re->fixed_len >= 0; i++)
+	{
+		SimpleAtom *a = &re->atoms[i];
 
 		if (a->min != a->max || a->nonascii || a->min > 65536 ||
 			re->fixed_len > (1 << 24))
@@ -846,19 +984,26 @@ simple_compile(const char *p, int len)
 		else
 			re->fixed_len += a->min;
 	}
-	if (re->fixed_len >= 0)
-		return re;
+}
 
-	/* else the NFA: x{n,m} is n positions, then m-n optional ones */
-	npos = 0;
-	for (i = 0; i < natoms; i++)
+/*
+ * The bit-parallel NFA of re's atoms: x{n,m} is n positions, then m-n
+ * optional ones.  False if that takes more than SIMPLE_MAX_POS positions.
+ */
+static bool
+simple_build_nfa(SimpleRe *re)
+{
+	int			npos = 0;
+	int			i;
+
+	for (i = 0; i < re->natoms; i++)
 	{
-		SimpleAtom *a = &atoms[i];
+		SimpleAtom *a = &re->atoms[i];
 		int			count = a->max < 0 ? Max(a->min, 1) : a->max;
 		int			k;
 
 		if (count > SIMPLE_MAX_POS - npos)
-			return NULL;
+			return false;
 		for (k = 0; k < count; k++)
 		{
 			uint64		bit = UINT64CONST(1) << npos;
@@ -882,6 +1027,53 @@ simple_compile(const char *p, int len)
 	}
 	re->accept = UINT64CONST(1) << npos;
 	re->start = simple_closure(1, re->opt);
+	return true;
+}
+
+/*
+ * Parse a simple pattern into atoms and build its matcher; NULL when the
+ * pattern is not simple or too long for both matchers.
+ */
+static SimpleRe *
+simple_compile(const char *p, int len)
+{
+	SimpleRe   *re = palloc0(sizeof(SimpleRe));
+	SimpleAtom *atoms = palloc0(sizeof(SimpleAtom) * (len + 1));
+	int			natoms = 0;
+	SimpleScan	sc;
+
+	sc.p = p;
+	sc.len = len;
+	sc.i = 0;
+	if (len > 0 && p[0] == '^')
+	{
+		re->anchor_start = true;
+		sc.i = 1;
+	}
+	while (sc.i < len)
+	{
+		unsigned char c = p[sc.i];
+
+		if (c >= 0x80)
+			return NULL;
+		if (c == '$' && sc.i == len - 1)
+		{
+			re->anchor_end = true;
+			break;
+		}
+		if (!simple_parse_atom(&atoms[natoms], &sc))
+			return NULL;
+		natoms++;
+	}
+	re->natoms = natoms;
+	re->atoms = atoms;
+
+	/* the fixed-length matcher, when it applies; else the NFA */
+	simple_set_fixed_len(re);
+	if (re->fixed_len >= 0)
+		return re;
+	if (!simple_build_nfa(re))
+		return NULL;
 	return re;
 }
 
