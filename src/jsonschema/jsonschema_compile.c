@@ -642,86 +642,88 @@ bool_node(CompileCtx *ctx, bool value, Scope *sc, const char *loc)
 	return n;
 }
 
-/* Parse one keyword of node n. */
-static void
-parse_keyword(CompileCtx *ctx, JsNode *n, KwId id, const char *kw, JsonbValue *v,
-			  Scope *sc, const char *loc, JsonbValue *additional_items)
-{
-	char	   *kloc = loc_key(loc, kw, strlen(kw));
+/*
+ * Keyword families.  parse_keyword() dispatches each keyword of a schema
+ * object to the helper of its family; every helper reports a bad value with
+ * schema_error() at kloc (the keyword's location) and sets n's JSK_* bit
+ * only for a usable value.
+ */
 
+/* $ref / $dynamicRef: kept as text, resolved by resolve_pending() */
+static void
+parse_reference(CompileCtx *ctx, JsNode *n, KwId id, JsonbValue *v,
+				const char *kloc)
+{
+	if (v->type != jbvString)
+	{
+		schema_error(ctx, kloc, "value must be a string");
+		return;
+	}
+	if (id == KW_REF)
+	{
+		n->ref = vstr(v);
+		n->kw |= JSK_REF;
+	}
+	else
+	{
+		n->dynref = vstr(v);
+		n->kw |= JSK_DYNREF;
+	}
+	ctx->pending = list_append_unique_ptr(ctx->pending, n);
+}
+
+/* "type": one type name or an array of unique type names */
+static void
+parse_type(CompileCtx *ctx, JsNode *n, JsonbValue *v, const char *kloc)
+{
+	if (v->type == jbvString)
+	{
+		n->types = type_bit(v->val.string.val, v->val.string.len);
+		if (n->types == 0)
+			schema_error(ctx, kloc, "unknown type \"%s\"", vstr(v));
+	}
+	else if (is_array(v))
+	{
+		JsonbContainer *c = v->val.binary.data;
+		int			i;
+
+		for (i = 0; i < (int) JsonContainerSize(c); i++)
+		{
+			JsonbValue	e;
+			int			bit;
+
+			JbvGetElem(c, i, &e);
+			bit = e.type == jbvString ?
+				type_bit(e.val.string.val, e.val.string.len) : 0;
+			if (bit == 0)
+				schema_error(ctx, loc_index(kloc, i),
+							 "value must be one of the type names");
+			else if (n->types & bit)
+				schema_error(ctx, kloc, "type names must be unique");
+			n->types |= bit;
+		}
+	}
+	else
+	{
+		schema_error(ctx, kloc, "value must be a type name or an array of type names");
+		return;
+	}
+	n->kw |= JSK_TYPE;
+}
+
+/* Validation keywords for any instance: type, enum, const */
+static void
+parse_any_keyword(CompileCtx *ctx, JsNode *n, KwId id, JsonbValue *v,
+				  const char *kloc)
+{
 	switch (id)
 	{
-		case KW_IGNORED:
-		case KW_SCHEMA:
-		case KW_ID:
-		case KW_ANCHOR:
-		case KW_DYNANCHOR:
-		case KW_VOCABULARY:
-			break;
-		case KW_REF:
-		case KW_DYNREF:
-			if (v->type != jbvString)
-			{
-				schema_error(ctx, kloc, "value must be a string");
-				break;
-			}
-			if (id == KW_REF)
-			{
-				n->ref = vstr(v);
-				n->kw |= JSK_REF;
-			}
-			else
-			{
-				n->dynref = vstr(v);
-				n->kw |= JSK_DYNREF;
-			}
-			ctx->pending = list_append_unique_ptr(ctx->pending, n);
-			break;
-		case KW_DEFS:
-		case KW_DEFINITIONS:
-			scan_defs(ctx, v, sc, kloc);
-			break;
 		case KW_TYPE:
-			if (v->type == jbvString)
-			{
-				n->types = type_bit(v->val.string.val, v->val.string.len);
-				if (n->types == 0)
-					schema_error(ctx, kloc, "unknown type \"%s\"", vstr(v));
-			}
-			else if (is_array(v))
-			{
-				JsonbContainer *c = v->val.binary.data;
-				int			i;
-
-				for (i = 0; i < (int) JsonContainerSize(c); i++)
-				{
-					JsonbValue	e;
-					int			bit;
-
-					JbvGetElem(c, i, &e);
-					bit = e.type == jbvString ?
-						type_bit(e.val.string.val, e.val.string.len) : 0;
-					if (bit == 0)
-						schema_error(ctx, loc_index(kloc, i),
-									 "value must be one of the type names");
-					else if (n->types & bit)
-						schema_error(ctx, kloc, "type names must be unique");
-					n->types |= bit;
-				}
-			}
-			else
-			{
-				schema_error(ctx, kloc, "value must be a type name or an array of type names");
-				break;
-			}
-			n->kw |= JSK_TYPE;
+			parse_type(ctx, n, v, kloc);
 			break;
 		case KW_ENUM:
 			if (!is_array(v))
-			{
 				schema_error(ctx, kloc, "value must be an array");
-				break;
-			}
 			else
 			{
 				JsonbContainer *c = v->val.binary.data;
@@ -738,6 +740,18 @@ parse_keyword(CompileCtx *ctx, JsNode *n, KwId id, const char *kw, JsonbValue *v
 			n->constval = *v;
 			n->kw |= JSK_CONST;
 			break;
+		default:
+			break;
+	}
+}
+
+/* Validation keywords for numbers: multipleOf and the four bounds */
+static void
+parse_number_keyword(CompileCtx *ctx, JsNode *n, KwId id, JsonbValue *v,
+					 const char *kloc)
+{
+	switch (id)
+	{
 		case KW_MULTIPLEOF:
 			if ((n->multipleof = get_number(ctx, v, kloc)) != NULL)
 			{
@@ -763,6 +777,18 @@ parse_keyword(CompileCtx *ctx, JsNode *n, KwId id, const char *kw, JsonbValue *v
 			if ((n->exminimum = get_number(ctx, v, kloc)) != NULL)
 				n->kw |= JSK_EXMINIMUM;
 			break;
+		default:
+			break;
+	}
+}
+
+/* Validation keywords for strings: maxLength, minLength, pattern, format */
+static void
+parse_string_keyword(CompileCtx *ctx, JsNode *n, KwId id, JsonbValue *v,
+					 const char *kloc)
+{
+	switch (id)
+	{
 		case KW_MAXLENGTH:
 			if (get_count(ctx, v, kloc, &n->maxlength))
 				n->kw |= JSK_MAXLENGTH;
@@ -770,30 +796,6 @@ parse_keyword(CompileCtx *ctx, JsNode *n, KwId id, const char *kw, JsonbValue *v
 		case KW_MINLENGTH:
 			if (get_count(ctx, v, kloc, &n->minlength))
 				n->kw |= JSK_MINLENGTH;
-			break;
-		case KW_MAXITEMS:
-			if (get_count(ctx, v, kloc, &n->maxitems))
-				n->kw |= JSK_MAXITEMS;
-			break;
-		case KW_MINITEMS:
-			if (get_count(ctx, v, kloc, &n->minitems))
-				n->kw |= JSK_MINITEMS;
-			break;
-		case KW_MAXCONTAINS:
-			if (get_count(ctx, v, kloc, &n->maxcontains))
-				n->kw |= JSK_MAXCONTAINS;
-			break;
-		case KW_MINCONTAINS:
-			if (get_count(ctx, v, kloc, &n->mincontains))
-				n->kw |= JSK_MINCONTAINS;
-			break;
-		case KW_MAXPROPERTIES:
-			if (get_count(ctx, v, kloc, &n->maxproperties))
-				n->kw |= JSK_MAXPROPERTIES;
-			break;
-		case KW_MINPROPERTIES:
-			if (get_count(ctx, v, kloc, &n->minproperties))
-				n->kw |= JSK_MINPROPERTIES;
 			break;
 		case KW_PATTERN:
 			if (v->type != jbvString)
@@ -813,11 +815,127 @@ parse_keyword(CompileCtx *ctx, JsNode *n, KwId id, const char *kw, JsonbValue *v
 					n->kw |= JSK_FORMAT;
 			}
 			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Validation keywords for arrays: maxItems, minItems, uniqueItems,
+ * maxContains, minContains
+ */
+static void
+parse_array_keyword(CompileCtx *ctx, JsNode *n, KwId id, JsonbValue *v,
+					const char *kloc)
+{
+	switch (id)
+	{
+		case KW_MAXITEMS:
+			if (get_count(ctx, v, kloc, &n->maxitems))
+				n->kw |= JSK_MAXITEMS;
+			break;
+		case KW_MINITEMS:
+			if (get_count(ctx, v, kloc, &n->minitems))
+				n->kw |= JSK_MINITEMS;
+			break;
 		case KW_UNIQUEITEMS:
 			if (v->type != jbvBool)
 				schema_error(ctx, kloc, "value must be a boolean");
 			else if (v->val.boolean)
 				n->kw |= JSK_UNIQUEITEMS;
+			break;
+		case KW_MAXCONTAINS:
+			if (get_count(ctx, v, kloc, &n->maxcontains))
+				n->kw |= JSK_MAXCONTAINS;
+			break;
+		case KW_MINCONTAINS:
+			if (get_count(ctx, v, kloc, &n->mincontains))
+				n->kw |= JSK_MINCONTAINS;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * dependentRequired, or draft-07 "dependencies" (id): an object of property
+ * name -> required names, where "dependencies" also allows a subschema
+ */
+static void
+parse_dependencies(CompileCtx *ctx, JsNode *n, KwId id, JsonbValue *v,
+				   Scope *sc, const char *kloc)
+{
+	JsonbContainer *c;
+	int			cnt;
+	int			i;
+
+	if (!is_object(v))
+	{
+		schema_error(ctx, kloc, "value must be an object");
+		return;
+	}
+	c = v->val.binary.data;
+	cnt = JsonContainerSize(c);
+	n->deprequired = palloc0(sizeof(JsProp) * (cnt + 1));
+	if (id == KW_DEPENDENCIES)
+		n->depschemas = palloc0(sizeof(JsProp) * (cnt + 1));
+	for (i = 0; i < cnt; i++)
+	{
+		JsonbValue	k,
+					e;
+		JsProp	   *req;
+		int			nreq;
+		char	   *eloc;
+
+		JbvGetPair(c, i, &k, &e);
+		eloc = loc_key(kloc, k.val.string.val, k.val.string.len);
+		if (id == KW_DEPENDENCIES && !is_array(&e))
+		{
+			JsProp	   *p = &n->depschemas[n->ndepschemas++];
+
+			p->name = k.val.string.val;
+			p->len = k.val.string.len;
+			p->node = compile_node(ctx, &e, sc, eloc);
+			n->kw |= JSK_DEPSCHEMAS;
+			continue;
+		}
+		if (get_string_set(ctx, &e, eloc, &req, &nreq))
+		{
+			JsProp	   *p = &n->deprequired[n->ndeprequired++];
+			int			j;
+
+			p->name = k.val.string.val;
+			p->len = k.val.string.len;
+			p->nreq = nreq;
+			p->req = palloc(sizeof(char *) * (nreq + 1));
+			p->reqlen = palloc(sizeof(int) * (nreq + 1));
+			for (j = 0; j < nreq; j++)
+			{
+				p->req[j] = req[j].name;
+				p->reqlen[j] = req[j].len;
+			}
+			n->kw |= JSK_DEPREQUIRED;
+		}
+	}
+}
+
+/*
+ * Validation keywords for objects: maxProperties, minProperties, required,
+ * dependentRequired (and draft-07 "dependencies")
+ */
+static void
+parse_object_keyword(CompileCtx *ctx, JsNode *n, KwId id, JsonbValue *v,
+					 Scope *sc, const char *kloc)
+{
+	switch (id)
+	{
+		case KW_MAXPROPERTIES:
+			if (get_count(ctx, v, kloc, &n->maxproperties))
+				n->kw |= JSK_MAXPROPERTIES;
+			break;
+		case KW_MINPROPERTIES:
+			if (get_count(ctx, v, kloc, &n->minproperties))
+				n->kw |= JSK_MINPROPERTIES;
 			break;
 		case KW_REQUIRED:
 			if (get_string_set(ctx, v, kloc, &n->required, &n->nrequired) &&
@@ -826,57 +944,23 @@ parse_keyword(CompileCtx *ctx, JsNode *n, KwId id, const char *kw, JsonbValue *v
 			break;
 		case KW_DEPREQUIRED:
 		case KW_DEPENDENCIES:
-			if (!is_object(v))
-				schema_error(ctx, kloc, "value must be an object");
-			else
-			{
-				JsonbContainer *c = v->val.binary.data;
-				int			cnt = JsonContainerSize(c);
-				int			i;
-
-				n->deprequired = palloc0(sizeof(JsProp) * (cnt + 1));
-				if (id == KW_DEPENDENCIES)
-					n->depschemas = palloc0(sizeof(JsProp) * (cnt + 1));
-				for (i = 0; i < cnt; i++)
-				{
-					JsonbValue	k,
-								e;
-					JsProp	   *req;
-					int			nreq;
-					char	   *eloc;
-
-					JbvGetPair(c, i, &k, &e);
-					eloc = loc_key(kloc, k.val.string.val, k.val.string.len);
-					if (id == KW_DEPENDENCIES && !is_array(&e))
-					{
-						JsProp	   *p = &n->depschemas[n->ndepschemas++];
-
-						p->name = k.val.string.val;
-						p->len = k.val.string.len;
-						p->node = compile_node(ctx, &e, sc, eloc);
-						n->kw |= JSK_DEPSCHEMAS;
-						continue;
-					}
-					if (get_string_set(ctx, &e, eloc, &req, &nreq))
-					{
-						JsProp	   *p = &n->deprequired[n->ndeprequired++];
-						int			j;
-
-						p->name = k.val.string.val;
-						p->len = k.val.string.len;
-						p->nreq = nreq;
-						p->req = palloc(sizeof(char *) * (nreq + 1));
-						p->reqlen = palloc(sizeof(int) * (nreq + 1));
-						for (j = 0; j < nreq; j++)
-						{
-							p->req[j] = req[j].name;
-							p->reqlen[j] = req[j].len;
-						}
-						n->kw |= JSK_DEPREQUIRED;
-					}
-				}
-			}
+			parse_dependencies(ctx, n, id, v, sc, kloc);
 			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Applicators to the instance itself: allOf, anyOf, oneOf, not, if, then,
+ * else, dependentSchemas
+ */
+static void
+parse_inplace_applicator(CompileCtx *ctx, JsNode *n, KwId id, JsonbValue *v,
+						 Scope *sc, const char *kloc)
+{
+	switch (id)
+	{
 		case KW_ALLOF:
 			if (get_schema_array(ctx, v, sc, kloc, &n->allof, &n->nallof, false))
 				n->kw |= JSK_ALLOF;
@@ -909,6 +993,60 @@ parse_keyword(CompileCtx *ctx, JsNode *n, KwId id, const char *kw, JsonbValue *v
 			if (get_schema_map(ctx, v, sc, kloc, &n->depschemas, &n->ndepschemas))
 				n->kw |= JSK_DEPSCHEMAS;
 			break;
+		default:
+			break;
+	}
+}
+
+/* "patternProperties": a regex and a subschema per member */
+static void
+parse_pattern_props(CompileCtx *ctx, JsNode *n, JsonbValue *v, Scope *sc,
+					const char *kloc)
+{
+	JsonbContainer *c;
+	int			cnt;
+	int			i;
+
+	if (!is_object(v))
+	{
+		schema_error(ctx, kloc, "value must be an object");
+		return;
+	}
+	c = v->val.binary.data;
+	cnt = JsonContainerSize(c);
+	n->patternprops = palloc0(sizeof(JsPatternProp) * (cnt + 1));
+	for (i = 0; i < cnt; i++)
+	{
+		JsonbValue	k,
+					e;
+		char	   *eloc;
+		JsRegex    *re;
+
+		JbvGetPair(c, i, &k, &e);
+		eloc = loc_key(kloc, k.val.string.val, k.val.string.len);
+		re = compile_regex(ctx, k.val.string.val, k.val.string.len, eloc);
+		if (re == NULL)
+			continue;
+		n->patternprops[n->npatternprops].re = re;
+		n->patternprops[n->npatternprops].node = compile_node(ctx, &e, sc, eloc);
+		n->npatternprops++;
+	}
+	n->kw |= JSK_PATTERNPROPS;
+}
+
+/*
+ * Applicators to array items and object members: prefixItems, items
+ * (with draft-07 additionalItems), contains, properties, patternProperties,
+ * additionalProperties, propertyNames, unevaluatedItems,
+ * unevaluatedProperties
+ */
+static void
+parse_child_applicator(CompileCtx *ctx, JsNode *n, KwId id, JsonbValue *v,
+					   Scope *sc, const char *loc, const char *kloc,
+					   JsonbValue *additional_items)
+{
+	switch (id)
+	{
 		case KW_PREFIXITEMS:
 			if (get_schema_array(ctx, v, sc, kloc, &n->prefixitems, &n->nprefixitems, false))
 				n->kw |= JSK_PREFIXITEMS;
@@ -943,33 +1081,7 @@ parse_keyword(CompileCtx *ctx, JsNode *n, KwId id, const char *kw, JsonbValue *v
 				n->kw |= JSK_PROPERTIES;
 			break;
 		case KW_PATTERNPROPS:
-			if (!is_object(v))
-				schema_error(ctx, kloc, "value must be an object");
-			else
-			{
-				JsonbContainer *c = v->val.binary.data;
-				int			cnt = JsonContainerSize(c);
-				int			i;
-
-				n->patternprops = palloc0(sizeof(JsPatternProp) * (cnt + 1));
-				for (i = 0; i < cnt; i++)
-				{
-					JsonbValue	k,
-								e;
-					char	   *eloc;
-					JsRegex    *re;
-
-					JbvGetPair(c, i, &k, &e);
-					eloc = loc_key(kloc, k.val.string.val, k.val.string.len);
-					re = compile_regex(ctx, k.val.string.val, k.val.string.len, eloc);
-					if (re == NULL)
-						continue;
-					n->patternprops[n->npatternprops].re = re;
-					n->patternprops[n->npatternprops].node = compile_node(ctx, &e, sc, eloc);
-					n->npatternprops++;
-				}
-				n->kw |= JSK_PATTERNPROPS;
-			}
+			parse_pattern_props(ctx, n, v, sc, kloc);
 			break;
 		case KW_ADDITIONALPROPS:
 			n->additionalprops = compile_node(ctx, v, sc, kloc);
@@ -989,6 +1101,175 @@ parse_keyword(CompileCtx *ctx, JsNode *n, KwId id, const char *kw, JsonbValue *v
 			n->kw |= JSK_UNEVALPROPS;
 			n->has_unevaluated = true;
 			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Parse one keyword of node n: dispatch on its family.  Every keyword id is
+ * listed here, so that -Wswitch catches a new one left out.
+ */
+static void
+parse_keyword(CompileCtx *ctx, JsNode *n, KwId id, const char *kw, JsonbValue *v,
+			  Scope *sc, const char *loc, JsonbValue *additional_items)
+{
+	char	   *kloc = loc_key(loc, kw, strlen(kw));
+
+	switch (id)
+	{
+		case KW_IGNORED:
+		case KW_SCHEMA:
+		case KW_ID:
+		case KW_ANCHOR:
+		case KW_DYNANCHOR:
+		case KW_VOCABULARY:
+			/* read by compile_node() and document_dialect(), or ignored */
+			break;
+		case KW_REF:
+		case KW_DYNREF:
+			parse_reference(ctx, n, id, v, kloc);
+			break;
+		case KW_DEFS:
+		case KW_DEFINITIONS:
+			scan_defs(ctx, v, sc, kloc);
+			break;
+		case KW_TYPE:
+		case KW_ENUM:
+		case KW_CONST:
+			parse_any_keyword(ctx, n, id, v, kloc);
+			break;
+		case KW_MULTIPLEOF:
+		case KW_MAXIMUM:
+		case KW_EXMAXIMUM:
+		case KW_MINIMUM:
+		case KW_EXMINIMUM:
+			parse_number_keyword(ctx, n, id, v, kloc);
+			break;
+		case KW_MAXLENGTH:
+		case KW_MINLENGTH:
+		case KW_PATTERN:
+		case KW_FORMAT:
+			parse_string_keyword(ctx, n, id, v, kloc);
+			break;
+		case KW_MAXITEMS:
+		case KW_MINITEMS:
+		case KW_UNIQUEITEMS:
+		case KW_MAXCONTAINS:
+		case KW_MINCONTAINS:
+			parse_array_keyword(ctx, n, id, v, kloc);
+			break;
+		case KW_MAXPROPERTIES:
+		case KW_MINPROPERTIES:
+		case KW_REQUIRED:
+		case KW_DEPREQUIRED:
+		case KW_DEPENDENCIES:
+			parse_object_keyword(ctx, n, id, v, sc, kloc);
+			break;
+		case KW_ALLOF:
+		case KW_ANYOF:
+		case KW_ONEOF:
+		case KW_NOT:
+		case KW_IF:
+		case KW_THEN:
+		case KW_ELSE:
+		case KW_DEPSCHEMAS:
+			parse_inplace_applicator(ctx, n, id, v, sc, kloc);
+			break;
+		case KW_PREFIXITEMS:
+		case KW_ITEMS:
+		case KW_ADDITIONALITEMS:
+		case KW_CONTAINS:
+		case KW_PROPERTIES:
+		case KW_PATTERNPROPS:
+		case KW_ADDITIONALPROPS:
+		case KW_PROPERTYNAMES:
+		case KW_UNEVALITEMS:
+		case KW_UNEVALPROPS:
+			parse_child_applicator(ctx, n, id, v, sc, loc, kloc, additional_items);
+			break;
+	}
+}
+
+/*
+ * The $id (value v) of node n, compiled from json at loc: registers the
+ * resource it names, or fills the document's placeholder one, and makes it
+ * sc's resource and base URI; a draft-07 "#name" fragment is an anchor.
+ */
+static void
+parse_id(CompileCtx *ctx, JsNode *n, JsonbValue *json, JsonbValue *v,
+		 Scope *sc, const char *loc)
+{
+	char	   *id;
+	char	   *frag;
+	char	   *resolved;
+	char	   *uri;
+
+	if (v->type != jbvString)
+	{
+		schema_error(ctx, loc_key(loc, "$id", 3), "value must be a string");
+		return;
+	}
+	id = vstr(v);
+	resolved = JsonschemaUriResolve(sc->base, id);
+	uri = JsonschemaUriStripFragment(resolved, &frag);
+
+	if (IS2020(sc) && frag != NULL && frag[0] != '\0')
+		schema_error(ctx, loc_key(loc, "$id", 3),
+					 "$id must not contain a non-empty fragment");
+	else if (id[0] != '#')
+	{
+		JsResource *r = find_resource(ctx, uri);
+
+		if (r != NULL && r->node != NULL && r->node != n)
+			schema_error(ctx, loc_key(loc, "$id", 3),
+						 "duplicate resource identifier \"%s\"", uri);
+		else if (r != NULL)
+		{
+			/* the document's own placeholder resource */
+			r->node = n;
+			r->json = *json;
+			sc->res = r;
+			sc->base = r->uri;
+		}
+		else
+		{
+			r = new_resource(ctx, uri, json, loc, sc);
+			r->node = n;
+			index_resource(ctx, uri, r);
+			sc->res = r;
+			sc->base = r->uri;
+		}
+	}
+	if (!IS2020(sc) && frag != NULL && frag[0] != '\0')
+	{
+		if (!valid_anchor_name(frag))
+			schema_error(ctx, loc_key(loc, "$id", 3), "invalid anchor name \"%s\"", frag);
+		else
+			add_anchor(ctx, sc->res, frag, false, n, loc);
+	}
+}
+
+/* The 2020-12 $anchor and $dynamicAnchor of node n (object c) at loc */
+static void
+parse_anchors(CompileCtx *ctx, JsNode *n, JsonbContainer *c, Scope *sc,
+			  const char *loc)
+{
+	JsonbValue	v;
+
+	if (JbvFindKey(c, "$anchor", 7, &v))
+	{
+		if (v.type != jbvString || !valid_anchor_name(vstr(&v)))
+			schema_error(ctx, loc_key(loc, "$anchor", 7), "value must be a valid anchor name");
+		else
+			add_anchor(ctx, sc->res, vstr(&v), false, n, loc);
+	}
+	if (JbvFindKey(c, "$dynamicAnchor", 14, &v))
+	{
+		if (v.type != jbvString || !valid_anchor_name(vstr(&v)))
+			schema_error(ctx, loc_key(loc, "$dynamicAnchor", 14), "value must be a valid anchor name");
+		else
+			add_anchor(ctx, sc->res, vstr(&v), true, n, loc);
 	}
 }
 
@@ -1040,72 +1321,12 @@ compile_node(CompileCtx *ctx, JsonbValue *json, Scope *outer, const char *loc)
 
 	/* $id first: it changes the base URI for everything else */
 	if (!has_ref_draft7 && JbvFindKey(c, "$id", 3, &v))
-	{
-		if (v.type != jbvString)
-			schema_error(ctx, loc_key(loc, "$id", 3), "value must be a string");
-		else
-		{
-			char	   *id = vstr(&v);
-			char	   *frag;
-			char	   *resolved = JsonschemaUriResolve(sc.base, id);
-			char	   *uri = JsonschemaUriStripFragment(resolved, &frag);
-
-			if (IS2020(&sc) && frag != NULL && frag[0] != '\0')
-				schema_error(ctx, loc_key(loc, "$id", 3),
-							 "$id must not contain a non-empty fragment");
-			else if (id[0] != '#')
-			{
-				JsResource *r = find_resource(ctx, uri);
-
-				if (r != NULL && r->node != NULL && r->node != n)
-					schema_error(ctx, loc_key(loc, "$id", 3),
-								 "duplicate resource identifier \"%s\"", uri);
-				else if (r != NULL)
-				{
-					/* the document's own placeholder resource */
-					r->node = n;
-					r->json = *json;
-					sc.res = r;
-					sc.base = r->uri;
-				}
-				else
-				{
-					r = new_resource(ctx, uri, json, loc, &sc);
-					r->node = n;
-					index_resource(ctx, uri, r);
-					sc.res = r;
-					sc.base = r->uri;
-				}
-			}
-			if (!IS2020(&sc) && frag != NULL && frag[0] != '\0')
-			{
-				if (!valid_anchor_name(frag))
-					schema_error(ctx, loc_key(loc, "$id", 3), "invalid anchor name \"%s\"", frag);
-				else
-					add_anchor(ctx, sc.res, frag, false, n, loc);
-			}
-		}
-	}
+		parse_id(ctx, n, json, &v, &sc, loc);
 	n->resource = sc.res;
 	n->base = (char *) sc.base;
 
 	if (IS2020(&sc))
-	{
-		if (JbvFindKey(c, "$anchor", 7, &v))
-		{
-			if (v.type != jbvString || !valid_anchor_name(vstr(&v)))
-				schema_error(ctx, loc_key(loc, "$anchor", 7), "value must be a valid anchor name");
-			else
-				add_anchor(ctx, sc.res, vstr(&v), false, n, loc);
-		}
-		if (JbvFindKey(c, "$dynamicAnchor", 14, &v))
-		{
-			if (v.type != jbvString || !valid_anchor_name(vstr(&v)))
-				schema_error(ctx, loc_key(loc, "$dynamicAnchor", 14), "value must be a valid anchor name");
-			else
-				add_anchor(ctx, sc.res, vstr(&v), true, n, loc);
-		}
-	}
+		parse_anchors(ctx, n, c, &sc, loc);
 
 	if (has_ref_draft7)
 	{

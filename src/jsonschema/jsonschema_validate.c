@@ -902,14 +902,107 @@ check_unique(VCtx *V, JsNode *n, JsonbContainer *c)
 	return true;
 }
 
+/* An array keyword failed: stop in boolean mode, go on when collecting */
+#define AFAIL() do { ok = false; if (!V->collect) return false; } while (0)
+
+/* prefixItems and items: every item against its subschema */
+static bool
+check_items(VCtx *V, JsNode *n, JsonbContainer *c, Eval *evp)
+{
+	JbvIter		it;
+	JsonbValue	e,
+				dummy;
+	int			i;
+	bool		ok = true;
+
+	/* remember the $ref target of "items" (same answer, one node less) */
+	if ((n->kw & JSK_ITEMS) && unlikely(n->items->kw == JSK_REF))
+		n->items = follow_refs(n->items);
+
+	JbvIterInit(&it, c);
+	for (i = 0; JbvIterNext(&it, &dummy, &e); i++)
+	{
+		JsNode	   *child;
+
+		if ((i & 255) == 255)
+			CHECK_FOR_INTERRUPTS();
+		if (i < n->nprefixitems)
+			child = n->prefixitems[i];
+		else if (n->kw & JSK_ITEMS)
+			child = n->items;
+		else
+			break;
+		push_index(V, i);
+		if (!apply_child(V, child, &e))
+		{
+			pop(V);
+			AFAIL();
+			continue;
+		}
+		pop(V);
+		if (evp)
+			evp->seen[i] = true;
+	}
+	return ok;
+}
+
+/* contains with minContains / maxContains: one summary error each */
+static bool
+check_contains(VCtx *V, JsNode *n, JsonbContainer *c, Eval *evp)
+{
+	JbvIter		it;
+	JsonbValue	e,
+				dummy;
+	int			i;
+	int64		matches = 0;
+	int64		mincontains = (n->kw & JSK_MINCONTAINS) ? n->mincontains : 1;
+	bool		need_all = evp != NULL || (n->kw & JSK_MAXCONTAINS);
+	bool		saved = V->collect;
+	bool		ok = true;
+
+	V->collect = false;
+	JbvIterInit(&it, c);
+	for (i = 0; JbvIterNext(&it, &dummy, &e); i++)
+	{
+		if ((i & 255) == 255)
+			CHECK_FOR_INTERRUPTS();
+		push_index(V, i);
+		if (apply_child(V, n->contains, &e))
+		{
+			matches++;
+			if (evp)
+				evp->seen[i] = true;
+		}
+		pop(V);
+		if (!need_all && matches >= mincontains)
+			break;
+	}
+	V->collect = saved;
+	if (matches < mincontains)
+	{
+		if (n->kw & JSK_MINCONTAINS)
+			add_error(V, n, "minContains", "array contains fewer than %lld matching items",
+					  (long long) mincontains);
+		else
+			add_error(V, n, "contains", "array does not contain a matching item");
+		AFAIL();
+	}
+	if ((n->kw & JSK_MAXCONTAINS) && matches > n->maxcontains)
+	{
+		add_error(V, n, "maxContains", "array contains more than %lld matching items",
+				  (long long) n->maxcontains);
+		AFAIL();
+	}
+	return ok;
+}
+
+/* The array keywords of n (JSK_ARRAY_KW) on array inst */
 static bool
 check_array(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 {
 	JsonbContainer *c = inst->val.binary.data;
 	int			cnt = JsonContainerSize(c);
 	bool		ok = true;
-
-#define AFAIL() do { ok = false; if (!V->collect) return false; } while (0)
 
 	if ((n->kw & JSK_MINITEMS) && cnt < n->minitems)
 	{
@@ -923,89 +1016,10 @@ check_array(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 	}
 	if ((n->kw & JSK_UNIQUEITEMS) && !check_unique(V, n, c))
 		AFAIL();
-
-	if (n->kw & (JSK_PREFIXITEMS | JSK_ITEMS))
-	{
-		JbvIter		it;
-		JsonbValue	e,
-					dummy;
-		int			i;
-
-		/* remember the $ref target of "items" (same answer, one node less) */
-		if ((n->kw & JSK_ITEMS) && unlikely(n->items->kw == JSK_REF))
-			n->items = follow_refs(n->items);
-
-		JbvIterInit(&it, c);
-		for (i = 0; JbvIterNext(&it, &dummy, &e); i++)
-		{
-			JsNode	   *child;
-
-			if ((i & 255) == 255)
-				CHECK_FOR_INTERRUPTS();
-			if (i < n->nprefixitems)
-				child = n->prefixitems[i];
-			else if (n->kw & JSK_ITEMS)
-				child = n->items;
-			else
-				break;
-			push_index(V, i);
-			if (!apply_child(V, child, &e))
-			{
-				pop(V);
-				AFAIL();
-				continue;
-			}
-			pop(V);
-			if (evp)
-				evp->seen[i] = true;
-		}
-	}
-
-	if (n->kw & JSK_CONTAINS)
-	{
-		JbvIter		it;
-		JsonbValue	e,
-					dummy;
-		int			i;
-		int64		matches = 0;
-		int64		mincontains = (n->kw & JSK_MINCONTAINS) ? n->mincontains : 1;
-		bool		need_all = evp != NULL || (n->kw & JSK_MAXCONTAINS);
-		bool		saved = V->collect;
-
-		V->collect = false;
-		JbvIterInit(&it, c);
-		for (i = 0; JbvIterNext(&it, &dummy, &e); i++)
-		{
-			if ((i & 255) == 255)
-				CHECK_FOR_INTERRUPTS();
-			push_index(V, i);
-			if (apply_child(V, n->contains, &e))
-			{
-				matches++;
-				if (evp)
-					evp->seen[i] = true;
-			}
-			pop(V);
-			if (!need_all && matches >= mincontains)
-				break;
-		}
-		V->collect = saved;
-		if (matches < mincontains)
-		{
-			if (n->kw & JSK_MINCONTAINS)
-				add_error(V, n, "minContains", "array contains fewer than %lld matching items",
-						  (long long) mincontains);
-			else
-				add_error(V, n, "contains", "array does not contain a matching item");
-			AFAIL();
-		}
-		if ((n->kw & JSK_MAXCONTAINS) && matches > n->maxcontains)
-		{
-			add_error(V, n, "maxContains", "array contains more than %lld matching items",
-					  (long long) n->maxcontains);
-			AFAIL();
-		}
-	}
+	if ((n->kw & (JSK_PREFIXITEMS | JSK_ITEMS)) && !check_items(V, n, c, evp))
+		AFAIL();
+	if ((n->kw & JSK_CONTAINS) && !check_contains(V, n, c, evp))
+		AFAIL();
 	return ok;
 }
 
@@ -1263,15 +1277,212 @@ array_items_fast(VCtx *V, JsNode *n, JsonbContainer *c, int cnt)
 	return true;
 }
 
+/* An object keyword failed: stop in boolean mode, go on when collecting */
+#define OFAIL() do { ok = false; if (!V->collect) return false; } while (0)
+
+/* propertyNames on the member name k: one summary error at the member */
+static bool
+check_property_name(VCtx *V, JsNode *n, JsonbValue *k)
+{
+	bool		saved = V->collect;
+	bool		pn_ok;
+
+	V->collect = false;
+	pn_ok = apply_child(V, n->propertynames, k);
+	V->collect = saved;
+	if (!pn_ok)
+	{
+		push_key(V, k->val.string.val, k->val.string.len);
+		add_error(V, n, "propertyNames", "property name \"%.*s\" is invalid",
+				  Min(k->val.string.len, 100), k->val.string.val);
+		pop(V);
+	}
+	return pn_ok;
+}
+
+/*
+ * patternProperties on the member key: its value v against the subschema of
+ * every matching pattern; sets *matched when one matches.
+ */
+static bool
+check_pattern_props(VCtx *V, JsNode *n, const char *key, int klen,
+					JsonbValue *v, bool *matched)
+{
+	int			j;
+	bool		pp_ok = true;
+
+	/* every member against every pattern: count them as steps */
+	V->work += n->npatternprops;
+	if (unlikely(V->work > V->work_limit))
+		JsonschemaWorkLimitExceeded("validation", n->location);
+	CHECK_FOR_INTERRUPTS();
+	for (j = 0; j < n->npatternprops; j++)
+	{
+		if (!JsonschemaRegexMatch(n->patternprops[j].re, key, klen))
+			continue;
+		*matched = true;
+		if (!apply_child(V, n->patternprops[j].node, v))
+		{
+			pp_ok = false;
+			if (!V->collect)
+				break;
+		}
+	}
+	return pp_ok;
+}
+
+/* In collecting mode: one error per required property missing from c */
+static void
+report_missing_required(VCtx *V, JsNode *n, JsonbContainer *c)
+{
+	int			j;
+
+	for (j = 0; j < n->nrequired; j++)
+	{
+		JsonbValue	tmp;
+
+		if (!JbvFindKey(c, n->required[j].name, n->required[j].len, &tmp))
+			add_error(V, n, "required", "required property \"%.*s\" is missing",
+					  Min(n->required[j].len, 100), n->required[j].name);
+	}
+}
+
+/*
+ * The general walk over the members of c: properties, required,
+ * propertyNames, patternProperties, additionalProperties, with errors and
+ * annotations (evp)
+ */
+static bool
+check_members(VCtx *V, JsNode *n, JsonbContainer *c, Eval *evp)
+{
+	JbvIter		it;
+	JsonbValue	k,
+				v;
+	int			i,
+				ki = 0,
+				found_required = 0;
+	bool		ok = true;
+
+	JbvIterInit(&it, c);
+	for (i = 0; JbvIterNext(&it, &k, &v); i++)
+	{
+		const char *key = k.val.string.val;
+		int			klen = k.val.string.len;
+		bool		matched = false;
+		JsNode	   *prop = NULL;
+
+		if ((i & 255) == 255)
+			CHECK_FOR_INTERRUPTS();
+
+		/* properties and required: merge with the sorted list */
+		while (ki < n->nkeys)
+		{
+			int			cmp = JbvKeyCmp(n->keys[ki].name, n->keys[ki].len,
+										key, klen);
+
+			if (cmp > 0)
+				break;
+			ki++;
+			if (cmp == 0)
+			{
+				found_required += n->keys[ki - 1].required;
+				prop = n->keys[ki - 1].node;
+				break;
+			}
+		}
+
+		if ((n->kw & JSK_PROPERTYNAMES) && !check_property_name(V, n, &k))
+			OFAIL();
+
+		push_key(V, key, klen);
+		if (prop != NULL)
+		{
+			matched = true;
+			if (!apply_child(V, prop, &v))
+			{
+				pop(V);
+				OFAIL();
+				continue;
+			}
+		}
+		if (n->npatternprops > 0 &&
+			!check_pattern_props(V, n, key, klen, &v, &matched))
+		{
+			pop(V);
+			OFAIL();
+			continue;
+		}
+		if (!matched && (n->kw & JSK_ADDITIONALPROPS))
+		{
+			matched = true;
+			if (n->additionalprops->boolean == 0)
+			{
+				add_error(V, n, "additionalProperties",
+						  "additional property \"%.*s\" is not allowed",
+						  Min(klen, 100), key);
+				pop(V);
+				OFAIL();
+				continue;
+			}
+			if (!apply_child(V, n->additionalprops, &v))
+			{
+				pop(V);
+				OFAIL();
+				continue;
+			}
+		}
+		pop(V);
+		if (matched && evp)
+			evp->seen[i] = true;
+	}
+
+	if (found_required < n->nrequired)
+	{
+		if (V->collect)
+			report_missing_required(V, n, c);
+		OFAIL();
+	}
+	return ok;
+}
+
+/* dependentRequired (draft-07 "dependencies" of names) on the members of c */
+static bool
+check_dependent_required(VCtx *V, JsNode *n, JsonbContainer *c)
+{
+	bool		ok = true;
+	int			i;
+
+	for (i = 0; i < n->ndeprequired; i++)
+	{
+		JsProp	   *p = &n->deprequired[i];
+		JsonbValue	tmp;
+		int			j;
+
+		if (!JbvFindKey(c, p->name, p->len, &tmp))
+			continue;
+		for (j = 0; j < p->nreq; j++)
+			if (!JbvFindKey(c, p->req[j], p->reqlen[j], &tmp))
+			{
+				add_error(V, n, n->resource->draft == JS_DRAFT7 ? "dependencies" : "dependentRequired",
+						  "property \"%.*s\" is required when \"%.*s\" is present",
+						  Min(p->reqlen[j], 100), p->req[j], Min(p->len, 100), p->name);
+				OFAIL();
+			}
+	}
+	return ok;
+}
+
+/*
+ * The object keywords of n (JSK_OBJECT_KW) on object inst: in boolean mode
+ * without annotations, patternProperties or propertyNames the fast member
+ * match (object_props_fast), else the general walk (check_members)
+ */
 static bool
 check_object(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 {
 	JsonbContainer *c = inst->val.binary.data;
 	int			cnt = JsonContainerSize(c);
 	bool		ok = true;
-	int			i;
-
-#define OFAIL() do { ok = false; if (!V->collect) return false; } while (0)
 
 	if ((n->kw & JSK_MINPROPERTIES) && cnt < n->minproperties)
 	{
@@ -1296,173 +1507,340 @@ check_object(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
 	else if (n->kw & (JSK_REQUIRED | JSK_PROPERTIES | JSK_PATTERNPROPS |
 					  JSK_ADDITIONALPROPS | JSK_PROPERTYNAMES) || evp != NULL)
 	{
-		JbvIter		it;
-		JsonbValue	k,
-					v;
-		int			ki = 0,
-					found_required = 0;
-
-		JbvIterInit(&it, c);
-		for (i = 0; JbvIterNext(&it, &k, &v); i++)
-		{
-			const char *key = k.val.string.val;
-			int			klen = k.val.string.len;
-			bool		matched = false;
-			JsNode	   *prop = NULL;
-
-			if ((i & 255) == 255)
-				CHECK_FOR_INTERRUPTS();
-
-			/* properties and required: merge with the sorted list */
-			while (ki < n->nkeys)
-			{
-				int			cmp = JbvKeyCmp(n->keys[ki].name, n->keys[ki].len,
-												   key, klen);
-
-				if (cmp > 0)
-					break;
-				ki++;
-				if (cmp == 0)
-				{
-					found_required += n->keys[ki - 1].required;
-					prop = n->keys[ki - 1].node;
-					break;
-				}
-			}
-
-			if (n->kw & JSK_PROPERTYNAMES)
-			{
-				bool		saved = V->collect;
-				bool		pn_ok;
-
-				V->collect = false;
-				pn_ok = apply_child(V, n->propertynames, &k);
-				V->collect = saved;
-				if (!pn_ok)
-				{
-					push_key(V, key, klen);
-					add_error(V, n, "propertyNames", "property name \"%.*s\" is invalid",
-							  Min(klen, 100), key);
-					pop(V);
-					OFAIL();
-				}
-			}
-
-			push_key(V, key, klen);
-			if (prop != NULL)
-			{
-				matched = true;
-				if (!apply_child(V, prop, &v))
-				{
-					pop(V);
-					OFAIL();
-					continue;
-				}
-			}
-			if (n->npatternprops > 0)
-			{
-				int			j;
-				bool		pp_ok = true;
-
-				/* every member against every pattern: count them as steps */
-				V->work += n->npatternprops;
-				if (unlikely(V->work > V->work_limit))
-					JsonschemaWorkLimitExceeded("validation", n->location);
-				CHECK_FOR_INTERRUPTS();
-				for (j = 0; j < n->npatternprops; j++)
-				{
-					if (!JsonschemaRegexMatch(n->patternprops[j].re, key, klen))
-						continue;
-					matched = true;
-					if (!apply_child(V, n->patternprops[j].node, &v))
-					{
-						pp_ok = false;
-						if (!V->collect)
-							break;
-					}
-				}
-				if (!pp_ok)
-				{
-					pop(V);
-					OFAIL();
-					continue;
-				}
-			}
-			if (!matched && (n->kw & JSK_ADDITIONALPROPS))
-			{
-				matched = true;
-				if (n->additionalprops->boolean == 0)
-				{
-					add_error(V, n, "additionalProperties",
-							  "additional property \"%.*s\" is not allowed",
-							  Min(klen, 100), key);
-					pop(V);
-					OFAIL();
-					continue;
-				}
-				if (!apply_child(V, n->additionalprops, &v))
-				{
-					pop(V);
-					OFAIL();
-					continue;
-				}
-			}
-			pop(V);
-			if (matched && evp)
-				evp->seen[i] = true;
-		}
-
-		if (found_required < n->nrequired)
-		{
-			if (V->collect)
-			{
-				int			j;
-
-				for (j = 0; j < n->nrequired; j++)
-				{
-					JsonbValue	tmp;
-
-					if (!JbvFindKey(c, n->required[j].name, n->required[j].len, &tmp))
-						add_error(V, n, "required", "required property \"%.*s\" is missing",
-								  Min(n->required[j].len, 100), n->required[j].name);
-				}
-			}
+		if (!check_members(V, n, c, evp))
 			OFAIL();
-		}
 	}
 
-	if (n->kw & JSK_DEPREQUIRED)
-	{
-		for (i = 0; i < n->ndeprequired; i++)
-		{
-			JsProp	   *p = &n->deprequired[i];
-			JsonbValue	tmp;
-			int			j;
-
-			if (!JbvFindKey(c, p->name, p->len, &tmp))
-				continue;
-			for (j = 0; j < p->nreq; j++)
-				if (!JbvFindKey(c, p->req[j], p->reqlen[j], &tmp))
-				{
-					add_error(V, n, n->resource->draft == JS_DRAFT7 ? "dependencies" : "dependentRequired",
-							  "property \"%.*s\" is required when \"%.*s\" is present",
-							  Min(p->reqlen[j], 100), p->req[j], Min(p->len, 100), p->name);
-					OFAIL();
-				}
-		}
-	}
+	if ((n->kw & JSK_DEPREQUIRED) && !check_dependent_required(V, n, c))
+		OFAIL();
 	return ok;
 }
 
 /* ---- the node ---- */
 
+/* A keyword of the node failed: stop in boolean mode, go on when collecting */
+#define KFAIL() do { ok = false; if (!V->collect) return false; } while (0)
+
+/* Push resource res on the dynamic scope (for $dynamicRef) */
+static inline void
+push_scope(VCtx *V, JsResource *res)
+{
+	if (unlikely(V->nscope >= V->maxscope))
+	{
+		if (V->scope == V->scope_local)
+		{
+			V->scope = palloc(sizeof(JsResource *) * V->maxscope * 2);
+			memcpy(V->scope, V->scope_local, sizeof(JsResource *) * V->maxscope);
+		}
+		else
+			V->scope = repalloc(V->scope, sizeof(JsResource *) * V->maxscope * 2);
+		V->maxscope *= 2;
+	}
+	V->scope[V->nscope++] = res;
+}
+
+/* The JS_T_* base type of inst, without the integer test */
+static inline int
+instance_type(JsonbValue *inst)
+{
+	switch (inst->type)
+	{
+		case jbvNull:
+			return JS_T_NULL;
+		case jbvBool:
+			return JS_T_BOOLEAN;
+		case jbvString:
+			return JS_T_STRING;
+		case jbvNumeric:
+			return JS_T_NUMBER;
+		default:
+			return JsonContainerIsObject(inst->val.binary.data) ? JS_T_OBJECT : JS_T_ARRAY;
+	}
+}
+
+/* type, const and enum: the keywords for an instance of any type */
+static bool
+check_any_type(VCtx *V, JsNode *n, JsonbValue *inst, int itype)
+{
+	uint64		kw = n->kw;
+	bool		ok = true;
+
+	if (kw & JSK_TYPE)
+	{
+		bool		type_ok = (n->types & itype) != 0;
+
+		if (!type_ok && itype == JS_T_NUMBER && (n->types & JS_T_INTEGER))
+			type_ok = JbvIsInteger(inst->val.numeric);
+		if (!type_ok)
+		{
+			add_error(V, n, "type", "expected %s, got %s", types_text(n->types),
+					  JbvTypeName(inst));
+			KFAIL();
+		}
+	}
+	if ((kw & JSK_CONST) && !JbvEqual(inst, &n->constval))
+	{
+		add_error(V, n, "const", "value must be %s", JbvValueToText(&n->constval, 100));
+		KFAIL();
+	}
+	if (kw & JSK_ENUM)
+	{
+		int			i;
+
+		for (i = 0; i < n->nenum; i++)
+			if (JbvEqual(inst, &n->enumvals[i]))
+				break;
+		if (i == n->nenum)
+		{
+			add_error(V, n, "enum", "value %s is not one of the allowed values",
+					  JbvValueToText(inst, 100));
+			KFAIL();
+		}
+	}
+	return ok;
+}
+
+/* anyOf: one summary error; with annotations (evp) every subschema is tried */
+static bool
+check_anyof(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp, Eval **scratch)
+{
+	bool		saved = V->collect;
+	int			matched = 0;
+	int			i;
+
+	V->collect = false;
+	for (i = 0; i < n->nanyof; i++)
+		if (apply_inplace(V, n->anyof[i], inst, evp, scratch))
+		{
+			matched++;
+			if (evp == NULL)
+				break;
+		}
+	V->collect = saved;
+	if (matched == 0)
+	{
+		add_error(V, n, "anyOf", "value does not match any of the %d subschemas of anyOf",
+				  n->nanyof);
+		return false;
+	}
+	return true;
+}
+
+/* oneOf: exactly one subschema matches; its annotations are kept (evp) */
+static bool
+check_oneof(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp, Eval **scratch)
+{
+	bool		saved = V->collect;
+	int			matched = 0;
+	int			first = -1,
+				second = -1;
+	Eval	   *keep = NULL;
+	int			i;
+
+	V->collect = false;
+	for (i = 0; i < n->noneof; i++)
+	{
+		Eval	   *sub = NULL;
+
+		if (evp)
+			sub = eval_new(inst);
+		if (apply_inplace(V, n->oneof[i], inst, sub, scratch))
+		{
+			matched++;
+			if (first < 0)
+			{
+				first = i;
+				keep = sub;
+			}
+			else
+			{
+				second = i;
+				break;
+			}
+		}
+	}
+	V->collect = saved;
+	if (matched != 1)
+	{
+		if (matched == 0)
+			add_error(V, n, "oneOf", "value does not match any of the %d subschemas of oneOf",
+					  n->noneof);
+		else
+			add_error(V, n, "oneOf", "value matches subschemas %d and %d of oneOf, expected exactly one",
+					  first, second);
+		return false;
+	}
+	else if (evp && keep)
+		eval_merge(evp, keep);
+	return true;
+}
+
+/* not: the subschema must fail; one summary error */
+static bool
+check_not(VCtx *V, JsNode *n, JsonbValue *inst, Eval **scratch)
+{
+	bool		saved = V->collect;
+	bool		r;
+
+	V->collect = false;
+	r = apply_inplace(V, n->not, inst, NULL, scratch);
+	V->collect = saved;
+	if (r)
+	{
+		add_error(V, n, "not", "value must not be valid against the \"not\" subschema");
+		return false;
+	}
+	return true;
+}
+
+/* if / then / else: "if" decides silently which of the other two applies */
+static bool
+check_conditional(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp, Eval **scratch)
+{
+	bool		saved = V->collect;
+	bool		r;
+
+	V->collect = false;
+	r = apply_inplace(V, n->if_, inst, evp, scratch);
+	V->collect = saved;
+	if (r && (n->kw & JSK_THEN))
+		return apply_inplace(V, n->then_, inst, evp, scratch);
+	else if (!r && (n->kw & JSK_ELSE))
+		return apply_inplace(V, n->else_, inst, evp, scratch);
+	return true;
+}
+
+/*
+ * The applicators to the instance itself (JSK_INPLACE_KW), in this order:
+ * $ref, $dynamicRef, allOf, anyOf, oneOf, not, if, dependentSchemas.
+ * Inlined into validate(): a separate frame would lengthen every $ref step.
+ */
+static pg_attribute_always_inline bool
+apply_inplace_keywords(VCtx *V, JsNode *n, JsonbValue *inst, int itype, Eval *evp)
+{
+	uint64		kw = n->kw;
+	Eval	   *scratch = NULL;
+	bool		ok = true;
+	int			i;
+
+	if ((kw & JSK_REF) && !apply_inplace(V, n->ref_node, inst, evp, &scratch))
+		KFAIL();
+	if ((kw & JSK_DYNREF) &&
+		!apply_inplace(V, dynamic_target(V, n), inst, evp, &scratch))
+		KFAIL();
+	if (kw & JSK_ALLOF)
+	{
+		for (i = 0; i < n->nallof; i++)
+			if (!apply_inplace(V, n->allof[i], inst, evp, &scratch))
+				KFAIL();
+	}
+	if ((kw & JSK_ANYOF) && !check_anyof(V, n, inst, evp, &scratch))
+		KFAIL();
+	if ((kw & JSK_ONEOF) && !check_oneof(V, n, inst, evp, &scratch))
+		KFAIL();
+	if ((kw & JSK_NOT) && !check_not(V, n, inst, &scratch))
+		KFAIL();
+	if ((kw & JSK_IF) && !check_conditional(V, n, inst, evp, &scratch))
+		KFAIL();
+	if ((kw & JSK_DEPSCHEMAS) && itype == JS_T_OBJECT)
+	{
+		JsonbContainer *c = inst->val.binary.data;
+
+		for (i = 0; i < n->ndepschemas; i++)
+		{
+			JsonbValue	tmp;
+
+			if (JbvFindKey(c, n->depschemas[i].name, n->depschemas[i].len, &tmp) &&
+				!apply_inplace(V, n->depschemas[i].node, inst, evp, &scratch))
+				KFAIL();
+		}
+	}
+	return ok;
+}
+
+/* unevaluatedProperties: the members of object inst not marked in evp */
+static bool
+check_unevaluated_props(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
+{
+	JbvIter		it;
+	JsonbValue	k = {0},
+				v;
+	int			i;
+	bool		ok = true;
+
+	JbvIterInit(&it, inst->val.binary.data);
+	for (i = 0; JbvIterNext(&it, &k, &v); i++)
+	{
+		if (evp->seen[i])
+			continue;
+		push_key(V, k.val.string.val, k.val.string.len);
+		if (n->unevalprops->boolean == 0)
+		{
+			add_error(V, n, "unevaluatedProperties",
+					  "unevaluated property \"%.*s\" is not allowed",
+					  Min(k.val.string.len, 100), k.val.string.val);
+			pop(V);
+			KFAIL();
+			continue;
+		}
+		if (!apply_child(V, n->unevalprops, &v))
+		{
+			pop(V);
+			KFAIL();
+			continue;
+		}
+		pop(V);
+		evp->seen[i] = true;
+	}
+	return ok;
+}
+
+/* unevaluatedItems: the items of array inst not marked in evp */
+static bool
+check_unevaluated_items(VCtx *V, JsNode *n, JsonbValue *inst, Eval *evp)
+{
+	JbvIter		it;
+	JsonbValue	e,
+				dummy;
+	int			i;
+	bool		ok = true;
+
+	JbvIterInit(&it, inst->val.binary.data);
+	for (i = 0; JbvIterNext(&it, &dummy, &e); i++)
+	{
+		if (evp->seen[i])
+			continue;
+		push_index(V, i);
+		if (n->unevalitems->boolean == 0)
+		{
+			add_error(V, n, "unevaluatedItems", "unevaluated item %d is not allowed", i);
+			pop(V);
+			KFAIL();
+			continue;
+		}
+		if (!apply_child(V, n->unevalitems, &e))
+		{
+			pop(V);
+			KFAIL();
+			continue;
+		}
+		pop(V);
+		evp->seen[i] = true;
+	}
+	return ok;
+}
+
+/*
+ * Validate inst against node n: the keyword families in a fixed order (any
+ * type, the instance's own type, in-place applicators, unevaluated*).  ev,
+ * if not NULL, receives the annotations of a successful validation.
+ */
 static bool
 validate(VCtx *V, JsNode *n, JsonbValue *inst, Eval *ev)
 {
 	bool		ok = true;
 	bool		pushed = false;
 	Eval	   *evp = ev;
-	Eval	   *scratch = NULL;
 	uint64		kw;
 	int			itype;
 
@@ -1491,41 +1869,11 @@ validate(VCtx *V, JsNode *n, JsonbValue *inst, Eval *ev)
 
 	if (V->nscope == 0 || V->scope[V->nscope - 1] != n->resource)
 	{
-		if (unlikely(V->nscope >= V->maxscope))
-		{
-			if (V->scope == V->scope_local)
-			{
-				V->scope = palloc(sizeof(JsResource *) * V->maxscope * 2);
-				memcpy(V->scope, V->scope_local, sizeof(JsResource *) * V->maxscope);
-			}
-			else
-				V->scope = repalloc(V->scope, sizeof(JsResource *) * V->maxscope * 2);
-			V->maxscope *= 2;
-		}
-		V->scope[V->nscope++] = n->resource;
+		push_scope(V, n->resource);
 		pushed = true;
 	}
 
-	/* base type, without the integer test unless needed */
-	switch (inst->type)
-	{
-		case jbvNull:
-			itype = JS_T_NULL;
-			break;
-		case jbvBool:
-			itype = JS_T_BOOLEAN;
-			break;
-		case jbvString:
-			itype = JS_T_STRING;
-			break;
-		case jbvNumeric:
-			itype = JS_T_NUMBER;
-			break;
-		default:
-			itype = JsonContainerIsObject(inst->val.binary.data) ? JS_T_OBJECT : JS_T_ARRAY;
-			break;
-	}
-
+	itype = instance_type(inst);
 	if (itype & (JS_T_OBJECT | JS_T_ARRAY))
 	{
 		/* recursion through the instance; apply_inplace checks the rest */
@@ -1534,38 +1882,9 @@ validate(VCtx *V, JsNode *n, JsonbValue *inst, Eval *ev)
 			evp = eval_new(inst);
 	}
 
-	if (kw & JSK_TYPE)
-	{
-		bool		type_ok = (n->types & itype) != 0;
-
-		if (!type_ok && itype == JS_T_NUMBER && (n->types & JS_T_INTEGER))
-			type_ok = JbvIsInteger(inst->val.numeric);
-		if (!type_ok)
-		{
-			add_error(V, n, "type", "expected %s, got %s", types_text(n->types),
-					  JbvTypeName(inst));
-			FAIL();
-		}
-	}
-	if ((kw & JSK_CONST) && !JbvEqual(inst, &n->constval))
-	{
-		add_error(V, n, "const", "value must be %s", JbvValueToText(&n->constval, 100));
+	if ((kw & (JSK_TYPE | JSK_CONST | JSK_ENUM)) &&
+		!check_any_type(V, n, inst, itype))
 		FAIL();
-	}
-	if (kw & JSK_ENUM)
-	{
-		int			i;
-
-		for (i = 0; i < n->nenum; i++)
-			if (JbvEqual(inst, &n->enumvals[i]))
-				break;
-		if (i == n->nenum)
-		{
-			add_error(V, n, "enum", "value %s is not one of the allowed values",
-					  JbvValueToText(inst, 100));
-			FAIL();
-		}
-	}
 
 	switch (itype)
 	{
@@ -1587,197 +1906,16 @@ validate(VCtx *V, JsNode *n, JsonbValue *inst, Eval *ev)
 			break;
 	}
 
-	if (kw & JSK_INPLACE_KW)
-	{
-		int			i;
-
-		if ((kw & JSK_REF) && !apply_inplace(V, n->ref_node, inst, evp, &scratch))
-			FAIL();
-		if ((kw & JSK_DYNREF) &&
-			!apply_inplace(V, dynamic_target(V, n), inst, evp, &scratch))
-			FAIL();
-		if (kw & JSK_ALLOF)
-		{
-			for (i = 0; i < n->nallof; i++)
-				if (!apply_inplace(V, n->allof[i], inst, evp, &scratch))
-					FAIL();
-		}
-		if (kw & JSK_ANYOF)
-		{
-			bool		saved = V->collect;
-			int			matched = 0;
-
-			V->collect = false;
-			for (i = 0; i < n->nanyof; i++)
-				if (apply_inplace(V, n->anyof[i], inst, evp, &scratch))
-				{
-					matched++;
-					if (evp == NULL)
-						break;
-				}
-			V->collect = saved;
-			if (matched == 0)
-			{
-				add_error(V, n, "anyOf", "value does not match any of the %d subschemas of anyOf",
-						  n->nanyof);
-				FAIL();
-			}
-		}
-		if (kw & JSK_ONEOF)
-		{
-			bool		saved = V->collect;
-			int			matched = 0;
-			int			first = -1,
-						second = -1;
-			Eval	   *keep = NULL;
-
-			V->collect = false;
-			for (i = 0; i < n->noneof; i++)
-			{
-				Eval	   *sub = NULL;
-
-				if (evp)
-					sub = eval_new(inst);
-				if (apply_inplace(V, n->oneof[i], inst, sub, &scratch))
-				{
-					matched++;
-					if (first < 0)
-					{
-						first = i;
-						keep = sub;
-					}
-					else
-					{
-						second = i;
-						break;
-					}
-				}
-			}
-			V->collect = saved;
-			if (matched != 1)
-			{
-				if (matched == 0)
-					add_error(V, n, "oneOf", "value does not match any of the %d subschemas of oneOf",
-							  n->noneof);
-				else
-					add_error(V, n, "oneOf", "value matches subschemas %d and %d of oneOf, expected exactly one",
-							  first, second);
-				FAIL();
-			}
-			else if (evp && keep)
-				eval_merge(evp, keep);
-		}
-		if (kw & JSK_NOT)
-		{
-			bool		saved = V->collect;
-			bool		r;
-
-			V->collect = false;
-			r = apply_inplace(V, n->not, inst, NULL, &scratch);
-			V->collect = saved;
-			if (r)
-			{
-				add_error(V, n, "not", "value must not be valid against the \"not\" subschema");
-				FAIL();
-			}
-		}
-		if (kw & JSK_IF)
-		{
-			bool		saved = V->collect;
-			bool		r;
-
-			V->collect = false;
-			r = apply_inplace(V, n->if_, inst, evp, &scratch);
-			V->collect = saved;
-			if (r && (kw & JSK_THEN))
-			{
-				if (!apply_inplace(V, n->then_, inst, evp, &scratch))
-					FAIL();
-			}
-			else if (!r && (kw & JSK_ELSE))
-			{
-				if (!apply_inplace(V, n->else_, inst, evp, &scratch))
-					FAIL();
-			}
-		}
-		if ((kw & JSK_DEPSCHEMAS) && itype == JS_T_OBJECT)
-		{
-			JsonbContainer *c = inst->val.binary.data;
-
-			for (i = 0; i < n->ndepschemas; i++)
-			{
-				JsonbValue	tmp;
-
-				if (JbvFindKey(c, n->depschemas[i].name, n->depschemas[i].len, &tmp) &&
-					!apply_inplace(V, n->depschemas[i].node, inst, evp, &scratch))
-					FAIL();
-			}
-		}
-	}
+	if ((kw & JSK_INPLACE_KW) && !apply_inplace_keywords(V, n, inst, itype, evp))
+		FAIL();
 
 	/* unevaluated*: after every other keyword of this schema */
-	if ((kw & JSK_UNEVALPROPS) && itype == JS_T_OBJECT)
-	{
-		JbvIter		it;
-		JsonbValue	k = {0},
-					v;
-		int			i;
-
-		JbvIterInit(&it, inst->val.binary.data);
-		for (i = 0; JbvIterNext(&it, &k, &v); i++)
-		{
-			if (evp->seen[i])
-				continue;
-			push_key(V, k.val.string.val, k.val.string.len);
-			if (n->unevalprops->boolean == 0)
-			{
-				add_error(V, n, "unevaluatedProperties",
-						  "unevaluated property \"%.*s\" is not allowed",
-						  Min(k.val.string.len, 100), k.val.string.val);
-				pop(V);
-				FAIL();
-				continue;
-			}
-			if (!apply_child(V, n->unevalprops, &v))
-			{
-				pop(V);
-				FAIL();
-				continue;
-			}
-			pop(V);
-			evp->seen[i] = true;
-		}
-	}
-	if ((kw & JSK_UNEVALITEMS) && itype == JS_T_ARRAY)
-	{
-		JbvIter		it;
-		JsonbValue	e,
-					dummy;
-		int			i;
-
-		JbvIterInit(&it, inst->val.binary.data);
-		for (i = 0; JbvIterNext(&it, &dummy, &e); i++)
-		{
-			if (evp->seen[i])
-				continue;
-			push_index(V, i);
-			if (n->unevalitems->boolean == 0)
-			{
-				add_error(V, n, "unevaluatedItems", "unevaluated item %d is not allowed", i);
-				pop(V);
-				FAIL();
-				continue;
-			}
-			if (!apply_child(V, n->unevalitems, &e))
-			{
-				pop(V);
-				FAIL();
-				continue;
-			}
-			pop(V);
-			evp->seen[i] = true;
-		}
-	}
+	if ((kw & JSK_UNEVALPROPS) && itype == JS_T_OBJECT &&
+		!check_unevaluated_props(V, n, inst, evp))
+		FAIL();
+	if ((kw & JSK_UNEVALITEMS) && itype == JS_T_ARRAY &&
+		!check_unevaluated_items(V, n, inst, evp))
+		FAIL();
 
 	if (ok && evp != ev && ev != NULL)
 		eval_merge(ev, evp);
