@@ -357,7 +357,7 @@ SELECT * FROM pg_temp.try($q$SELECT celerysalt_follow_action_rule('status', 'eql
 SELECT * FROM pg_temp.try($q$SELECT celerysalt_follow_action_rule('status', 'updated', 'fa.x', '"a"')$q$);
 SELECT * FROM pg_temp.try($q$SELECT celerysalt_follow_action_rule('status', 'in', 'fa.x', '"a"')$q$);
 SELECT * FROM pg_temp.try($q$SELECT celerysalt_follow_action_rule('status', 'not_in', 'fa.x', '[]')$q$);
-SELECT * FROM pg_temp.try($q$SELECT celerysalt_follow_action_rule('amount', 'gt', 'fa.x', '[1]')$q$);
+SELECT * FROM pg_temp.try($q$SELECT celerysalt_follow_action_rule('amount', 'gt', 'fa.x', '[1, 2]')$q$);
 -- 22023: topics are checked like celerysalt_publish's
 SELECT * FROM pg_temp.try($q$SELECT celerysalt_follow_action_rule('status', 'updated', '')$q$);
 SELECT * FROM pg_temp.try($q$SELECT celerysalt_follow_action_rule('status', 'updated', 'order.*')$q$);
@@ -481,6 +481,39 @@ SELECT table_name, row_key ? 'ctid' AS by_ctid, sqlstate, reason
 RESET celerysalt.max_payload_size;
 RESET celerysalt.follow_action_errors;
 DELETE FROM celerysalt_follow_action_failures;
+
+-- ------------------------------------------------ TchuFollowActions' shapes
+-- Its add_follow_action_rule() always stores "value" (null for updated and
+-- deleted) and may store event_authorization; lists of one element and
+-- string persist values.  Read with the original meaning; the check says
+-- what it ignores.
+SELECT celerysalt_follow_action_check(
+  '{"field_name": "status", "operator": "updated", "value": null, "topic": "fa.tchu.updated",
+    "event_authorization": {"user": 1}, "persist": "True"}', 'fa_orders') IS NOT NULL AS accepted;
+SELECT celerysalt_follow_action_check(
+  '{"field_name": "note", "operator": "deleted", "value": null, "topic": "fa.tchu.deleted", "persist": "False"}',
+  'fa_orders') IS NOT NULL AS accepted;
+SELECT celerysalt_follow_action_check(
+  '{"field_name": "qty", "operator": "gt", "value": [5], "topic": "fa.tchu.gt"}', 'fa_orders') IS NOT NULL AS accepted;
+-- a value that is not null is still refused for an operator without one
+SELECT state, message, detail FROM pg_temp.try($q$SELECT celerysalt_follow_action_check(
+  '{"field_name": "status", "operator": "updated", "value": "x", "topic": "fa.tchu.bad"}')$q$);
+-- a member the original library does not store either is still refused
+SELECT state, message FROM pg_temp.try($q$SELECT celerysalt_follow_action_check(
+  '{"field_name": "status", "operator": "updated", "topic": "fa.tchu.bad", "persit": "False"}')$q$);
+-- and the trigger fires them as the original did
+SELECT pg_temp.set_rules(1,
+  '{"field_name": "status", "operator": "updated", "value": null, "topic": "fa.tchu.updated",
+    "event_authorization": {"user": 1}, "persist": "True"}',
+  '{"field_name": "note", "operator": "deleted", "value": null, "topic": "fa.tchu.deleted", "persist": "False"}',
+  '{"field_name": "qty", "operator": "gt", "value": [5], "topic": "fa.tchu.gt", "persist": "ForceFalse"}',
+  '{"field_name": "qty", "operator": "eql", "value": [7], "topic": "fa.tchu.eql"}');
+BEGIN;
+UPDATE fa_orders SET status = 'tchu', note = NULL, qty = 7 WHERE id = 1;
+SELECT topic, payload->>'field' AS field, payload->'new' AS new FROM pg_temp.events();
+SELECT r->>'topic' AS kept FROM fa_orders, jsonb_array_elements(on_change_rules) r WHERE id = 1;
+ROLLBACK;
+UPDATE fa_orders SET on_change_rules = '[]' WHERE id = 1;
 
 -- ------------------------------------------------------------- detach
 SELECT pg_temp.set_rules(1, pg_temp.r('status', 'updated', 'fa.detached'));

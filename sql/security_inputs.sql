@@ -10,11 +10,6 @@ RESET client_min_messages;
 
 CREATE ROLE regress_sec_app IN ROLE celerysalt_publisher;
 GRANT CREATE ON SCHEMA public TO regress_sec_app;
--- the follow-action trigger enqueues and records failures with the updating
--- role's rights today (the follow-actions issue moves that to the owner)
-GRANT INSERT ON _celerysalt_outbox TO regress_sec_app;
-GRANT USAGE ON SEQUENCE _celerysalt_event_seq TO regress_sec_app;
-GRANT INSERT ON celerysalt_follow_action_failures TO regress_sec_app;
 SET ROLE regress_sec_app;
 SELECT rolsuper FROM pg_roles WHERE rolname = current_user;
 

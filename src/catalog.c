@@ -30,6 +30,7 @@
 #include "utils/acl.h"
 #include "utils/syscache.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_namespace.h"
 #include "utils/lsyscache.h"
@@ -148,6 +149,48 @@ void
 CatalogPopSearchPath(int level)
 {
 	AtEOXact_GUC(true, level);
+}
+
+/*
+ * CatalogRelationOwner
+ *		The owner of relation relid (an error if it does not exist).
+ */
+Oid
+CatalogRelationOwner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * CatalogEnterOwnerSection
+ *		Run what follows as owner (the owner of the extension's tables),
+ *		under CATALOG_SAFE_SEARCH_PATH, as a security-restricted operation,
+ *		until CatalogLeaveOwnerSection(section).  Only for SQL the C code
+ *		wrote, on values it has already checked.
+ */
+void
+CatalogEnterOwnerSection(Oid owner, CatalogOwnerSection *section)
+{
+	GetUserIdAndSecContext(&section->saved_userid, &section->saved_sec_context);
+	SetUserIdAndSecContext(owner, section->saved_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	section->guc_level = CatalogPushSafeSearchPath();
+}
+
+/* CatalogLeaveOwnerSection: back to the user and settings of before. */
+void
+CatalogLeaveOwnerSection(CatalogOwnerSection *section)
+{
+	CatalogPopSearchPath(section->guc_level);
+	SetUserIdAndSecContext(section->saved_userid, section->saved_sec_context);
 }
 
 /*

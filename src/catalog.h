@@ -18,6 +18,23 @@ extern char *CatalogQualifiedName(const char *relname);
 extern void CatalogPinProcessSettings(void);
 extern int	CatalogPushSafeSearchPath(void);
 extern void CatalogPopSearchPath(int level);
+
+/*
+ * An owner section: SQL run with the rights of the owner of the extension's
+ * tables, under the safe search_path, as a restricted operation (what
+ * SECURITY DEFINER does for a SQL function).  An error inside unwinds it
+ * with the (sub)transaction.
+ */
+typedef struct CatalogOwnerSection
+{
+	Oid			saved_userid;
+	int			saved_sec_context;
+	int			guc_level;
+} CatalogOwnerSection;
+extern Oid	CatalogRelationOwner(Oid relid);
+extern void CatalogEnterOwnerSection(Oid owner, CatalogOwnerSection *section);
+extern void CatalogLeaveOwnerSection(CatalogOwnerSection *section);
+
 extern char *CatalogSchemaProblem(Oid nsp, bool check_creators);
 extern bool CatalogSchemaFollowsDatabaseOwner(Oid nsp);
 

@@ -512,6 +512,8 @@ record_failure(FollowCall *call, JsonbValue *elem, int sqlerrcode,
 	Datum		values[9];
 	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Oid			schema;
+	Oid			owner;
+	CatalogOwnerSection owner_section;
 	int			rc;
 
 	values[0] = ObjectIdGetDatum(RelationGetRelid(call->rel));
@@ -536,6 +538,7 @@ record_failure(FollowCall *call, JsonbValue *elem, int sqlerrcode,
 
 	SPI_connect();
 	schema = CatalogExtensionSchema(false);
+	owner = CatalogRelationOwner(get_relname_relid("celerysalt_follow_action_failures", schema));
 	if (failure_plan == NULL || failure_plan_schema != schema)
 	{
 		char	   *sql;
@@ -552,7 +555,10 @@ record_failure(FollowCall *call, JsonbValue *elem, int sqlerrcode,
 		SPI_keepplan(failure_plan);
 		failure_plan_schema = schema;
 	}
+	/* the updating role needs no privilege on the failure log */
+	CatalogEnterOwnerSection(owner, &owner_section);
 	rc = SPI_execute_plan(failure_plan, values, nulls, false, 0);
+	CatalogLeaveOwnerSection(&owner_section);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not record a follow-action failure: %s", SPI_result_code_string(rc));
 	SPI_finish();

@@ -32,6 +32,19 @@ static const char *const rule_members[] = {
 	"version", "persist", "name"
 };
 
+/*
+ * Members the TchuFollowActions mixin stores that have no meaning here: the
+ * check accepts them with a NOTICE saying so, and the trigger ignores them.
+ */
+static const struct
+{
+	const char *name;
+	const char *why;
+}			ignored_members[] = {
+	{"event_authorization",
+	 "celerysalt does not use TchuFollowActions' event_authorization; put authorization fields in the payload."},
+};
+
 /* A short, printable excerpt of a string for messages. */
 static char *
 excerpt(const char *s, int len)
@@ -48,7 +61,7 @@ member(Jsonb *rule, const char *key)
 	return (v == NULL || v->type == jbvNull) ? NULL : v;
 }
 
-/* Refuse members a rule does not have. */
+/* Refuse members a rule does not have; say which ones are ignored. */
 static void
 check_member_names(Jsonb *rule)
 {
@@ -64,6 +77,15 @@ check_member_names(Jsonb *rule)
 			continue;
 		for (size_t i = 0; i < lengthof(rule_members); i++)
 			known |= JbvStringIs(&v, rule_members[i]);
+		for (size_t i = 0; i < lengthof(ignored_members) && !known; i++)
+			if (JbvStringIs(&v, ignored_members[i].name))
+			{
+				ereport(NOTICE,
+						(errmsg("follow-action rule member \"%s\" is ignored",
+								ignored_members[i].name),
+						 errdetail("%s", ignored_members[i].why)));
+				known = true;
+			}
 		if (!known)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -231,6 +253,10 @@ check_field_and_operands(Jsonb *rulejb, Relation rel)
 				(errcode(failure.sqlerrcode),
 				 errmsg("invalid follow-action rule"),
 				 errdetail_internal("%s", failure.message)));
+	if (value == NULL && FollowGetMember(rule.obj, "value") != NULL)
+		ereport(NOTICE,
+				(errmsg("follow-action rule member \"value\" is ignored"),
+				 errdetail("The operator takes no value; a null value, as TchuFollowActions stores, means none.")));
 	if (attnum != InvalidAttrNumber)
 	{
 		bool		list = !(rule.op == FOLLOW_OP_GT || rule.op == FOLLOW_OP_GTE ||

@@ -455,6 +455,9 @@ FollowRuleOperands(const FollowRule *rule, JsonbValue **value, JsonbValue **othe
 		case FOLLOW_OP_DELETED:
 		case FOLLOW_OP_IS_NULL:
 		case FOLLOW_OP_IS_NOT_NULL:
+			/* TchuFollowActions always stores "value": null means none */
+			if (*value != NULL && (*value)->type == jbvNull)
+				*value = NULL;
 			if (*value != NULL)
 			{
 				set_failure(failure, ERRCODE_INVALID_PARAMETER_VALUE,
@@ -476,6 +479,10 @@ FollowRuleOperands(const FollowRule *rule, JsonbValue **value, JsonbValue **othe
 		case FOLLOW_OP_GTE:
 		case FOLLOW_OP_LT:
 		case FOLLOW_OP_LTE:
+			/* a one-element list is its element, as for every operator */
+			if (*value != NULL && JbvIsArray(*value) &&
+				JsonContainerSize((*value)->val.binary.data) == 1)
+				*value = getIthJsonbValueFromContainer((*value)->val.binary.data, 0);
 			if (*value == NULL ||
 				((*value)->type != jbvNumeric && (*value)->type != jbvString))
 			{

@@ -11,6 +11,12 @@
  * even while another transaction holds back the xmin horizon (see
  * docs/architecture.md).
  *
+ * OutboxEnqueue is the only way into the outbox, and it writes with the
+ * rights of the outbox's owner (the extension's owner), after the caller
+ * ran the intake (event.c): publishers and the roles whose UPDATEs fire
+ * follow actions need no privilege on the outbox or its sequence, so no
+ * event can skip the checks.
+ *
  *-------------------------------------------------------------------------
  */
 #include "celerysalt.h"
@@ -37,13 +43,15 @@ PG_FUNCTION_INFO_V1(celerysalt_wake);
 PG_FUNCTION_INFO_V1(_celerysalt_installed);
 
 /*
- * The saved INSERT and the outbox it writes to.  outbox_relid is cleared by
- * a relcache invalidation of that table (DROP EXTENSION drops it), so the
- * extension's catalog entry is only looked up again after such a change,
- * not on every publish.
+ * The saved INSERT, the outbox it writes to and the outbox's owner.
+ * outbox_relid is cleared by a relcache invalidation of that table (DROP
+ * EXTENSION drops it, a change of owner invalidates it), so the extension's
+ * catalog entry is only looked up again after such a change, not on every
+ * publish.
  */
 static SPIPlanPtr insert_plan = NULL;
 static Oid	outbox_relid = InvalidOid;
+static Oid	outbox_owner = InvalidOid;
 static bool relcache_callback_registered = false;
 
 /* Commit-time wake-up state of this backend. */
@@ -166,8 +174,9 @@ prepare_insert(void)
 
 /*
  * OutboxEnqueue
- *		Insert one checked event into the outbox in the current transaction
- *		and arrange the commit-time wake-up.  Returns the event id, palloc'd
+ *		Insert one event the caller ran through EventIntake into the outbox
+ *		in the current transaction, as the outbox's owner, and arrange the
+ *		commit-time wake-up.  Returns the event id, palloc'd
  *		in the caller's context.
  */
 pg_uuid_t *
@@ -179,6 +188,7 @@ OutboxEnqueue(const char *topic, Jsonb *payload, const char *version,
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	DatabaseSlot *dbslot = DbslotFind(MyDatabaseId);
 	Oid			schema;
+	CatalogOwnerSection owner_section;
 	int			rc;
 
 	random_uuid(id);
@@ -197,6 +207,9 @@ OutboxEnqueue(const char *topic, Jsonb *payload, const char *version,
 		insert_plan = NULL;
 		insert_plan = prepare_insert();
 		outbox_relid = get_relname_relid("_celerysalt_outbox", schema);
+		if (!OidIsValid(outbox_relid))
+			elog(ERROR, "the celerysalt outbox table is missing");
+		outbox_owner = CatalogRelationOwner(outbox_relid);
 	}
 
 	values[0] = Int16GetDatum(dbslot ? (int16) pg_atomic_read_u32(&dbslot->insert_slot) : 0);
@@ -209,7 +222,9 @@ OutboxEnqueue(const char *topic, Jsonb *payload, const char *version,
 	nulls[5] = correlation_id ? ' ' : 'n';
 	values[6] = TimestampTzGetDatum(GetCurrentTimestamp());
 
+	CatalogEnterOwnerSection(outbox_owner, &owner_section);
 	rc = SPI_execute_plan(insert_plan, values, nulls, false, 0);
+	CatalogLeaveOwnerSection(&owner_section);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not enqueue event: %s", SPI_result_code_string(rc));
 	SPI_finish();

@@ -192,27 +192,6 @@ registry_reset(void)
 								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 }
 
-/*
- * Run the following SPI work as the owner of the registry tables, under the
- * safe search_path; returns the GUC level to give leave_registry_owner.
- */
-static int
-become_registry_owner(Oid *save_userid, int *save_sec)
-{
-	GetUserIdAndSecContext(save_userid, save_sec);
-	SetUserIdAndSecContext(registry_owner,
-						   *save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	return CatalogPushSafeSearchPath();
-}
-
-static void
-leave_registry_owner(Oid save_userid, int save_sec, int guc_level)
-{
-	CatalogPopSearchPath(guc_level);
-	SetUserIdAndSecContext(save_userid, save_sec);
-}
-
 /* A version's sort key: its numeric parts (digits, no leading zeros). */
 #define VERSION_MAX_PARTS	16
 typedef struct VersionOrder
@@ -298,9 +277,7 @@ registry_load(const char *topic)
 	char	   *sql;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
-	Oid			save_userid;
-	int			save_sec;
-	int			guc_level;
+	CatalogOwnerSection owner_section;
 	int			rc;
 	RegistryVersion *versions = NULL;
 	int			n;
@@ -316,9 +293,9 @@ registry_load(const char *topic)
 	args[0] = CStringGetTextDatum(topic);
 
 	SPI_connect();
-	guc_level = become_registry_owner(&save_userid, &save_sec);
+	CatalogEnterOwnerSection(registry_owner, &owner_section);
 	rc = SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 0);
-	leave_registry_owner(save_userid, save_sec, guc_level);
+	CatalogLeaveOwnerSection(&owner_section);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read the schema registry: %s", SPI_result_code_string(rc));
 
@@ -428,15 +405,13 @@ topics_hint(void)
 	char	   *sql = psprintf("SELECT %s._celerysalt_topics_hint()",
 							   quote_identifier(get_namespace_name(registry_nsp)));
 	char	   *hint = NULL;
-	Oid			save_userid;
-	int			save_sec;
-	int			guc_level;
+	CatalogOwnerSection owner_section;
 	int			rc;
 
 	SPI_connect();
-	guc_level = become_registry_owner(&save_userid, &save_sec);
+	CatalogEnterOwnerSection(registry_owner, &owner_section);
 	rc = SPI_execute(sql, true, 1);
-	leave_registry_owner(save_userid, save_sec, guc_level);
+	CatalogLeaveOwnerSection(&owner_section);
 	if (rc == SPI_OK_SELECT && SPI_processed == 1)
 	{
 		char	   *s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -594,9 +569,7 @@ counts_flush(void)
 	HeapTuple	tup;
 	char	   *sql;
 	Oid			argtypes[5] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Oid			save_userid;
-	int			save_sec;
-	int			guc_level;
+	CatalogOwnerSection owner_section;
 
 	pending_counts = NULL;
 	if (counts == NULL)
@@ -618,10 +591,7 @@ counts_flush(void)
 	SPI_connect();
 	/* after the last statement: no snapshot is active any more */
 	PushActiveSnapshot(GetTransactionSnapshot());
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	guc_level = CatalogPushSafeSearchPath();
+	CatalogEnterOwnerSection(owner, &owner_section);
 	hash_seq_init(&seq, counts);
 	while ((c = hash_seq_search(&seq)) != NULL)
 	{
@@ -637,8 +607,7 @@ counts_flush(void)
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "could not record publish counts: %s", SPI_result_code_string(rc));
 	}
-	CatalogPopSearchPath(guc_level);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	CatalogLeaveOwnerSection(&owner_section);
 	PopActiveSnapshot();
 	SPI_finish();
 done:
