@@ -51,6 +51,12 @@ flock -w 600 9
 if [ ! -f "$VENV/.complete" ] || ! as_pg "$VENV/bin/python" -c 'import celery_salt, tchu_tchu, pytest_timeout' 2>/dev/null; then
 	build_venv
 fi
+# The package under test, installed as users install it (pip install ./python),
+# under the lock: concurrent runs share the venv.
+as_pg env -i HOME=/var/lib/postgresql PATH=/usr/bin:/bin LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+	"$VENV/bin/pip" install -q --no-deps --force-reinstall "$ROOT/python" 2>&1 |
+	grep -v '^WARNING: Location' || true
+as_pg "$VENV/bin/python" -c 'import celerysalt_pg'
 touch "$VENV/.last_used"
 # Drop cached venvs of other requirements not used for a week.
 for d in /var/tmp/celerysalt-venv-*/; do
@@ -83,8 +89,8 @@ set +e
 runuser -u postgres -- env -i HOME=/var/lib/postgresql LANG=C.UTF-8 \
 	PATH="$VENV/bin:/usr/lib/postgresql/15/bin:/usr/bin:/bin" "${pass_env[@]}" \
 	timeout -s TERM -k 30 ${CSIT_TIMEOUT:-600} \
-	"$VENV/bin/python" -m pytest -q -p no:cacheprovider --basetemp="$LOGDIR" \
-	test/integration "$@"
+	"$VENV/bin/python" -m pytest -q -p no:cacheprovider -c test/integration/pytest.ini --basetemp="$LOGDIR" \
+	test/integration python/tests "$@"
 rc=$?
 set -e
 if [ $rc -eq 124 ]; then
