@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # celerysalt demo: a throwaway PostgreSQL with the extension preloaded,
 # events published from SQL, and what happened to them.  With a RabbitMQ
-# reachable they are confirmed by the broker; without one they wait in the
+# reachable they are confirmed by the broker; as no service subscribes to
+# the demo's topics, RabbitMQ returns them and they wait in
+# celerysalt_unroutable until one does.  Without a broker they wait in the
 # outbox (and would be delivered once it comes back).  Run as root.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,10 +51,13 @@ for _ in $(seq 1 30); do
 done
 
 echo "== delivery status"
-psql -x -c "SELECT worker_pid IS NOT NULL AS worker_running, broker_connected, broker, pending, delivered_total, last_error FROM celerysalt_status"
+psql -x -c "SELECT worker_pid IS NOT NULL AS worker_running, broker_connected, broker, pending, delivered_total, unroutable, returned_total, last_error FROM celerysalt_status"
 if [ "$(psql -Atc "SELECT pending FROM celerysalt_status")" = 0 ]; then
-	echo "== confirmed by the broker (celerysalt_events):"
+	echo "== confirmed by the broker and received by a queue (celerysalt_events):"
 	psql -c "SELECT id, topic, version, correlation_id, payload, delivered_at - enqueued_at AS latency FROM celerysalt_events ORDER BY event_id"
+	echo "== confirmed by the broker, but no queue is bound for their topics yet: they wait in"
+	echo "   celerysalt_unroutable and are sent again when a subscriber registers, and every minute"
+	psql -c "SELECT topic, events, oldest_enqueued_at, last_returned_at FROM celerysalt_unroutable_topics ORDER BY topic"
 else
 	echo "== the broker is not reachable: the events wait in the outbox, nothing is lost"
 	psql -c "SELECT id, topic, version, payload, enqueued_at FROM _celerysalt_outbox ORDER BY event_id"

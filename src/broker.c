@@ -411,17 +411,41 @@ connection_failure(int status)
 }
 
 /*
+ * Mark in returned_msgs the message of msgs whose task id is correlation_id.
+ * The broker returns a channel's messages in the order they were published,
+ * so the search starts where the last one was found (*cursor).
+ */
+static void
+mark_returned(CeleryMessage *msgs, int nmsgs, bool *returned_msgs, int *cursor,
+			  amqp_bytes_t correlation_id)
+{
+	for (int k = 0; k < nmsgs; k++)
+	{
+		int			i = (*cursor + k) % nmsgs;
+
+		if (correlation_id.len == strlen(msgs[i].task_id) &&
+			memcmp(correlation_id.bytes, msgs[i].task_id, correlation_id.len) == 0)
+		{
+			returned_msgs[i] = true;
+			*cursor = i;
+			return;
+		}
+	}
+}
+
+/*
  * BrokerPublishBatch
  *		Publish nmsgs messages and wait until the broker has confirmed every
  *		one of them.  BROKER_OK only when all were acked.  With mandatory, a
- *		message no queue is bound for comes back (BROKER_RETURNED; the
- *		connection stays usable).  On BROKER_FAILED or BROKER_REJECTED the
+ *		message no queue is bound for comes back: BROKER_RETURNED once all
+ *		were acked, with returned_msgs[i] set for each message returned
+ *		(the connection stays usable).  On BROKER_FAILED or BROKER_REJECTED the
  *		caller must BrokerDisconnect: the channel may be closed and delivery
  *		tags are no longer in step.
  */
 BrokerStatus
 BrokerPublishBatch(BrokerConnection *conn, CeleryMessage *msgs, int nmsgs,
-				   bool mandatory, StringInfo error)
+				   bool mandatory, bool *returned_msgs, StringInfo error)
 {
 	uint64		first_tag = conn->next_tag;
 	uint64		last_tag = first_tag + nmsgs - 1;
@@ -429,8 +453,12 @@ BrokerPublishBatch(BrokerConnection *conn, CeleryMessage *msgs, int nmsgs,
 	bool	   *acked = palloc0(sizeof(bool) * nmsgs);
 	bool		nacked = false;
 	bool		returned = false;
+	bool		return_header_next = false;
+	int			return_cursor = 0;
 	TimestampTz deadline;
 
+	if (returned_msgs != NULL)
+		memset(returned_msgs, 0, sizeof(bool) * nmsgs);
 	for (int i = 0; i < nmsgs; i++)
 	{
 		int			rc = publish_one(conn, &msgs[i], mandatory);
@@ -472,8 +500,19 @@ BrokerPublishBatch(BrokerConnection *conn, CeleryMessage *msgs, int nmsgs,
 							 amqp_error_string2(rc));
 			return BROKER_FAILED;
 		}
+		if (frame.frame_type == AMQP_FRAME_HEADER && return_header_next)
+		{
+			/* the returned message's properties: its correlation id is its task id */
+			amqp_basic_properties_t *p = frame.payload.properties.decoded;
+
+			return_header_next = false;
+			if (returned_msgs != NULL && (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG))
+				mark_returned(msgs, nmsgs, returned_msgs, &return_cursor,
+							  p->correlation_id);
+			continue;
+		}
 		if (frame.frame_type != AMQP_FRAME_METHOD)
-			continue;			/* content of a returned message */
+			continue;			/* body of a returned message */
 
 		switch (frame.payload.method.id)
 		{
@@ -487,6 +526,7 @@ BrokerPublishBatch(BrokerConnection *conn, CeleryMessage *msgs, int nmsgs,
 										 m->reply_code, (int) m->reply_text.len,
 										 (char *) m->reply_text.bytes);
 					returned = true;
+					return_header_next = true;
 					break;
 				}
 			case AMQP_BASIC_ACK_METHOD:
@@ -555,13 +595,13 @@ BrokerPublishBatch(BrokerConnection *conn, CeleryMessage *msgs, int nmsgs,
 	pfree(acked);
 	conn->confirmed_through = last_tag;
 
-	if (returned)
-		return BROKER_RETURNED;
 	if (nacked)
 	{
 		appendStringInfo(error, "broker rejected (nacked) messages of a batch of %d", nmsgs);
 		return BROKER_REJECTED;
 	}
+	if (returned)
+		return BROKER_RETURNED;
 	return BROKER_OK;
 }
 

@@ -30,7 +30,8 @@ extern void BrokerDisconnect(BrokerConnection *conn);
 extern void BrokerAbort(BrokerConnection *conn);
 extern BrokerStatus BrokerPublishBatch(BrokerConnection *conn,
 									   CeleryMessage *msgs, int nmsgs,
-									   bool mandatory, StringInfo error);
+									   bool mandatory, bool *returned_msgs,
+									   StringInfo error);
 extern bool BrokerConnectionAlive(BrokerConnection *conn);
 extern bool BrokerSend(BrokerConnection *conn, CeleryMessage *msg, bool mandatory,
 					   StringInfo error);

@@ -66,6 +66,8 @@ shmem_startup(void)
 			pg_atomic_init_u32(&slot->insert_slot, 0);
 			pg_atomic_init_u64(&slot->delivered_total, 0);
 			pg_atomic_init_u64(&slot->dead_lettered_total, 0);
+			pg_atomic_init_u64(&slot->returned_total, 0);
+			pg_atomic_init_u32(&slot->retry_unroutable, 0);
 			SpinLockInit(&slot->mutex);
 		}
 	}
@@ -132,6 +134,8 @@ DbslotClaim(Oid dboid)
 			pg_atomic_write_u32(&slot->insert_slot, 0);
 			pg_atomic_write_u64(&slot->delivered_total, 0);
 			pg_atomic_write_u64(&slot->dead_lettered_total, 0);
+			pg_atomic_write_u64(&slot->returned_total, 0);
+			pg_atomic_write_u32(&slot->retry_unroutable, 0);
 			pg_write_barrier();
 			slot->dboid = dboid;
 			return slot;

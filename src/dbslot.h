@@ -27,6 +27,8 @@ typedef struct DatabaseSlot
 	pg_atomic_uint32 insert_slot;	/* outbox partition publishers use */
 	pg_atomic_uint64 delivered_total;
 	pg_atomic_uint64 dead_lettered_total;
+	pg_atomic_uint64 returned_total;	/* events parked as unroutable */
+	pg_atomic_uint32 retry_unroutable;	/* set: send them again soon */
 
 	slock_t		mutex;
 	bool		broker_connected;

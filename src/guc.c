@@ -47,10 +47,19 @@ int			celerysalt_max_payload_size = 1024 * 1024;
 int			celerysalt_max_payload_depth = 64;
 int			celerysalt_delivered_retention_s = 24 * 3600;
 int			celerysalt_outbox_rotation_s = 10;
+int			celerysalt_unroutable = UNROUTABLE_KEEP;
+int			celerysalt_unroutable_retry_s = 60;
+int			celerysalt_unroutable_retention_s = 7 * 24 * 3600;
 int			celerysalt_max_databases = 32;
 int			celerysalt_follow_action_errors = FOLLOW_ERRORS_ERROR;
 bool		celerysalt_require_registration = false;
 char	   *celerysalt_service_name = NULL;
+
+static const struct config_enum_entry unroutable_options[] = {
+	{"keep", UNROUTABLE_KEEP, false},
+	{"drop", UNROUTABLE_DROP, false},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry follow_errors_options[] = {
 	{"error", FOLLOW_ERRORS_ERROR, false},
@@ -536,6 +545,35 @@ GucDefineAll(void)
 							"0 keeps no log of delivered events.",
 							&celerysalt_delivered_retention_s,
 							24 * 3600, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("celerysalt.unroutable",
+							 "Sets what happens to an event no queue is bound for.",
+							 "keep publishes mandatory: an event the broker returns waits in "
+							 "celerysalt_unroutable and is sent again; drop publishes as plain AMQP "
+							 "does, and the broker discards it.",
+							 &celerysalt_unroutable,
+							 UNROUTABLE_KEEP,
+							 unroutable_options,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("celerysalt.unroutable_retry_interval",
+							"Sets how often the worker sends again the events no queue received.",
+							"Events are published mandatory; one the broker returns because no "
+							"queue is bound for its topic waits in celerysalt_unroutable.  A "
+							"subscriber's registration also sends them again at once.",
+							&celerysalt_unroutable_retry_s,
+							60, 1, 24 * 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("celerysalt.unroutable_retention",
+							"Sets how long an event no queue received is kept before it becomes a dead letter.",
+							"Counted from the event's enqueue time.",
+							&celerysalt_unroutable_retention_s,
+							7 * 24 * 3600, 1, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 

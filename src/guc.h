@@ -28,6 +28,8 @@ extern int	celerysalt_max_payload_size;
 extern int	celerysalt_max_payload_depth;
 extern int	celerysalt_delivered_retention_s;
 extern int	celerysalt_outbox_rotation_s;
+extern int	celerysalt_unroutable_retry_s;
+extern int	celerysalt_unroutable_retention_s;
 extern int	celerysalt_max_databases;
 extern bool celerysalt_require_registration;
 extern char *celerysalt_service_name;
@@ -39,6 +41,14 @@ typedef enum FollowErrors
 	FOLLOW_ERRORS_ERROR,
 	FOLLOW_ERRORS_DEAD_LETTER
 } FollowErrors;
+
+/* celerysalt.unroutable */
+typedef enum UnroutableEvents
+{
+	UNROUTABLE_KEEP,			/* mandatory; returned events wait and are sent again */
+	UNROUTABLE_DROP				/* not mandatory: the broker drops them */
+} UnroutableEvents;
+extern int	celerysalt_unroutable;
 
 
 extern void GucDefineAll(void);

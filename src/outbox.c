@@ -40,6 +40,7 @@ static void request_commit_wake(void);
 
 PG_FUNCTION_INFO_V1(celerysalt_publish);
 PG_FUNCTION_INFO_V1(celerysalt_wake);
+PG_FUNCTION_INFO_V1(celerysalt_retry_unroutable);
 PG_FUNCTION_INFO_V1(_celerysalt_installed);
 
 /*
@@ -276,6 +277,26 @@ Datum
 celerysalt_wake(PG_FUNCTION_ARGS)
 {
 	RequirePreload();
+	request_commit_wake();
+	PG_RETURN_VOID();
+}
+
+/*
+ * celerysalt_retry_unroutable() RETURNS void
+ *		Ask the worker to move the events no queue received back into the
+ *		outbox now and a few times in the next minute (a new subscriber's
+ *		queue is usually bound shortly after it registers).  Takes effect
+ *		when the current transaction commits.
+ */
+Datum
+celerysalt_retry_unroutable(PG_FUNCTION_ARGS)
+{
+	DatabaseSlot *dbslot;
+
+	RequirePreload();
+	dbslot = DbslotFind(MyDatabaseId);
+	if (dbslot != NULL)
+		pg_atomic_write_u32(&dbslot->retry_unroutable, 1);
 	request_commit_wake();
 	PG_RETURN_VOID();
 }

@@ -2,9 +2,10 @@
  *
  * outbox_drain.c
  *		The delivery worker's SQL: read committed events from the outbox,
- *		remove delivered ones (logging them in celerysalt_events), move those
- *		that can never be sent to celerysalt_dead_letters, truncate drained
- *		partitions and apply the delivered log's retention.  Each call is
+ *		remove delivered ones (logging them in celerysalt_events), park the
+ *		ones no queue received in celerysalt_unroutable and move them back
+ *		later, move those that can never be sent to celerysalt_dead_letters,
+ *		truncate drained partitions and apply the delivered log's retention.  Each call is
  *		one transaction; plans are saved for the extension's schema.
  *
  * Runs as the worker's bootstrap superuser, with search_path pinned
@@ -32,10 +33,19 @@
 #include "catalog.h"
 #include "outbox_drain.h"
 
+/* Where events leave the outbox for, by ctid (move_by_ctid). */
+typedef enum DrainTarget
+{
+	DRAIN_DELETE,				/* delivered, no log */
+	DRAIN_LOG,					/* delivered, into celerysalt_events */
+	DRAIN_PARK,					/* returned unroutable, into celerysalt_unroutable */
+	DRAIN_NTARGETS
+} DrainTarget;
+
 /* saved plans, valid for plans_schema */
 static Oid	plans_schema = InvalidOid;
 static SPIPlanPtr read_plan = NULL;
-static SPIPlanPtr finish_plans[CELERYSALT_OUTBOX_SLOTS][2];	/* [slot][log it?] */
+static SPIPlanPtr move_plans[CELERYSALT_OUTBOX_SLOTS][DRAIN_NTARGETS];
 
 /*
  * Open a transaction with a snapshot and SPI.  Returns the extension's
@@ -93,11 +103,11 @@ saved_plan(SPIPlanPtr *plan, Oid schema, const char *sql, int nargs, Oid *argtyp
 			SPI_freeplan(read_plan);
 		read_plan = NULL;
 		for (int s = 0; s < CELERYSALT_OUTBOX_SLOTS; s++)
-			for (int l = 0; l < 2; l++)
+			for (int t = 0; t < DRAIN_NTARGETS; t++)
 			{
-				if (finish_plans[s][l])
-					SPI_freeplan(finish_plans[s][l]);
-				finish_plans[s][l] = NULL;
+				if (move_plans[s][t])
+					SPI_freeplan(move_plans[s][t]);
+				move_plans[s][t] = NULL;
 			}
 		plans_schema = schema;
 	}
@@ -182,26 +192,47 @@ DrainRead(int limit, MemoryContext cxt, OutboxEvent **events_out)
 	return rc;
 }
 
+/* The statement moving the rows of outbox partition `partition` to target. */
+static char *
+move_sql(const char *partition, DrainTarget target)
+{
+	const char *from = CatalogQualifiedName(partition);
+
+	switch (target)
+	{
+		case DRAIN_DELETE:
+			return psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY($1)", from);
+		case DRAIN_LOG:
+			return psprintf("WITH d AS (DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY($1) RETURNING *)"
+							" INSERT INTO %s (id, event_id, topic, version, correlation_id, payload,"
+							" enqueued_at, delivered_at, size)"
+							" SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
+							" pg_catalog.clock_timestamp(), pg_catalog.pg_column_size(payload) FROM d",
+							from, CatalogQualifiedName("celerysalt_events"));
+		case DRAIN_PARK:
+			return psprintf("WITH d AS (DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY($1) RETURNING *)"
+							" INSERT INTO %s AS u (id, event_id, topic, version, correlation_id, payload,"
+							" enqueued_at, returned_at)"
+							" SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
+							" pg_catalog.clock_timestamp() FROM d"
+							" ON CONFLICT (id) DO UPDATE SET returned_at = EXCLUDED.returned_at",
+							from, CatalogQualifiedName("celerysalt_unroutable"));
+		case DRAIN_NTARGETS:
+			break;
+	}
+	elog(ERROR, "unknown drain target %d", (int) target);
+	return NULL;
+}
+
 /*
- * DrainFinish
- *		Remove delivered events from their outbox partitions, by ctid (a TID
- *		scan: no index, no plan that depends on the batch), and log them in
- *		celerysalt_events when log_events — one transaction.  false when the
- *		extension is not installed.
+ * Move the events with take[i] (all when take is NULL) out of their outbox
+ * partitions to target, by ctid (a TID scan: no index, no plan that
+ * depends on the batch), in the open transaction.
  */
-bool
-DrainFinish(OutboxEvent *events, int n, bool log_events)
+static void
+move_by_ctid(Oid schema, OutboxEvent *events, const bool *take, int n, DrainTarget target)
 {
 	Oid			argtypes[1] = {TIDARRAYOID};
-	Oid			schema;
-
-	schema = DrainBegin();
-	if (!OidIsValid(schema))
-	{
-		DrainEnd();
-		return false;
-	}
-	pgstat_report_activity(STATE_RUNNING, "celerysalt: finishing batch");
 
 	for (int s = 0; s < CELERYSALT_OUTBOX_SLOTS; s++)
 	{
@@ -213,39 +244,116 @@ DrainFinish(OutboxEvent *events, int n, bool log_events)
 		int			rc;
 
 		for (int i = 0; i < n; i++)
-			if (events[i].slot == s)
+			if (events[i].slot == s && (take == NULL || take[i]))
 				tids[ntids++] = PointerGetDatum(&events[i].ctid);
 		if (ntids == 0)
 			continue;
 
 		snprintf(partition, sizeof(partition), "_celerysalt_outbox_%d", s);
-		plan = plans_schema == schema ? finish_plans[s][log_events] : NULL;
+		plan = plans_schema == schema ? move_plans[s][target] : NULL;
 		if (plan == NULL)
-		{
-			char	   *sql;
-
-			if (log_events)
-				sql = psprintf("WITH d AS (DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY($1) RETURNING *)"
-							   " INSERT INTO %s (id, event_id, topic, version, correlation_id, payload,"
-							   " enqueued_at, delivered_at, size)"
-							   " SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
-							   " pg_catalog.clock_timestamp(), pg_catalog.pg_column_size(payload) FROM d",
-							   CatalogQualifiedName(partition),
-							   CatalogQualifiedName("celerysalt_events"));
-			else
-				sql = psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY($1)",
-							   CatalogQualifiedName(partition));
-			plan = saved_plan(&finish_plans[s][log_events], schema, sql, 1, argtypes);
-		}
+			plan = saved_plan(&move_plans[s][target], schema, move_sql(partition, target),
+							  1, argtypes);
 		values[0] = PointerGetDatum(construct_array(tids, ntids, TIDOID, sizeof(ItemPointerData),
 													false, TYPALIGN_SHORT));
 		rc = SPI_execute_plan(plan, values, NULL, false, 0);
 		if ((rc != SPI_OK_INSERT && rc != SPI_OK_DELETE) || SPI_processed != (uint64) ntids)
-			elog(ERROR, "could not finish a delivered batch: %s, %llu of %d rows",
+			elog(ERROR, "could not move a delivered batch out of the outbox: %s, %llu of %d rows",
 				 SPI_result_code_string(rc), (unsigned long long) SPI_processed, ntids);
+	}
+}
+
+/*
+ * DrainFinish
+ *		One transaction for a batch the broker confirmed: events with
+ *		returned[i] (returned_msgs NULL: none) go to celerysalt_unroutable,
+ *		the others are removed from the outbox and, when log_events, logged
+ *		in celerysalt_events.  false when the extension is not installed.
+ */
+bool
+DrainFinish(OutboxEvent *events, int n, const bool *returned, bool log_events)
+{
+	Oid			schema;
+
+	schema = DrainBegin();
+	if (!OidIsValid(schema))
+	{
+		DrainEnd();
+		return false;
+	}
+	pgstat_report_activity(STATE_RUNNING, "celerysalt: finishing batch");
+	if (returned == NULL)
+		move_by_ctid(schema, events, NULL, n, log_events ? DRAIN_LOG : DRAIN_DELETE);
+	else
+	{
+		bool	   *delivered = palloc(sizeof(bool) * n);
+
+		for (int i = 0; i < n; i++)
+			delivered[i] = !returned[i];
+		move_by_ctid(schema, events, delivered, n, log_events ? DRAIN_LOG : DRAIN_DELETE);
+		move_by_ctid(schema, events, returned, n, DRAIN_PARK);
 	}
 	DrainEnd();
 	return true;
+}
+
+/*
+ * DrainRequeueUnroutable
+ *		One transaction: dead-letter the unroutable events enqueued more than
+ *		retention_s ago, and, when requeue, move the others back into outbox
+ *		partition slot (keeping their ids, so they are read first and carry
+ *		the same task ids).  Returns how many went back, or -1 when the extension is not
+ *		installed; *expired gets how many were dead-lettered.
+ */
+int64
+DrainRequeueUnroutable(int slot, int retention_s, bool requeue, int64 *expired)
+{
+	Oid			argtypes[2] = {INT2OID, INT4OID};
+	Datum		values[2];
+	int64		requeued;
+	int			rc;
+
+	*expired = 0;
+	if (!OidIsValid(DrainBegin()))
+	{
+		DrainEnd();
+		return -1;
+	}
+	values[0] = Int16GetDatum((int16) slot);
+	values[1] = Int32GetDatum(retention_s);
+	rc = SPI_execute_with_args(
+		psprintf("WITH d AS (DELETE FROM %s WHERE enqueued_at OPERATOR(pg_catalog.<)"
+				 " (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
+				 " pg_catalog.make_interval(secs => $2)) RETURNING *)"
+				 " INSERT INTO %s (id, event_id, topic, version, correlation_id, payload,"
+				 " enqueued_at, failed_at, reason)"
+				 " SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
+				 " pg_catalog.clock_timestamp(),"
+				 " pg_catalog.format('no queue was bound for topic %%s within celerysalt.unroutable_retention (%%s s); last returned at %%s',"
+				 " topic, $2, returned_at) FROM d",
+				 CatalogQualifiedName("celerysalt_unroutable"),
+				 CatalogQualifiedName("celerysalt_dead_letters")),
+		2, argtypes, values, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not dead-letter expired unroutable events: %s", SPI_result_code_string(rc));
+	*expired = (int64) SPI_processed;
+	if (!requeue)
+	{
+		DrainEnd();
+		return 0;
+	}
+	rc = SPI_execute_with_args(
+		psprintf("WITH d AS (DELETE FROM %s RETURNING *)"
+				 " INSERT INTO %s (slot, event_id, id, topic, payload, version, correlation_id, enqueued_at)"
+				 " SELECT $1, event_id, id, topic, payload, version, correlation_id, enqueued_at FROM d",
+				 CatalogQualifiedName("celerysalt_unroutable"),
+				 CatalogQualifiedName("_celerysalt_outbox")),
+		1, argtypes, values, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not requeue unroutable events: %s", SPI_result_code_string(rc));
+	requeued = (int64) SPI_processed;
+	DrainEnd();
+	return requeued;
 }
 
 /*

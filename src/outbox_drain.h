@@ -33,7 +33,10 @@ typedef struct OutboxEvent
 extern Oid	DrainBegin(void);
 extern void DrainEnd(void);
 extern int	DrainRead(int limit, MemoryContext cxt, OutboxEvent **events_out);
-extern bool DrainFinish(OutboxEvent *events, int n, bool log_events);
+extern bool DrainFinish(OutboxEvent *events, int n, const bool *returned,
+						bool log_events);
+extern int64 DrainRequeueUnroutable(int slot, int retention_s, bool requeue,
+									 int64 *expired);
 extern bool DrainDeadLetter(OutboxEvent *ev, const char *reason);
 extern int	DrainTruncateIfEmpty(int slot);
 extern int64 DrainRetain(int retention_s, int chunk);

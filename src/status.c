@@ -26,14 +26,15 @@ PG_FUNCTION_INFO_V1(_celerysalt_worker_state);
  * _celerysalt_worker_state() RETURNS record
  *		The current database's worker: pid, broker_connected, broker (URL
  *		without password), delivered_total, dead_lettered_total,
- *		last_delivery_at, last_error, last_error_at, worker_started_at.
+ *		last_delivery_at, last_error, last_error_at, worker_started_at,
+ *		returned_total (absent in 0.1.0's definition).
  */
 Datum
 _celerysalt_worker_state(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
-	Datum		values[9];
-	bool		nulls[9] = {0};
+	Datum		values[10];
+	bool		nulls[10] = {0};
 	DatabaseSlot *slot;
 
 	RequirePreload();
@@ -44,7 +45,7 @@ _celerysalt_worker_state(PG_FUNCTION_ARGS)
 	values[2] = CStringGetTextDatum(ConninfoRedactAmqp(celerysalt_broker_url));
 	if (slot == NULL)
 	{
-		for (int i = 0; i < 9; i++)
+		for (int i = 0; i < 10; i++)
 			nulls[i] = (i != 2);
 		values[1] = BoolGetDatum(false);
 		nulls[1] = false;
@@ -80,6 +81,10 @@ _celerysalt_worker_state(PG_FUNCTION_ARGS)
 		nulls[7] = (last_error_at == 0);
 		values[8] = TimestampTzGetDatum(started_at);
 		nulls[8] = (pid == 0 || started_at == 0);
+		values[9] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->returned_total));
 	}
+	/* 0.1.0's definition has no returned_total: fill what it declares */
+	if (desc->natts < 9 || desc->natts > 10)
+		elog(ERROR, "_celerysalt_worker_state: unexpected result type");
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

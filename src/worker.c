@@ -55,6 +55,8 @@
 #define RECONNECT_MIN_MS		100
 #define RETENTION_EVERY_MS		(60 * 1000)
 #define RETENTION_CHUNK			10000
+/* After a subscriber registers: retry unroutable events 1, 2, 4, 8, 16, 32 s later. */
+#define REQUEUE_BURST			6
 /* A single event refused this many times in a row is dead-lettered. */
 #define MAX_REJECTIONS			2
 
@@ -84,6 +86,10 @@ typedef struct WorkerState
 	bool		slot_dirty[CELERYSALT_OUTBOX_SLOTS];	/* may hold dead rows */
 	TimestampTz rotated_at;
 	TimestampTz retention_at;
+
+	/* unroutable events: when to move them back into the outbox */
+	TimestampTz requeue_at;
+	int			requeue_burst;	/* quick retries left after a registration */
 } WorkerState;
 
 static WorkerState ws;
@@ -191,18 +197,85 @@ exit_extension_gone(void)
 	proc_exit(0);
 }
 
-/* Remove a delivered batch from the outbox and count it. */
+/*
+ * Remove a confirmed batch from the outbox and count it: events with
+ * returned[i] (NULL: none) no queue received, and wait in
+ * celerysalt_unroutable; the others were delivered.
+ */
 static void
-finish_batch(OutboxEvent *events, int n)
+finish_batch(OutboxEvent *events, int n, const bool *returned)
 {
-	if (!DrainFinish(events, n, celerysalt_delivered_retention_s > 0))
+	int			nreturned = 0;
+
+	if (!DrainFinish(events, n, returned, celerysalt_delivered_retention_s > 0))
 		exit_extension_gone();
 	for (int i = 0; i < n; i++)
+	{
 		ws.slot_dirty[events[i].slot] = true;
-	pg_atomic_fetch_add_u64(&ws.dbslot->delivered_total, n);
+		if (returned != NULL && returned[i])
+		{
+			if (nreturned == 0)
+				ereport(LOG,
+						(errmsg("celerysalt: no queue is bound for topic \"%s\"; its event waits in celerysalt_unroutable",
+								events[i].topic),
+						 errdetail("It is sent again when a subscriber registers, every celerysalt.unroutable_retry_interval, "
+								   "and becomes a dead letter after celerysalt.unroutable_retention.")));
+			nreturned++;
+		}
+	}
+	pg_atomic_fetch_add_u64(&ws.dbslot->delivered_total, n - nreturned);
+	if (nreturned > 0)
+		pg_atomic_fetch_add_u64(&ws.dbslot->returned_total, nreturned);
 	SpinLockAcquire(&ws.dbslot->mutex);
 	ws.dbslot->last_delivery_at = GetCurrentTimestamp();
 	SpinLockRelease(&ws.dbslot->mutex);
+}
+
+/*
+ * Move unroutable events back into the outbox (to be published again) and
+ * dead-letter those past celerysalt.unroutable_retention: every
+ * celerysalt.unroutable_retry_interval, and in a quick burst after a
+ * subscriber registered (celerysalt_retry_unroutable).
+ */
+static void
+requeue_unroutable(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int64		requeued;
+	int64		expired;
+
+	if (pg_atomic_exchange_u32(&ws.dbslot->retry_unroutable, 0) != 0)
+	{
+		ws.requeue_burst = REQUEUE_BURST;
+		ws.requeue_at = now;
+	}
+	if (now < ws.requeue_at)
+		return;
+	/* with celerysalt.unroutable = drop they only wait for their dead-lettering */
+	requeued = DrainRequeueUnroutable((int) pg_atomic_read_u32(&ws.dbslot->insert_slot),
+									  celerysalt_unroutable_retention_s,
+									  celerysalt_unroutable == UNROUTABLE_KEEP, &expired);
+	if (requeued < 0)
+		exit_extension_gone();
+	if (requeued > 0)
+	{
+		ws.slot_dirty[pg_atomic_read_u32(&ws.dbslot->insert_slot)] = true;
+		SetLatch(MyLatch);		/* deliver them now */
+	}
+	if (expired > 0)
+	{
+		pg_atomic_fetch_add_u64(&ws.dbslot->dead_lettered_total, expired);
+		ereport(WARNING,
+				(errmsg("celerysalt moved " INT64_FORMAT " events no queue received to celerysalt_dead_letters", expired),
+				 errdetail("They waited longer than celerysalt.unroutable_retention.")));
+	}
+	if (ws.requeue_burst > 0)
+	{
+		ws.requeue_burst--;
+		ws.requeue_at = TimestampTzPlusMilliseconds(now, 1000L << (REQUEUE_BURST - 1 - ws.requeue_burst));
+	}
+	else
+		ws.requeue_at = TimestampTzPlusMilliseconds(now, celerysalt_unroutable_retry_s * 1000L);
 }
 
 /* Delete delivered-log rows past celerysalt.delivered_retention. */
@@ -303,6 +376,8 @@ deliver_batch(void)
 {
 	OutboxEvent *events;
 	CeleryMessage *msgs;
+	bool	   *returned_msgs;
+	bool	   *returned;
 	int			limit = ws.isolate_remaining > 0 ? 1 : celerysalt_batch_size;
 	int			n;
 	int			nmsgs;
@@ -328,22 +403,35 @@ deliver_batch(void)
 	msgs = build_messages(events, n, &nmsgs);
 	CurrentResourceOwner = NULL;
 	initStringInfo(&error);
+	returned_msgs = palloc(sizeof(bool) * nmsgs);
 	pgstat_report_activity(STATE_RUNNING, "celerysalt: publishing");
-	status = BrokerPublishBatch(ws.broker, msgs, nmsgs, false, &error);
+	/* mandatory: an event no queue receives comes back instead of vanishing */
+	status = BrokerPublishBatch(ws.broker, msgs, nmsgs,
+								celerysalt_unroutable == UNROUTABLE_KEEP, returned_msgs, &error);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextSwitchTo(old);
 
 	switch (status)
 	{
 		case BROKER_OK:
-			finish_batch(events, n);	/* exits if the extension is gone */
+		case BROKER_RETURNED:
+			/* an event is unroutable if any of its messages came back */
+			returned = NULL;
+			if (status == BROKER_RETURNED)
+			{
+				int			per_event = nmsgs / n;
+
+				returned = palloc0(sizeof(bool) * n);
+				for (int m = 0; m < nmsgs; m++)
+					returned[m / per_event] |= returned_msgs[m];
+			}
+			finish_batch(events, n, returned);	/* exits if the extension is gone */
 			if (ws.isolate_remaining > 0)
 				ws.isolate_remaining--;
 			ws.rejected_count = 0;
 			return n;
 
 		case BROKER_FAILED:
-		case BROKER_RETURNED:	/* not mandatory: cannot happen */
 			broker_failed(error.data);
 			return -1;
 
@@ -444,6 +532,10 @@ reload_config(void)
 
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
+	/* a shorter celerysalt.unroutable_retry_interval applies at once */
+	ws.requeue_at = Min(ws.requeue_at,
+						TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													celerysalt_unroutable_retry_s * 1000L));
 	signature = connection_signature();
 	if (strcmp(signature, ws.conn_signature) != 0)
 	{
@@ -532,11 +624,14 @@ CelerysaltWorkerMain(Datum main_arg)
 
 		maintain_outbox();
 		apply_retention();
+		requeue_unroutable();
 
 		if (ws.broker == NULL)
 			timeout = Min(timeout, Max(1, TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
 																		   ws.reconnect_at)));
 		timeout = Min(timeout, celerysalt_outbox_rotation_s * 1000L);
+		timeout = Min(timeout, Max(1, TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+																	  ws.requeue_at)));
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout, PG_WAIT_EXTENSION);

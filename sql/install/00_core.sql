@@ -59,12 +59,42 @@ CREATE TABLE celerysalt_dead_letters (
 COMMENT ON TABLE celerysalt_dead_letters IS
     'Events the broker refused for good, with the reason; requeue them with celerysalt_dead_letter_retry.';
 
+-- ------------------------------------------------------ unroutable events
+-- Events the broker confirmed but returned because no queue was bound for
+-- their topic (they are published mandatory).  The worker moves them back
+-- into the outbox when a subscriber registers and every
+-- celerysalt.unroutable_retry_interval, and to celerysalt_dead_letters once
+-- celerysalt.unroutable_retention has passed since they were enqueued.
+CREATE TABLE celerysalt_unroutable (
+    id              uuid        PRIMARY KEY,
+    event_id        bigint      NOT NULL,
+    topic           text        NOT NULL,
+    version         text,
+    correlation_id  text,
+    payload         jsonb       NOT NULL,
+    enqueued_at     timestamptz NOT NULL,
+    returned_at     timestamptz NOT NULL
+);
+CREATE INDEX celerysalt_unroutable_topic ON celerysalt_unroutable (topic);
+COMMENT ON TABLE celerysalt_unroutable IS
+    'Events no queue received (returned by the broker): sent again when a subscriber registers and every celerysalt.unroutable_retry_interval, dead-lettered after celerysalt.unroutable_retention.';
+
+CREATE VIEW celerysalt_unroutable_topics AS
+SELECT topic, pg_catalog.count(*) AS events,
+       pg_catalog.min(enqueued_at) AS oldest_enqueued_at,
+       pg_catalog.max(returned_at) AS last_returned_at
+  FROM @extschema@.celerysalt_unroutable
+ GROUP BY topic;
+COMMENT ON VIEW celerysalt_unroutable_topics IS
+    'Per topic: events waiting for a queue to be bound.';
+
 SELECT pg_catalog.pg_extension_config_dump('_celerysalt_outbox_0', '');
 SELECT pg_catalog.pg_extension_config_dump('_celerysalt_outbox_1', '');
 SELECT pg_catalog.pg_extension_config_dump('_celerysalt_outbox_2', '');
 SELECT pg_catalog.pg_extension_config_dump('_celerysalt_event_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('celerysalt_events', '');
 SELECT pg_catalog.pg_extension_config_dump('celerysalt_dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('celerysalt_unroutable', '');
 
 -- ------------------------------------------------------------- publishing
 CREATE FUNCTION celerysalt_publish(topic text, payload jsonb,
@@ -152,7 +182,8 @@ CREATE FUNCTION _celerysalt_worker_state(
     OUT worker_pid integer, OUT broker_connected boolean, OUT broker text,
     OUT delivered_total bigint, OUT dead_lettered_total bigint,
     OUT last_delivery_at timestamptz, OUT last_error text,
-    OUT last_error_at timestamptz, OUT worker_started_at timestamptz)
+    OUT last_error_at timestamptz, OUT worker_started_at timestamptz,
+    OUT returned_total bigint)
 AS 'MODULE_PATHNAME', '_celerysalt_worker_state'
 LANGUAGE C VOLATILE;
 
@@ -167,12 +198,21 @@ SELECT w.worker_pid,
        (SELECT pg_catalog.count(*) FROM @extschema@.celerysalt_dead_letters) AS dead_letters,
        w.last_error,
        w.last_error_at,
-       w.worker_started_at
+       w.worker_started_at,
+       (SELECT pg_catalog.count(*) FROM @extschema@.celerysalt_unroutable) AS unroutable,
+       w.returned_total
   FROM @extschema@._celerysalt_worker_state() w,
        LATERAL (SELECT pg_catalog.count(*) AS pending, pg_catalog.min(enqueued_at) AS oldest_enqueued_at
                   FROM @extschema@._celerysalt_outbox) o;
 COMMENT ON VIEW celerysalt_status IS
     'Delivery state of this database: worker, broker connection, pending events, totals and the last error.';
+
+CREATE FUNCTION celerysalt_retry_unroutable()
+RETURNS void
+AS 'MODULE_PATHNAME', 'celerysalt_retry_unroutable'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION celerysalt_retry_unroutable() IS
+    'Asks the worker to send the events of celerysalt_unroutable again now and a few times in the next minute (celerysalt_track_subscriber calls it).';
 
 REVOKE ALL ON FUNCTION _celerysalt_worker_state() FROM PUBLIC;
 REVOKE ALL ON FUNCTION _celerysalt_installed() FROM PUBLIC;

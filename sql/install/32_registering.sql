@@ -250,6 +250,8 @@ BEGIN
     INSERT INTO @extschema@.celerysalt_subscribers AS s (topic, service, handler)
     VALUES (topic, service, handler)
     ON CONFLICT ON CONSTRAINT celerysalt_subscribers_pkey DO UPDATE SET last_seen_at = now();
+    -- events published before this subscriber's queue existed are sent again
+    PERFORM @extschema@.celerysalt_retry_unroutable();
 END
 $$;
 COMMENT ON FUNCTION celerysalt_track_subscriber(text, text, text) IS

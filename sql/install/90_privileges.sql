@@ -10,6 +10,7 @@
 REVOKE ALL ON FUNCTION
     celerysalt_publish(text, jsonb, text, text),
     celerysalt_wake(),
+    celerysalt_retry_unroutable(),
     celerysalt_replay(uuid),
     celerysalt_replay_since(timestamptz, timestamptz, text),
     celerysalt_dead_letter_retry(uuid),
@@ -85,6 +86,7 @@ GRANT EXECUTE ON FUNCTION _celerysalt_worker_state() TO celerysalt_reader;
 GRANT EXECUTE ON FUNCTION
     celerysalt_publish(text, jsonb, text, text),
     celerysalt_wake(),
+    celerysalt_retry_unroutable(),
     _celerysalt_check_names(text, text),
     celerysalt_track_publisher(text, text, text, text, text),
     celerysalt_track_subscriber(text, text, text)
@@ -94,7 +96,7 @@ GRANT INSERT, UPDATE, DELETE ON celerysalt_topics, celerysalt_schemas, celerysal
                                 celerysalt_publishers, celerysalt_subscribers
    TO celerysalt_admin;
 GRANT USAGE ON SEQUENCE celerysalt_schemas_id_seq TO celerysalt_admin;
-GRANT DELETE ON celerysalt_dead_letters TO celerysalt_admin;
+GRANT DELETE ON celerysalt_dead_letters, celerysalt_unroutable TO celerysalt_admin;
 GRANT EXECUTE ON FUNCTION
     _celerysalt_registry_changed(),
     _celerysalt_schema_first_difference(jsonb, jsonb),
@@ -133,5 +135,6 @@ GRANT USAGE ON SCHEMA @extschema@ TO celerysalt_reader;
 
 -- Readers see what was delivered, refused and what failed.
 GRANT SELECT ON celerysalt_events, celerysalt_dead_letters,
+                celerysalt_unroutable, celerysalt_unroutable_topics,
                 celerysalt_follow_action_failures, celerysalt_follow_action_tables
    TO celerysalt_reader;

@@ -31,6 +31,9 @@ celerysalt.poll_interval = '100ms'
 celerysalt.outbox_rotation = '1s'
 celerysalt.delivered_retention = '1h'
 celerysalt.reconnect_max_delay = '1s'
+# no queue is bound for this test's topics: the broker drops its events
+# until the unroutable section below turns on the default, keep
+celerysalt.unroutable = 'drop'
 });
 $node->start;
 
@@ -217,6 +220,28 @@ $node->safe_psql('shadowdb', "UPDATE public.shadow_t SET status = 'paid' WHERE i
 ok(poll(
 	"SELECT count(*) OPERATOR(pg_catalog.=) 1 FROM public.celerysalt_events WHERE topic OPERATOR(pg_catalog.=) 'shadow.paid'"),
 	'the follow action\'s event is delivered');
+
+# unroutable: with the default (keep), an event no queue is bound for is
+# parked, moved back into the outbox every second, and dead-lettered once
+# its retention is over: the worker's three statements for it, shadowed
+sq("ALTER SYSTEM SET celerysalt.unroutable = 'keep'");
+sq("ALTER SYSTEM SET celerysalt.unroutable_retry_interval = '1s'");
+$node->reload;
+sleep 1;
+($rc, $out, $err) = as_attacker(q{SELECT celerysalt_publish('shadow.parked', '{"p": 1}')});
+is($err, '', 'attacker publishes to a topic no queue is bound for') or diag($err);
+ok(poll(
+	"SELECT count(*) OPERATOR(pg_catalog.=) 1 FROM public.celerysalt_unroutable WHERE topic OPERATOR(pg_catalog.=) 'shadow.parked'"
+	  . " AND returned_at OPERATOR(pg_catalog.>) (enqueued_at OPERATOR(pg_catalog.+) interval '1500 ms')"),
+	'the unroutable event is parked, sent again and parked again');
+sq("ALTER SYSTEM SET celerysalt.unroutable_retention = '1s'");
+$node->reload;
+ok(poll(
+	"SELECT count(*) OPERATOR(pg_catalog.=) 1 FROM public.celerysalt_dead_letters WHERE topic OPERATOR(pg_catalog.=) 'shadow.parked'"
+	  . " AND reason OPERATOR(pg_catalog.~) 'no queue was bound'"),
+	'past its retention it becomes a dead letter');
+sq("ALTER SYSTEM SET celerysalt.unroutable = 'drop'");
+$node->reload;
 
 # retain: with delivered_retention = 1s, a restarted worker applies it at once
 sq("ALTER SYSTEM SET celerysalt.delivered_retention = '1s'");

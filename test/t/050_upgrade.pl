@@ -5,7 +5,8 @@
 # script sql/releases/celerysalt--<previous>--<current>.sql, or this test
 # fails and shows the difference.
 #
-# The catalog is described object by object, without OIDs: the extension's
+# The catalog is described object by object, without OIDs (ACL items
+# sorted: the order of GRANTs means nothing): the extension's
 # members; functions (definition, owner, ACL, settings); relations (kind,
 # ACL, options, partition bounds, columns in order with types, defaults,
 # NOT NULL and ACLs; constraints, indexes, triggers, view definitions,
@@ -39,22 +40,22 @@ rels AS (
 SELECT line FROM (
 	SELECT 'member ' || pg_describe_object(classid, objid, 0) AS line FROM members
 	UNION ALL
-	SELECT 'schema acl ' || coalesce(n.nspacl::text, '-') FROM pg_namespace n, ext WHERE n.oid = ext.extnamespace
+	SELECT 'schema acl ' || coalesce((SELECT pg_catalog.string_agg(x::text, ',' ORDER BY x::text) FROM pg_catalog.unnest(n.nspacl) x), '-') FROM pg_namespace n, ext WHERE n.oid = ext.extnamespace
 	UNION ALL
 	SELECT 'config ' || c::regclass::text || ' where ' || coalesce(ext.extcondition[i], '')
 	  FROM ext, unnest(ext.extconfig) WITH ORDINALITY AS u(c, i)
 	UNION ALL
 	SELECT 'function ' || p.oid::regprocedure::text || E'\n' || pg_get_functiondef(p.oid)
-	       || E'\n  owner ' || p.proowner::regrole::text || ' acl ' || coalesce(p.proacl::text, '-')
+	       || E'\n  owner ' || p.proowner::regrole::text || ' acl ' || coalesce((SELECT pg_catalog.string_agg(x::text, ',' ORDER BY x::text) FROM pg_catalog.unnest(p.proacl) x), '-')
 	  FROM pg_proc p JOIN members m ON m.classid = 'pg_proc'::regclass AND m.objid = p.oid
 	 WHERE p.prokind IN ('f', 'p', 'w')
 	UNION ALL
-	SELECT 'aggregate ' || p.oid::regprocedure::text || ' acl ' || coalesce(p.proacl::text, '-')
+	SELECT 'aggregate ' || p.oid::regprocedure::text || ' acl ' || coalesce((SELECT pg_catalog.string_agg(x::text, ',' ORDER BY x::text) FROM pg_catalog.unnest(p.proacl) x), '-')
 	  FROM pg_proc p JOIN members m ON m.classid = 'pg_proc'::regclass AND m.objid = p.oid
 	 WHERE p.prokind = 'a'
 	UNION ALL
 	SELECT 'relation ' || r.relname || ' kind ' || r.relkind::text || ' owner ' || c.relowner::regrole::text
-	       || ' acl ' || coalesce(c.relacl::text, '-') || ' options ' || coalesce(c.reloptions::text, '-')
+	       || ' acl ' || coalesce((SELECT pg_catalog.string_agg(x::text, ',' ORDER BY x::text) FROM pg_catalog.unnest(c.relacl) x), '-') || ' options ' || coalesce(c.reloptions::text, '-')
 	       || ' persistence ' || c.relpersistence::text
 	       || coalesce(' partition of ' || (SELECT i.inhparent::regclass::text FROM pg_inherits i WHERE i.inhrelid = c.oid)
 	                   || ' ' || pg_get_expr(c.relpartbound, c.oid), '')
@@ -67,7 +68,7 @@ SELECT line FROM (
 	       || CASE a.attgenerated WHEN 's' THEN ' generated' ELSE '' END
 	       || CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity::text ELSE '' END
 	       || ' collation ' || a.attcollation::regcollation::text
-	       || ' acl ' || coalesce(a.attacl::text, '-')
+	       || ' acl ' || coalesce((SELECT pg_catalog.string_agg(x::text, ',' ORDER BY x::text) FROM pg_catalog.unnest(a.attacl) x), '-')
 	  FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
 	  LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
 	UNION ALL
@@ -100,7 +101,7 @@ SELECT line FROM (
 	       || coalesce(' labels ' || (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
 	                                     FROM pg_enum e WHERE e.enumtypid = t.oid), '')
 	       || coalesce(' base ' || nullif(t.typbasetype, 0)::regtype::text, '')
-	       || ' acl ' || coalesce(t.typacl::text, '-')
+	       || ' acl ' || coalesce((SELECT pg_catalog.string_agg(x::text, ',' ORDER BY x::text) FROM pg_catalog.unnest(t.typacl) x), '-')
 	  FROM pg_type t JOIN members m ON m.classid = 'pg_type'::regclass AND m.objid = t.oid
 	UNION ALL
 	SELECT 'comment ' || pg_describe_object(d.classoid, d.objoid, d.objsubid) || ': ' || d.description
