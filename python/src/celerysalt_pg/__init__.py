@@ -4,6 +4,13 @@ Modules, each importable on its own (an integration imports its framework
 only when used):
 
 - ``celerysalt_pg.cli``: the ``celerysalt-pg`` command (also ``python -m celerysalt_pg``).
+- ``celerysalt_pg.follow``: follow-action rules, attach and detach over a
+  psycopg (or any DB-API) connection.
+- ``celerysalt_pg.django``: ``FollowActionsMixin`` for models and the
+  ``AttachFollowActions`` migration operation.
+- ``celerysalt_pg.sqlalchemy``: the same for SQLAlchemy 2 (and Alembic).
+- ``celerysalt_pg.tchu_migration``: the ``migrate-follow-rules`` subcommand,
+  converting rules stored by TchuFollowActions (pickled events), once.
 """
 
 __version__ = "0.2.0"

@@ -12,7 +12,10 @@ import sys
 from typing import Optional, Sequence
 
 # subcommand -> (module, one-line help)
-COMMANDS: dict = {}
+COMMANDS: dict = {
+    "migrate-follow-rules": ("celerysalt_pg.tchu_migration",
+                             "convert the rules TchuFollowActions pickled into celerysalt rules, once"),
+}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
