@@ -11,6 +11,8 @@ only when used):
 - ``celerysalt_pg.sqlalchemy``: the same for SQLAlchemy 2 (and Alembic).
 - ``celerysalt_pg.tchu_migration``: the ``migrate-follow-rules`` subcommand,
   converting rules stored by TchuFollowActions (pickled events), once.
+- ``celerysalt_pg.registry``: ``PostgresSchemaRegistry``, celery-salt's schema registry in PostgreSQL
+  (needs the ``celery-salt`` extra; docs/python.md).
 """
 
 __version__ = "0.2.0"
