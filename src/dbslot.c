@@ -150,7 +150,10 @@ DbslotSetWorkerError(DatabaseSlot *slot, const char *message)
 {
 	SpinLockAcquire(&slot->mutex);
 	if (message == NULL)
+	{
 		slot->last_error[0] = '\0';
+		slot->last_error_at = 0;
+	}
 	else
 	{
 		strlcpy(slot->last_error, message, sizeof(slot->last_error));

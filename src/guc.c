@@ -21,6 +21,7 @@
 #include "utils/backend_status.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/varlena.h"
 
 #include "broker.h"
 #include "jbv.h"
@@ -636,4 +637,35 @@ GucDefineAll(void)
 							   PGC_USERSET, 0,
 							   check_service_name, NULL, NULL);
 	MarkGUCPrefixReserved("celerysalt");
+}
+
+/*
+ * GucDatabaseIsServed
+ *		Whether database name is listed in celerysalt.databases (an empty
+ *		list serves every database).  An invalid list serves none, and says
+ *		so in the log.
+ */
+bool
+GucDatabaseIsServed(const char *name)
+{
+	char	   *raw;
+	List	   *names;
+	ListCell   *lc;
+	bool		served = false;
+
+	if (celerysalt_databases == NULL || celerysalt_databases[0] == '\0')
+		return true;
+	raw = pstrdup(celerysalt_databases);
+	if (!SplitIdentifierString(raw, ',', &names))
+	{
+		ereport(LOG,
+				(errmsg("celerysalt.databases is not a valid list; serving no database")));
+		return false;
+	}
+	foreach(lc, names)
+		if (strcmp((char *) lfirst(lc), name) == 0)
+			served = true;
+	list_free(names);
+	pfree(raw);
+	return served;
 }

@@ -52,5 +52,6 @@ extern int	celerysalt_unroutable;
 
 
 extern void GucDefineAll(void);
+extern bool GucDatabaseIsServed(const char *name);
 
 #endif							/* CELERYSALT_GUC_H */

@@ -106,32 +106,6 @@ LauncherRegister(void)
 	ProcessUtility_hook = launcher_process_utility;
 }
 
-/* Is name listed in celerysalt.databases (or is the list empty)? */
-static bool
-database_is_served(const char *name)
-{
-	char	   *raw;
-	List	   *names;
-	ListCell   *lc;
-	bool		served = false;
-
-	if (celerysalt_databases == NULL || celerysalt_databases[0] == '\0')
-		return true;
-	raw = pstrdup(celerysalt_databases);
-	if (!SplitIdentifierString(raw, ',', &names))
-	{
-		ereport(LOG,
-				(errmsg("celerysalt.databases is not a valid list; serving no database")));
-		return false;
-	}
-	foreach(lc, names)
-		if (strcmp((char *) lfirst(lc), name) == 0)
-			served = true;
-	list_free(names);
-	pfree(raw);
-	return served;
-}
-
 /* The databases that should have a worker, palloc'd; *count is set. */
 static DatabaseEntry *
 list_databases(int *count)
@@ -155,7 +129,7 @@ list_databases(int *count)
 		if (!db->datallowconn || db->datistemplate ||
 			db->datconnlimit == DATCONNLIMIT_INVALID_DB)
 			continue;
-		if (!database_is_served(NameStr(db->datname)))
+		if (!GucDatabaseIsServed(NameStr(db->datname)))
 			continue;
 		if (n == cap)
 		{

@@ -31,6 +31,9 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
+#include "storage/proc.h"
+#include "commands/dbcommands.h"
+#include "guc.h"
 #include "dbslot.h"
 #include "catalog.h"
 #include "event.h"
@@ -174,6 +177,27 @@ prepare_insert(void)
 }
 
 /*
+ * Warn, once per transaction, when this database is left out of
+ * celerysalt.databases: no worker will deliver what it publishes until it
+ * is listed again, and the events would otherwise pile up silently.
+ */
+static void
+warn_if_unserved(void)
+{
+	static LocalTransactionId checked_lxid = InvalidLocalTransactionId;
+
+	if (checked_lxid == MyProc->lxid)
+		return;
+	checked_lxid = MyProc->lxid;
+	if (!GucDatabaseIsServed(get_database_name(MyDatabaseId)))
+		ereport(WARNING,
+				(errmsg("database \"%s\" is not in celerysalt.databases: no worker delivers its events",
+						get_database_name(MyDatabaseId)),
+				 errdetail("The events wait in the outbox until the database is served again."),
+				 errhint("Add the database to celerysalt.databases and reload the configuration.")));
+}
+
+/*
  * OutboxEnqueue
  *		Insert one event the caller ran through EventIntake into the outbox
  *		in the current transaction, as the outbox's owner, and arrange the
@@ -229,6 +253,8 @@ OutboxEnqueue(const char *topic, Jsonb *payload, const char *version,
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not enqueue event: %s", SPI_result_code_string(rc));
 	SPI_finish();
+
+	warn_if_unserved();
 
 	request_commit_wake();
 	return id;

@@ -11,6 +11,9 @@
 # variant is ~15x slower, it runs in the first rounds only), BENCH_CPU=1 (fsync, full-page
 # writes and WAL beyond "minimal" off: measures CPU cost with little I/O noise), BENCH_NO_BUILD=1
 # (use the installed extension), PGBIN (server binaries; default: pg_config --bindir), BENCH_KEEP=1.
+# Then a firing workload: BENCH_FIRE_ROWS (20000) rows whose one rule matches every UPDATE, each
+# UPDATE enqueueing one event per row (rolled back), against the same events enqueued by
+# celerysalt_publish() from SQL in an UPDATE ... RETURNING of an identical table without trigger.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -18,6 +21,7 @@ PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PGBIN=${PGBIN:-$("$PG_CONFIG" --bindir)}
 ROWS=${BENCH_ROWS:-100000}
 ROUNDS=${BENCH_ROUNDS:-9}
+FIRE_ROWS=${BENCH_FIRE_ROWS:-20000}
 PLPGSQL_ROUNDS=${BENCH_PLPGSQL_ROUNDS:-3}
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -108,7 +112,42 @@ SELECT (SELECT count(*) FROM _celerysalt_outbox WHERE payload->>'table' = 'publi
 ROLLBACK;
 SQL
 
-python3 - "$WORK/timings.txt" "$ROWS" <<'PY'
+# Firing: every row's rule matches; each timed UPDATE enqueues FIRE_ROWS events and rolls back.
+"${PSQL[@]}" -v rows="$FIRE_ROWS" <<'SQL'
+CREATE TABLE bench_fire (id int PRIMARY KEY, status text NOT NULL, on_change_rules jsonb NOT NULL);
+INSERT INTO bench_fire
+SELECT i, 'open', jsonb_build_array(celerysalt_follow_action_rule('status', 'updated', 'bench.fire',
+           payload => '{"id": {"$pk": true}, "status": {"$new": "status"}}'))
+  FROM generate_series(1, :rows) i;
+CREATE TABLE bench_fire_sql (LIKE bench_fire INCLUDING ALL);
+INSERT INTO bench_fire_sql SELECT * FROM bench_fire;
+SELECT celerysalt_attach_follow_actions('bench_fire', adopt_existing_rules => true);
+VACUUM ANALYZE bench_fire, bench_fire_sql;
+SQL
+fire_script="$WORK/fire.sql"
+: > "$fire_script"
+for ((r = 0; r < ROUNDS; r++)); do
+	for v in trigger sql; do
+		[ $((r % 2)) = 1 ] && v=$([ "$v" = trigger ] && echo sql || echo trigger)
+		if [ "$v" = trigger ]; then
+			stmt="UPDATE bench_fire SET status = 'closed'"
+		else
+			stmt="WITH u AS (UPDATE bench_fire_sql SET status = 'closed' RETURNING id, status) SELECT count(celerysalt_publish('bench.fire', jsonb_build_object('id', id, 'status', status))) FROM u"
+		fi
+		cat >> "$fire_script" <<SQL
+VACUUM bench_fire, bench_fire_sql;
+BEGIN;
+\\echo @@ $v
+\\timing on
+$stmt;
+\\timing off
+ROLLBACK;
+SQL
+	done
+done
+"${PSQL[@]}" -f "$fire_script" > "$WORK/fire_timings.txt"
+
+python3 - "$WORK/timings.txt" "$ROWS" "$WORK/fire_timings.txt" "$FIRE_ROWS" <<'PY'
 import re, statistics, sys
 rows = int(sys.argv[2])
 times, current = {}, None
@@ -143,4 +182,23 @@ print(f"overhead by the fastest round of each variant (less sensitive to a noisy
       f"{(1 - mins['none'] / mins['c']) * 100:.1f}%, no-op C BEFORE row trigger {(1 - mins['none'] / mins['noop']) * 100:.1f}%")
 print(f"floors of the other designs: no-op AFTER row trigger {(1 - rate['noop_after'] / rate['none']) * 100:.1f}%, "
       f"no-op statement trigger with transition tables {(1 - rate['noop_stmt'] / rate['none']) * 100:.1f}%")
+
+fire_rows = int(sys.argv[4])
+fire, current = {}, None
+for line in open(sys.argv[3]):
+    m = re.match(r"@@ (\w+)", line)
+    if m:
+        current = m.group(1)
+        continue
+    m = re.match(r"Time: ([\d.]+) ms", line)
+    if m and current:
+        fire.setdefault(current, []).append(float(m.group(1)))
+        current = None
+fmed = {v: statistics.median(t) for v, t in fire.items()}
+print()
+print(f"firing: {fire_rows} rows, one matching rule each, one event per row (rolled back)")
+for v, label in (("trigger", "UPDATE, follow-action trigger enqueues"), ("sql", "WITH (UPDATE ... RETURNING) + celerysalt_publish()")):
+    print(f"  {label:46} median {fmed[v]:8.1f} ms  {fire_rows / (fmed[v] / 1000):9.0f} events/s  "
+          f"{fmed[v] * 1000 / fire_rows:6.2f} us/event   rounds " + " ".join(f"{t:.0f}" for t in fire[v]))
+print(f"  trigger vs publishing from SQL: {fmed['sql'] / fmed['trigger']:.2f}x the rate")
 PY
