@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import uuid
 
 import pytest
 
@@ -207,7 +208,9 @@ def test_migrate_follow_rules_command(pg, amqp, run_id, project):
         assert "trigger attached" in second.stdout
         assert is_attached(pg, table)
 
-        # the converted rules fire
+        # the converted rules fire (a subscriber's queue receives them: events
+        # no queue is bound for would wait in celerysalt_unroutable)
+        amqp.declare_queue(f"csit_tchu_mig_{run_id}_{uuid.uuid4().hex[:6]}", [f"{prefix}.#"])
         pg.execute(f"UPDATE {table} SET status = 'paid' WHERE id = 1")
         pg.execute(f"UPDATE {table} SET status = 'shipped' WHERE id = 2")
         pg.execute(f"UPDATE {table} SET status = 'gone' WHERE id = 3")
