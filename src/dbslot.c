@@ -126,6 +126,7 @@ DbslotClaim(Oid dboid)
 			slot->worker_latch = NULL;
 			slot->broker_connected = false;
 			slot->extension_missing = false;
+			slot->start_failed = false;
 			slot->paused_until = 0;
 			slot->last_delivery_at = 0;
 			slot->last_error_at = 0;

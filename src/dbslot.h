@@ -33,6 +33,8 @@ typedef struct DatabaseSlot
 	slock_t		mutex;
 	bool		broker_connected;
 	bool		extension_missing;	/* last probe found no extension */
+	bool		start_failed;	/* the launcher found no background worker
+								 * slot (max_worker_processes) */
 	bool		schema_follows_owner;	/* the extension's schema belongs to
 										 * pg_database_owner (public) */
 	TimestampTz paused_until;	/* launcher leaves the db alone until then */

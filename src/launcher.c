@@ -236,13 +236,53 @@ supervise(DatabaseEntry *db, LaunchedWorker *lw, TimestampTz now)
 		return lw->restart_at;
 	if (!start_worker(db, lw))
 	{
+		SpinLockAcquire(&slot->mutex);
+		slot->start_failed = true;
+		SpinLockRelease(&slot->mutex);
 		lw->restart_at = TimestampTzPlusMilliseconds(now, RESTART_MAX_MS);
 		return lw->restart_at;
 	}
+	SpinLockAcquire(&slot->mutex);
+	slot->start_failed = false;
+	SpinLockRelease(&slot->mutex);
 	return 0;
 }
 
-/* Free the slots of databases that no longer exist. */
+/*
+ * Stop the workers of databases no longer served (celerysalt.databases
+ * changed at reload, or a database stopped accepting connections); their
+ * slots are then released with those of dropped databases.
+ */
+static void
+stop_unlisted(DatabaseEntry *dbs, int ndbs, LaunchedWorker *workers)
+{
+	for (int i = 0; i < celerysalt_shared->ndatabases; i++)
+	{
+		DatabaseSlot *slot = &celerysalt_shared->databases[i];
+		LaunchedWorker *lw = &workers[i];
+		bool		listed = false;
+		pid_t		pid;
+
+		if (slot->dboid == InvalidOid || lw->handle == NULL)
+			continue;
+		for (int j = 0; j < ndbs && !listed; j++)
+			listed = (dbs[j].oid == slot->dboid);
+		if (listed)
+			continue;
+		if (GetBackgroundWorkerPid(lw->handle, &pid) == BGWH_STOPPED)
+		{
+			pfree(lw->handle);
+			memset(lw, 0, sizeof(LaunchedWorker));
+			continue;
+		}
+		ereport(LOG,
+				(errmsg("celerysalt stops the worker of a database celerysalt.databases no longer lists (pid %d)",
+						(int) pid)));
+		TerminateBackgroundWorker(lw->handle);
+	}
+}
+
+/* Free the slots of databases that no longer exist or are no longer served. */
 static void
 release_dropped(DatabaseEntry *dbs, int ndbs, LaunchedWorker *workers)
 {
@@ -317,6 +357,7 @@ CelerysaltLauncherMain(Datum main_arg)
 			if (due != 0 && (next == 0 || due < next))
 				next = due;
 		}
+		stop_unlisted(dbs, ndbs, workers);
 		release_dropped(dbs, ndbs, workers);
 		pfree(dbs);
 

@@ -1,15 +1,21 @@
 /*-------------------------------------------------------------------------
  *
  * status.c
- *		SQL access to the delivery worker's shared state: the function behind
- *		the celerysalt_status view.
+ *		SQL access to the delivery workers' shared state: the functions behind
+ *		the celerysalt_status view (this database) and the
+ *		celerysalt_cluster_status view (every database of the cluster, with
+ *		the reason when one has no worker).
  *
  *-------------------------------------------------------------------------
  */
 #include "celerysalt.h"
 #include "conninfo.h"
 
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_database.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -21,6 +27,7 @@
 #include "dbslot.h"
 
 PG_FUNCTION_INFO_V1(_celerysalt_worker_state);
+PG_FUNCTION_INFO_V1(_celerysalt_cluster_state);
 
 /*
  * _celerysalt_worker_state() RETURNS record
@@ -87,4 +94,113 @@ _celerysalt_worker_state(PG_FUNCTION_ARGS)
 	if (desc->natts < 9 || desc->natts > 10)
 		elog(ERROR, "_celerysalt_worker_state: unexpected result type");
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/* Why database db has no running worker; NULL when it has one. */
+static const char *
+no_worker_reason(Form_pg_database db, DatabaseSlot *slot)
+{
+	bool		missing;
+	bool		start_failed;
+	pid_t		pid;
+
+	if (db->datistemplate || !db->datallowconn)
+		return "does not accept connections";
+	if (!GucDatabaseIsServed(NameStr(db->datname)))
+		return "not listed in celerysalt.databases";
+	if (slot == NULL)
+	{
+		int			used = 0;
+
+		for (int i = 0; i < celerysalt_shared->ndatabases; i++)
+			used += (celerysalt_shared->databases[i].dboid != InvalidOid);
+		if (used >= celerysalt_shared->ndatabases)
+			return "no free slot: every one of celerysalt.max_databases is in use";
+		return "not visited yet: the launcher comes when a transaction there creates the extension or publishes, at a reload, and every minute";
+	}
+	SpinLockAcquire(&slot->mutex);
+	missing = slot->extension_missing;
+	start_failed = slot->start_failed;
+	pid = slot->worker_pid;
+	SpinLockRelease(&slot->mutex);
+	if (pid != 0)
+		return NULL;
+	if (missing)
+		return "extension celerysalt not installed";
+	if (start_failed)
+		return "no background worker slot free: raise max_worker_processes";
+	return "worker not running: starting, or restarting after a failure (see the server log)";
+}
+
+/*
+ * _celerysalt_cluster_state() RETURNS SETOF record
+ *		One row per database of the cluster: database, served (listed in
+ *		celerysalt.databases), worker_pid, broker_connected, delivered_total,
+ *		dead_lettered_total, returned_total, last_delivery_at, last_error,
+ *		last_error_at, reason (why it has no worker, NULL when it has one).
+ */
+Datum
+_celerysalt_cluster_state(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+
+	RequirePreload();
+	InitMaterializedSRF(fcinfo, 0);
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tuple);
+		DatabaseSlot *slot = DbslotFind(db->oid);
+		Datum		values[11];
+		bool		nulls[11] = {0};
+		const char *reason;
+
+		if (db->datistemplate)
+			continue;
+		reason = no_worker_reason(db, slot);
+		values[0] = CStringGetTextDatum(NameStr(db->datname));
+		values[1] = BoolGetDatum(GucDatabaseIsServed(NameStr(db->datname)));
+		for (int i = 2; i < 10; i++)
+			nulls[i] = true;
+		if (slot != NULL)
+		{
+			pid_t		pid;
+			bool		connected;
+			TimestampTz last_delivery_at;
+			TimestampTz last_error_at;
+			char		last_error[sizeof(slot->last_error)];
+
+			SpinLockAcquire(&slot->mutex);
+			pid = slot->worker_pid;
+			connected = slot->broker_connected;
+			last_delivery_at = slot->last_delivery_at;
+			last_error_at = slot->last_error_at;
+			memcpy(last_error, slot->last_error, sizeof(last_error));
+			SpinLockRelease(&slot->mutex);
+			values[2] = Int32GetDatum(pid);
+			nulls[2] = (pid == 0);
+			values[3] = BoolGetDatum(connected && pid != 0);
+			nulls[3] = false;
+			values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->delivered_total));
+			values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->dead_lettered_total));
+			values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->returned_total));
+			nulls[4] = nulls[5] = nulls[6] = false;
+			values[7] = TimestampTzGetDatum(last_delivery_at);
+			nulls[7] = (last_delivery_at == 0);
+			values[8] = CStringGetTextDatum(last_error);
+			nulls[8] = (last_error[0] == '\0');
+			values[9] = TimestampTzGetDatum(last_error_at);
+			nulls[9] = (last_error_at == 0);
+		}
+		values[10] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
+		nulls[10] = (reason == NULL);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return (Datum) 0;
 }

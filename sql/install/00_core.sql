@@ -207,6 +207,20 @@ SELECT w.worker_pid,
 COMMENT ON VIEW celerysalt_status IS
     'Delivery state of this database: worker, broker connection, pending events, totals and the last error.';
 
+CREATE FUNCTION _celerysalt_cluster_state(
+    OUT database text, OUT served boolean, OUT worker_pid integer, OUT broker_connected boolean,
+    OUT delivered_total bigint, OUT dead_lettered_total bigint, OUT returned_total bigint,
+    OUT last_delivery_at timestamptz, OUT last_error text, OUT last_error_at timestamptz,
+    OUT reason text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', '_celerysalt_cluster_state'
+LANGUAGE C VOLATILE;
+
+CREATE VIEW celerysalt_cluster_status AS
+SELECT * FROM @extschema@._celerysalt_cluster_state();
+COMMENT ON VIEW celerysalt_cluster_status IS
+    'Every database of the cluster: served by celerysalt.databases or not, its worker, counters, last error, and why it has no worker.';
+
 CREATE FUNCTION celerysalt_retry_unroutable()
 RETURNS void
 AS 'MODULE_PATHNAME', 'celerysalt_retry_unroutable'
@@ -215,6 +229,7 @@ COMMENT ON FUNCTION celerysalt_retry_unroutable() IS
     'Asks the worker to send the events of celerysalt_unroutable again now and a few times in the next minute (celerysalt_track_subscriber calls it).';
 
 REVOKE ALL ON FUNCTION _celerysalt_worker_state() FROM PUBLIC;
+REVOKE ALL ON FUNCTION _celerysalt_cluster_state() FROM PUBLIC;
 REVOKE ALL ON FUNCTION _celerysalt_installed() FROM PUBLIC;
 
 SELECT @extschema@._celerysalt_installed();

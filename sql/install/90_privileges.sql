@@ -52,7 +52,7 @@ FROM PUBLIC;
 GRANT SELECT ON celerysalt_topics, celerysalt_schemas, celerysalt_schema_fields,
                 celerysalt_publishers, celerysalt_subscribers,
                 celerysalt_catalog, celerysalt_catalog_fields, celerysalt_catalog_events,
-                celerysalt_status
+                celerysalt_status, celerysalt_cluster_status
    TO celerysalt_reader;
 GRANT EXECUTE ON FUNCTION
     _celerysalt_version_key(text),
@@ -82,7 +82,7 @@ GRANT EXECUTE ON FUNCTION
 -- that is, validated against the registry.
 ALTER FUNCTION celerysalt_publish(text, jsonb, text, text)
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-GRANT EXECUTE ON FUNCTION _celerysalt_worker_state() TO celerysalt_reader;
+GRANT EXECUTE ON FUNCTION _celerysalt_worker_state(), _celerysalt_cluster_state() TO celerysalt_reader;
 GRANT EXECUTE ON FUNCTION
     celerysalt_publish(text, jsonb, text, text),
     celerysalt_wake(),

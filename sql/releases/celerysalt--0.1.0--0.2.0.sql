@@ -67,6 +67,20 @@ SELECT w.worker_pid,
 COMMENT ON VIEW celerysalt_status IS
     'Delivery state of this database: worker, broker connection, pending events, totals and the last error.';
 
+CREATE FUNCTION _celerysalt_cluster_state(
+    OUT database text, OUT served boolean, OUT worker_pid integer, OUT broker_connected boolean,
+    OUT delivered_total bigint, OUT dead_lettered_total bigint, OUT returned_total bigint,
+    OUT last_delivery_at timestamptz, OUT last_error text, OUT last_error_at timestamptz,
+    OUT reason text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', '_celerysalt_cluster_state'
+LANGUAGE C VOLATILE;
+
+CREATE VIEW celerysalt_cluster_status AS
+SELECT * FROM @extschema@._celerysalt_cluster_state();
+COMMENT ON VIEW celerysalt_cluster_status IS
+    'Every database of the cluster: served by celerysalt.databases or not, its worker, counters, last error, and why it has no worker.';
+
 CREATE FUNCTION celerysalt_retry_unroutable()
 RETURNS void
 AS 'MODULE_PATHNAME', 'celerysalt_retry_unroutable'
@@ -75,8 +89,9 @@ COMMENT ON FUNCTION celerysalt_retry_unroutable() IS
     'Asks the worker to send the events of celerysalt_unroutable again now and a few times in the next minute (celerysalt_track_subscriber calls it).';
 
 REVOKE ALL ON FUNCTION _celerysalt_worker_state() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION _celerysalt_worker_state() TO celerysalt_reader;
-GRANT SELECT ON celerysalt_status TO celerysalt_reader;
+REVOKE ALL ON FUNCTION _celerysalt_cluster_state() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _celerysalt_worker_state(), _celerysalt_cluster_state() TO celerysalt_reader;
+GRANT SELECT ON celerysalt_status, celerysalt_cluster_status TO celerysalt_reader;
 REVOKE ALL ON FUNCTION celerysalt_retry_unroutable() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION celerysalt_retry_unroutable() TO celerysalt_publisher;
 GRANT SELECT ON celerysalt_unroutable, celerysalt_unroutable_topics TO celerysalt_reader;
