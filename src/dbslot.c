@@ -15,6 +15,7 @@
 #include "celerysalt.h"
 
 #include "miscadmin.h"
+#include "nodes/pg_list.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -29,6 +30,9 @@ bool		celerysalt_preloaded = false;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void metrics_init(DatabaseSlot *slot);
+static void metrics_reset(DatabaseSlot *slot);
 
 static Size
 shared_size(void)
@@ -68,6 +72,7 @@ shmem_startup(void)
 			pg_atomic_init_u64(&slot->dead_lettered_total, 0);
 			pg_atomic_init_u64(&slot->returned_total, 0);
 			pg_atomic_init_u32(&slot->retry_unroutable, 0);
+			metrics_init(slot);
 			SpinLockInit(&slot->mutex);
 		}
 	}
@@ -104,6 +109,52 @@ DbslotFind(Oid dboid)
 	return NULL;
 }
 
+/* The metric counters of a slot, each in turn (init: first use of the memory). */
+static void
+metrics_each(DatabaseSlot *slot, bool init)
+{
+	pg_atomic_uint64 *counters[] = {
+		&slot->worker_starts_total, &slot->reconnects_total,
+		&slot->validation_failures_total, &slot->follow_fired_total,
+		&slot->follow_failed_total,
+	};
+	DbslotHistogram *hists[] = {&slot->rpc_duration, &slot->delivery_latency};
+	List	   *all = NIL;
+	ListCell   *lc;
+
+	for (int i = 0; i < (int) lengthof(counters); i++)
+		all = lappend(all, counters[i]);
+	for (int i = 0; i < DBSLOT_RPC_OUTCOMES; i++)
+		all = lappend(all, &slot->rpc_calls_total[i]);
+	for (int h = 0; h < (int) lengthof(hists); h++)
+	{
+		for (int b = 0; b <= DBSLOT_LATENCY_BUCKETS; b++)
+			all = lappend(all, &hists[h]->buckets[b]);
+		all = lappend(all, &hists[h]->count);
+		all = lappend(all, &hists[h]->sum_us);
+	}
+	foreach(lc, all)
+	{
+		if (init)
+			pg_atomic_init_u64(lfirst(lc), 0);
+		else
+			pg_atomic_write_u64(lfirst(lc), 0);
+	}
+	list_free(all);
+}
+
+static void
+metrics_init(DatabaseSlot *slot)
+{
+	metrics_each(slot, true);
+}
+
+static void
+metrics_reset(DatabaseSlot *slot)
+{
+	metrics_each(slot, false);
+}
+
 /*
  * DbslotClaim
  *		The slot for dboid, claiming a free one if needed; NULL when all are
@@ -137,6 +188,7 @@ DbslotClaim(Oid dboid)
 			pg_atomic_write_u64(&slot->dead_lettered_total, 0);
 			pg_atomic_write_u64(&slot->returned_total, 0);
 			pg_atomic_write_u32(&slot->retry_unroutable, 0);
+			metrics_reset(slot);
 			pg_write_barrier();
 			slot->dboid = dboid;
 			return slot;
@@ -189,4 +241,39 @@ RequirePreload(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("celerysalt must be loaded via shared_preload_libraries"),
 				 errhint("Add celerysalt to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/* The upper bounds of the latency buckets, in microseconds (1 ms to 10 s). */
+const int64 DbslotLatencyBoundsUs[DBSLOT_LATENCY_BUCKETS] = {
+	1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+	1000000, 2500000, 5000000, 10000000
+};
+
+/* Count one observation of us microseconds in h. */
+void
+DbslotObserve(DbslotHistogram *h, int64 us)
+{
+	int			b = 0;
+
+	if (us < 0)
+		us = 0;
+	while (b < DBSLOT_LATENCY_BUCKETS && us > DbslotLatencyBoundsUs[b])
+		b++;
+	pg_atomic_fetch_add_u64(&h->buckets[b], 1);
+	pg_atomic_fetch_add_u64(&h->count, 1);
+	pg_atomic_fetch_add_u64(&h->sum_us, (uint64) us);
+}
+
+/*
+ * Add one to the counter at offset (DBSLOT_COUNTER) of the current
+ * database's slot, if it has one.  Counters are monotonic: a rolled-back
+ * transaction's increments stay, as Prometheus expects.
+ */
+void
+DbslotCount(size_t offset)
+{
+	DatabaseSlot *slot = DbslotFind(MyDatabaseId);
+
+	if (slot != NULL)
+		pg_atomic_fetch_add_u64((pg_atomic_uint64 *) ((char *) slot + offset), 1);
 }

@@ -15,6 +15,21 @@
 #include "datatype/timestamp.h"
 
 /*
+ * A latency histogram in shared memory, Prometheus style: cumulative counts
+ * are computed when read; each bucket counts observations up to its bound.
+ */
+#define DBSLOT_LATENCY_BUCKETS 13	/* the bounds in DbslotLatencyBoundsUs */
+typedef struct DbslotHistogram
+{
+	pg_atomic_uint64 buckets[DBSLOT_LATENCY_BUCKETS + 1];	/* last: above all */
+	pg_atomic_uint64 count;
+	pg_atomic_uint64 sum_us;
+} DbslotHistogram;
+
+/* RPC outcomes counted per database (rpc.c's RpcOutcome, pending excluded). */
+#define DBSLOT_RPC_OUTCOMES 9
+
+/*
  * Per-database delivery state, shared by the database's worker (writer),
  * publishing backends (they read the insert slot and set the latch) and the
  * status view.  Fields below "mutex" are protected by it; the atomics are not.
@@ -29,6 +44,16 @@ typedef struct DatabaseSlot
 	pg_atomic_uint64 dead_lettered_total;
 	pg_atomic_uint64 returned_total;	/* events parked as unroutable */
 	pg_atomic_uint32 retry_unroutable;	/* set: send them again soon */
+
+	/* metrics (celerysalt_metrics()), all since the server started */
+	pg_atomic_uint64 worker_starts_total;
+	pg_atomic_uint64 reconnects_total;
+	pg_atomic_uint64 validation_failures_total;	/* publish intake, 23514 */
+	pg_atomic_uint64 follow_fired_total;
+	pg_atomic_uint64 follow_failed_total;
+	pg_atomic_uint64 rpc_calls_total[DBSLOT_RPC_OUTCOMES];
+	DbslotHistogram rpc_duration;
+	DbslotHistogram delivery_latency;	/* enqueue to broker confirm */
 
 	slock_t		mutex;
 	bool		broker_connected;
@@ -59,6 +84,12 @@ extern DatabaseSlot *DbslotFind(Oid dboid);
 extern DatabaseSlot *DbslotClaim(Oid dboid);
 extern void DbslotSetWorkerError(DatabaseSlot *slot, const char *message);
 extern void DbslotWakeLauncher(void);
+extern const int64 DbslotLatencyBoundsUs[DBSLOT_LATENCY_BUCKETS];
+extern void DbslotObserve(DbslotHistogram *h, int64 us);
+extern void DbslotCount(size_t offset);
+
+/* DbslotCount(DBSLOT_COUNTER(follow_fired_total)): one more in this database's slot */
+#define DBSLOT_COUNTER(field) offsetof(DatabaseSlot, field)
 
 
 extern bool celerysalt_preloaded;

@@ -579,6 +579,7 @@ rule_failed(FollowCall *call, JsonbValue *elem, int sqlerrcode,
 	if (!row_changed(call))
 		return;
 
+	DbslotCount(DBSLOT_COUNTER(follow_failed_total));
 	if (celerysalt_follow_action_errors == FOLLOW_ERRORS_ERROR)
 		ereport(ERROR,
 				(errcode(sqlerrcode),
@@ -669,6 +670,7 @@ fire_rule(FollowCall *call, JsonbValue *elem, const FollowRule *rule,
 	if (celerysalt_follow_action_errors == FOLLOW_ERRORS_ERROR)
 	{
 		enqueue_event(topic, payload, version);
+		DbslotCount(DBSLOT_COUNTER(follow_fired_total));
 		return true;
 	}
 
@@ -680,6 +682,7 @@ fire_rule(FollowCall *call, JsonbValue *elem, const FollowRule *rule,
 	PG_TRY();
 	{
 		enqueue_event(topic, payload, version);
+		DbslotCount(DBSLOT_COUNTER(follow_fired_total));
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;

@@ -154,7 +154,7 @@ DrainRead(int limit, MemoryContext cxt, OutboxEvent **events_out)
 	plan = plans_schema == schema ? read_plan : NULL;
 	if (plan == NULL)
 		plan = saved_plan(&read_plan, schema,
-						  psprintf("SELECT event_id, id, topic, payload, version, correlation_id, slot, ctid"
+						  psprintf("SELECT event_id, id, topic, payload, version, correlation_id, slot, ctid, enqueued_at"
 								   " FROM %s ORDER BY event_id LIMIT $1",
 								   CatalogQualifiedName("_celerysalt_outbox")),
 						  1, argtypes);
@@ -184,6 +184,7 @@ DrainRead(int limit, MemoryContext cxt, OutboxEvent **events_out)
 		ev->correlation_id = isnull ? NULL : TextDatumGetCString(d);
 		ev->slot = DatumGetInt16(SPI_getbinval(tup, desc, 7, &isnull));
 		ev->ctid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 8, &isnull));
+		ev->enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
 		MemoryContextSwitchTo(old);
 	}
 	rc = (int) SPI_processed;

@@ -10,6 +10,7 @@
 
 #include "celerysalt.h"
 
+#include "datatype/timestamp.h"
 #include "storage/itemptr.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -25,6 +26,7 @@ typedef struct OutboxEvent
 	char	   *correlation_id;
 	int16		slot;
 	ItemPointerData ctid;		/* in its partition: deleted by ctid */
+	TimestampTz enqueued_at;
 } OutboxEvent;
 
 /* DrainRead's result when the extension is not installed */

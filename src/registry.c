@@ -69,6 +69,7 @@
 #include "catalog.h"
 #include "event.h"
 #include "registry.h"
+#include "dbslot.h"
 
 /* An RPC answer that breaks its registered response_schema / error_schema (docs/errors.md). */
 
@@ -552,6 +553,7 @@ raise_invalid(int sqlerrcode, const char *what, const char *topic, const char *v
 static void
 raise_invalid_payload(const char *topic, const char *version, Jsonb *errors)
 {
+	DbslotCount(DBSLOT_COUNTER(validation_failures_total));
 	raise_invalid(ERRCODE_CHECK_VIOLATION, "event payload", topic, version, errors);
 }
 

@@ -55,6 +55,8 @@
 #include "guc.h"
 #include "event.h"
 #include "message.h"
+#include "dbslot.h"
+#include "rpc.h"
 
 PG_FUNCTION_INFO_V1(celerysalt_call);
 PG_FUNCTION_INFO_V1(celerysalt_call_envelope);
@@ -973,6 +975,31 @@ check_rpc_task(void)
 }
 
 /*
+ * RpcOutcomeName
+ *		The label of outcome (an RpcOutcome without RPC_PENDING, counted as
+ *		index outcome - 1) in metrics: success, business_error, ...
+ */
+const char *
+RpcOutcomeName(int index)
+{
+	StaticAssertStmt(lengthof(outcome_names) == DBSLOT_RPC_OUTCOMES + 1,
+					 "DBSLOT_RPC_OUTCOMES must match RpcOutcome");
+	return index >= 0 && index < DBSLOT_RPC_OUTCOMES ? outcome_names[index + 1] : "?";
+}
+
+/* Count a finished call and its duration in this database's metrics. */
+static void
+count_outcome(RpcOutcome outcome, TimestampTz started)
+{
+	DatabaseSlot *slot = DbslotFind(MyDatabaseId);
+
+	if (slot == NULL || outcome == RPC_PENDING)
+		return;
+	pg_atomic_fetch_add_u64(&slot->rpc_calls_total[outcome - 1], 1);
+	DbslotObserve(&slot->rpc_duration, GetCurrentTimestamp() - started);
+}
+
+/*
  * Run one RPC call into res.  Raises for bad input and for broker or
  * Redis failures (class 08); every remote outcome is returned in res.
  */
@@ -990,6 +1017,7 @@ rpc_execute(FunctionCallInfo fcinfo, RpcResult *res, const char **topic_out,
 	StringInfoData payload_json;
 	CeleryMessage msg;
 	EventMeta	meta;
+	TimestampTz started;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -1020,13 +1048,15 @@ rpc_execute(FunctionCallInfo fcinfo, RpcResult *res, const char **topic_out,
 	strlcpy(res->task_id, msg.task_id, sizeof(res->task_id));
 	msg.priority = RPC_PRIORITY;
 	msg.expiration_ms = timeout_ms;
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	started = GetCurrentTimestamp();
+	deadline = TimestampTzPlusMilliseconds(started, timeout_ms);
 	MessageFormatExpires(deadline, msg.expires, sizeof(msg.expires));
 	channel = psprintf("%s%scelery-task-meta-%s", celerysalt_redis_key_prefix,
 					   celerysalt_redis_key_prefix[0] ? "_" : "", msg.task_id);
 
 	if (ensure_connections(deadline, res))
 		converse(&msg, channel, deadline, res);
+	count_outcome(res->outcome, started);
 
 	if (celerysalt_rpc_response_validator != NULL &&
 		(res->outcome == RPC_SUCCESS || res->outcome == RPC_BUSINESS_ERROR))

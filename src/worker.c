@@ -87,6 +87,8 @@ typedef struct WorkerState
 	TimestampTz rotated_at;
 	TimestampTz retention_at;
 
+	bool		connected_once; /* a later connect is a reconnect */
+
 	/* unroutable events: when to move them back into the outbox */
 	TimestampTz requeue_at;
 	int			requeue_burst;	/* quick retries left after a registration */
@@ -179,6 +181,9 @@ ensure_broker(void)
 				(errmsg("celerysalt connected to the broker again; delivering the waiting events")));
 	ws.logged_error[0] = '\0';
 	ws.reconnect_delay_ms = 0;
+	if (ws.connected_once)
+		pg_atomic_fetch_add_u64(&ws.dbslot->reconnects_total, 1);
+	ws.connected_once = true;
 	set_connected(true);
 	DbslotSetWorkerError(ws.dbslot, NULL);
 	return true;
@@ -222,6 +227,13 @@ finish_batch(OutboxEvent *events, int n, const bool *returned)
 								   "and becomes a dead letter after celerysalt.unroutable_retention.")));
 			nreturned++;
 		}
+	}
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		for (int i = 0; i < n; i++)
+			if (returned == NULL || !returned[i])
+				DbslotObserve(&ws.dbslot->delivery_latency, now - events[i].enqueued_at);
 	}
 	pg_atomic_fetch_add_u64(&ws.dbslot->delivered_total, n - nreturned);
 	if (nreturned > 0)
@@ -584,6 +596,7 @@ CelerysaltWorkerMain(Datum main_arg)
 	ws.dbslot->worker_started_at = GetCurrentTimestamp();
 	SpinLockRelease(&ws.dbslot->mutex);
 	before_shmem_exit(worker_detach, (Datum) 0);
+	pg_atomic_fetch_add_u64(&ws.dbslot->worker_starts_total, 1);
 
 	/* A database without the extension needs no worker. */
 	if (!OidIsValid(DrainBegin()))

@@ -82,7 +82,8 @@ GRANT EXECUTE ON FUNCTION
 -- that is, validated against the registry.
 ALTER FUNCTION celerysalt_publish(text, jsonb, text, text)
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-GRANT EXECUTE ON FUNCTION _celerysalt_worker_state(), _celerysalt_cluster_state() TO celerysalt_reader;
+GRANT EXECUTE ON FUNCTION _celerysalt_worker_state(), _celerysalt_cluster_state(), celerysalt_metrics()
+   TO celerysalt_reader;
 GRANT EXECUTE ON FUNCTION
     celerysalt_publish(text, jsonb, text, text),
     celerysalt_wake(),

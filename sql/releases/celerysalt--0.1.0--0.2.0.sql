@@ -81,6 +81,14 @@ SELECT * FROM @extschema@._celerysalt_cluster_state();
 COMMENT ON VIEW celerysalt_cluster_status IS
     'Every database of the cluster: served by celerysalt.databases or not, its worker, counters, last error, and why it has no worker.';
 
+CREATE FUNCTION celerysalt_metrics()
+RETURNS text
+AS 'MODULE_PATHNAME', 'celerysalt_metrics'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION celerysalt_metrics() IS
+    'This database''s delivery, follow-action and RPC metrics in the Prometheus text format (docs/metrics.md).';
+
 CREATE FUNCTION celerysalt_retry_unroutable()
 RETURNS void
 AS 'MODULE_PATHNAME', 'celerysalt_retry_unroutable'
@@ -90,7 +98,9 @@ COMMENT ON FUNCTION celerysalt_retry_unroutable() IS
 
 REVOKE ALL ON FUNCTION _celerysalt_worker_state() FROM PUBLIC;
 REVOKE ALL ON FUNCTION _celerysalt_cluster_state() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION _celerysalt_worker_state(), _celerysalt_cluster_state() TO celerysalt_reader;
+REVOKE ALL ON FUNCTION celerysalt_metrics() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _celerysalt_worker_state(), _celerysalt_cluster_state(), celerysalt_metrics()
+   TO celerysalt_reader;
 GRANT SELECT ON celerysalt_status, celerysalt_cluster_status TO celerysalt_reader;
 REVOKE ALL ON FUNCTION celerysalt_retry_unroutable() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION celerysalt_retry_unroutable() TO celerysalt_publisher;

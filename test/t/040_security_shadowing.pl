@@ -261,6 +261,7 @@ my %calls = (
 	'celerysalt_track_subscriber' => q{SELECT celerysalt_track_subscriber('shadow.definer', 'svc', 'handler')},
 	'celerysalt_registry_compact' => q{SELECT celerysalt_registry_compact()},
 	'celerysalt_catalog_dot' => q{SELECT celerysalt_catalog_dot()},
+	'celerysalt_metrics' => q{SELECT celerysalt_metrics()},
 );
 my @definers = split /\n/, sq(q{SELECT p.proname || '|' || coalesce(array_to_string(p.proconfig, ','), '')
 	FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
