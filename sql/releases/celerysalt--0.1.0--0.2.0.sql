@@ -103,3 +103,15 @@ BEGIN
     PERFORM @extschema@.celerysalt_retry_unroutable();
 END
 $$;
+
+-- ---- pydantic fidelity (issue 15 items 5, 6)
+-- celerysalt_event_errors checks as celerysalt_validate_event does (in C),
+-- reading date and time formats as celerysalt.format_dialect says.
+CREATE OR REPLACE FUNCTION celerysalt_event_errors(topic text, payload jsonb, version text DEFAULT 'latest')
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'celerysalt_event_errors'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION celerysalt_event_errors(text, jsonb, text) IS
+    'Why payload is invalid against the registered schema of (topic, version), checked as celerysalt_publish checks it: [] when valid, else [{path, schema_path, keyword, message}].';
+COMMENT ON FUNCTION celerysalt_validate_event(text, jsonb, text) IS
+    'True if payload is valid against the registered schema of (topic, version), formats asserted (date and time formats as celerysalt.format_dialect says), as celerysalt_publish checks it; usable in CHECK constraints.';
