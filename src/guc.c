@@ -54,7 +54,14 @@ int			celerysalt_unroutable_retention_s = 7 * 24 * 3600;
 int			celerysalt_max_databases = 32;
 int			celerysalt_follow_action_errors = FOLLOW_ERRORS_ERROR;
 bool		celerysalt_require_registration = false;
+int			celerysalt_format_dialect = FORMAT_DIALECT_PYDANTIC;
 char	   *celerysalt_service_name = NULL;
+
+static const struct config_enum_entry format_dialect_options[] = {
+	{"pydantic", FORMAT_DIALECT_PYDANTIC, false},
+	{"rfc3339", FORMAT_DIALECT_RFC3339, false},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry unroutable_options[] = {
 	{"keep", UNROUTABLE_KEEP, false},
@@ -626,6 +633,21 @@ GucDefineAll(void)
 							 "When off, events of unregistered topics are published unvalidated.",
 							 &celerysalt_require_registration,
 							 false,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	/*
+	 * SUSET like require_registration: validate-on-publish protects the
+	 * subscribers, so a publisher must not loosen it for itself.
+	 */
+	DefineCustomEnumVariable("celerysalt.format_dialect",
+							 "Sets how the registry reads the date-time, time and duration formats.",
+							 "pydantic accepts what a pydantic 2 subscriber accepts (timestamps without "
+							 "an offset, a space before the time, timedelta strings); rfc3339 follows "
+							 "RFC 3339 strictly.",
+							 &celerysalt_format_dialect,
+							 FORMAT_DIALECT_PYDANTIC,
+							 format_dialect_options,
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 

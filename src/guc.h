@@ -34,6 +34,14 @@ extern int	celerysalt_max_databases;
 extern bool celerysalt_require_registration;
 extern char *celerysalt_service_name;
 extern int	celerysalt_follow_action_errors;
+extern int	celerysalt_format_dialect;
+
+/* celerysalt.format_dialect */
+typedef enum FormatDialect
+{
+	FORMAT_DIALECT_PYDANTIC,	/* date-time, time, duration as pydantic 2 reads them */
+	FORMAT_DIALECT_RFC3339		/* as RFC 3339 (JSON Schema) defines them */
+} FormatDialect;
 
 /* celerysalt.follow_action_errors */
 typedef enum FollowErrors

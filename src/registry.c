@@ -74,6 +74,7 @@
 /* An RPC answer that breaks its registered response_schema / error_schema (docs/errors.md). */
 
 PG_FUNCTION_INFO_V1(celerysalt_validate_event);
+PG_FUNCTION_INFO_V1(celerysalt_event_errors);
 PG_FUNCTION_INFO_V1(_celerysalt_registry_changed);
 PG_FUNCTION_INFO_V1(_celerysalt_check_names);
 PG_FUNCTION_INFO_V1(_celerysalt_schema_first_difference);
@@ -465,15 +466,18 @@ raise_unregistered(const char *topic, bool publishing)
 }
 
 /*
- * Validate instance against schema (formats asserted), compiling it into
- * *compiled (in registry_cxt) on first use.  Returns whether it is valid;
- * when not and errors is given, *errors is the validator's error array.
- * The validator is called in C: no catalog lookup, nothing a role can drop.
+ * Validate instance against schema (formats asserted, date and time formats
+ * read as celerysalt.format_dialect says), compiling it into *compiled (in
+ * registry_cxt) on first use.  Returns whether it is valid; when not and
+ * errors is given, *errors is the validator's error array.  The validator
+ * is called in C: no catalog lookup, nothing a role can drop.
  */
 static bool
 check_against(JsSchema **compiled, Jsonb *schema, Jsonb *instance, Jsonb **errors)
 {
 	List	   *problems = NIL;
+	JsFormatMode formats = celerysalt_format_dialect == FORMAT_DIALECT_RFC3339 ?
+		JS_FORMATS_RFC3339 : JS_FORMATS_PYDANTIC;
 
 	if (*compiled == NULL)
 	{
@@ -482,11 +486,11 @@ check_against(JsSchema **compiled, Jsonb *schema, Jsonb *instance, Jsonb **error
 		JsonschemaKeep(s, registry_cxt);
 		*compiled = s;
 	}
-	if (JsonschemaValidate(*compiled, instance, true, NULL))
+	if (JsonschemaValidate(*compiled, instance, formats, NULL))
 		return true;
 	if (errors)
 	{
-		(void) JsonschemaValidate(*compiled, instance, true, &problems);
+		(void) JsonschemaValidate(*compiled, instance, formats, &problems);
 		*errors = JsonschemaErrorsToJsonb(problems, true);
 	}
 	return false;
@@ -805,6 +809,40 @@ celerysalt_validate_event(PG_FUNCTION_ARGS)
 		raise_unregistered(topic, false);
 	v = registry_find_version(topic, entry, version);
 	PG_RETURN_BOOL(registry_check_payload(v, payload, NULL));
+}
+
+/*
+ * celerysalt_event_errors(topic text, payload jsonb, version text DEFAULT 'latest')
+ *		RETURNS jsonb
+ *		Why payload is invalid against the registered schema, checked as
+ *		celerysalt_validate_event checks it: [] when valid.  NULL version
+ *		means the latest; NULL topic or payload gives NULL.  Unknown topic or
+ *		version: error 42704.
+ */
+Datum
+celerysalt_event_errors(PG_FUNCTION_ARGS)
+{
+	char	   *topic;
+	Jsonb	   *payload;
+	char	   *version = NULL;
+	RegistryTopic *entry = NULL;
+	RegistryVersion *v;
+	Jsonb	   *errors = NULL;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	topic = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	payload = PG_GETARG_JSONB_P(1);
+	if (!PG_ARGISNULL(2))
+		version = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	if (strlen(topic) <= CELERYSALT_MAX_TOPIC_LEN)
+		entry = registry_lookup(topic);
+	if (entry == NULL || entry->nversions == 0)
+		raise_unregistered(topic, false);
+	v = registry_find_version(topic, entry, version);
+	if (registry_check_payload(v, payload, &errors))
+		PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum("[]")));
+	PG_RETURN_JSONB_P(errors);
 }
 
 /*

@@ -251,15 +251,11 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'celerysalt_validate_event'
 LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
 COMMENT ON FUNCTION celerysalt_validate_event(text, jsonb, text) IS
-    'True if payload is valid against the registered schema of (topic, version), formats asserted, as celerysalt_publish checks it; usable in CHECK constraints.';
+    'True if payload is valid against the registered schema of (topic, version), formats asserted (date and time formats as celerysalt.format_dialect says), as celerysalt_publish checks it; usable in CHECK constraints.';
 
 CREATE FUNCTION celerysalt_event_errors(topic text, payload jsonb, version text DEFAULT 'latest')
 RETURNS jsonb
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT @extschema@.celerysalt_validation_errors(@extschema@.celerysalt_get_schema(topic, version),
-                                                    payload, true)
-$$;
+AS 'MODULE_PATHNAME', 'celerysalt_event_errors'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION celerysalt_event_errors(text, jsonb, text) IS
-    'Why payload is invalid against the registered schema of (topic, version): [] when valid, else [{path, schema_path, keyword, message}].';
+    'Why payload is invalid against the registered schema of (topic, version), checked as celerysalt_publish checks it: [] when valid, else [{path, schema_path, keyword, message}].';

@@ -261,6 +261,8 @@ DECLARE
                           'parse_raw', 'schema', 'schema_json', 'update_forward_refs', 'validate']
                     || ARRAY(SELECT c.value FROM jsonb_each_text(classes) c);
     kept text[];
+    enum_ref text;
+    enum_def jsonb;
 BEGIN
     IF jsonb_typeof(s->'description') = 'string' THEN
         out := out || '    ' || @extschema@._celerysalt_py_literal(s->'description') || E'\n\n';
@@ -291,7 +293,24 @@ BEGIN
             taken := taken || ident;
         END IF;
         args := '{}';
-        IF pv ? 'default' THEN
+        -- a default of an Enum class is a member of it, as in the model registered
+        enum_ref := coalesce(pv->>'$ref',
+                             (SELECT b->>'$ref'
+                                FROM jsonb_array_elements(CASE WHEN jsonb_typeof(pv->'anyOf') = 'array'
+                                                               THEN pv->'anyOf' ELSE '[]' END) b
+                               WHERE jsonb_typeof(b->'$ref') = 'string' LIMIT 1),
+                             CASE WHEN jsonb_typeof(pv->'allOf'->0->'$ref') = 'string'
+                                  THEN pv->'allOf'->0->>'$ref' END);
+        enum_def := CASE WHEN enum_ref ~ '^#/(\$defs|definitions)/[^/]+$'
+                         THEN root #> ARRAY[split_part(enum_ref, '/', 2),
+                                            replace(replace(split_part(enum_ref, '/', 3), '~1', '/'), '~0', '~')] END;
+        IF pv ? 'default' AND jsonb_typeof(pv->'default') = 'string' AND classes ? enum_ref
+           AND jsonb_typeof(enum_def->'enum') = 'array' AND NOT enum_def ? 'properties'
+           AND enum_def->'enum' @> jsonb_build_array(pv->'default')
+           AND (SELECT bool_and(jsonb_typeof(e) = 'string') FROM jsonb_array_elements(enum_def->'enum') e) THEN
+            args := args || ('default=' || (classes->>enum_ref) || '('
+                             || @extschema@._celerysalt_py_literal(pv->'default') || ')');
+        ELSIF pv ? 'default' THEN
             args := args || ('default=' || @extschema@._celerysalt_py_literal(pv->'default'));
         ELSIF NOT coalesce(s->'required' ? prop.key, false) THEN
             args := args || 'default=None'::text;

@@ -128,3 +128,144 @@ BEGIN
     PERFORM @extschema@.celerysalt_retry_unroutable();
 END
 $$;
+
+-- ---- pydantic fidelity (issue 15 items 5, 6)
+-- celerysalt_event_errors checks as celerysalt_validate_event does (in C),
+-- reading date and time formats as celerysalt.format_dialect says.
+CREATE OR REPLACE FUNCTION celerysalt_event_errors(topic text, payload jsonb, version text DEFAULT 'latest')
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'celerysalt_event_errors'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION celerysalt_event_errors(text, jsonb, text) IS
+    'Why payload is invalid against the registered schema of (topic, version), checked as celerysalt_publish checks it: [] when valid, else [{path, schema_path, keyword, message}].';
+COMMENT ON FUNCTION celerysalt_validate_event(text, jsonb, text) IS
+    'True if payload is valid against the registered schema of (topic, version), formats asserted (date and time formats as celerysalt.format_dialect says), as celerysalt_publish checks it; usable in CHECK constraints.';
+
+-- generated models: an enum field's default is a member of its Enum class
+CREATE OR REPLACE FUNCTION _celerysalt_py_class(root jsonb, s jsonb, class_name text, classes jsonb)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    out text := format(E'class %s(_p.BaseModel):\n', class_name);
+    props jsonb := CASE WHEN jsonb_typeof(s->'properties') = 'object' THEN s->'properties' ELSE '{}' END;
+    config text[];
+    prop record;
+    pv jsonb;
+    ident text;
+    base text;
+    n integer;
+    args text[];
+    body text := '';
+    has_alias boolean := false;
+    default_title text;
+    -- names no field may take: pydantic's BaseModel attributes (model_* get
+    -- a prefix anyway) and the module's classes, which annotations name
+    taken text[] := ARRAY['construct', 'copy', 'dict', 'from_orm', 'json', 'parse_file', 'parse_obj',
+                          'parse_raw', 'schema', 'schema_json', 'update_forward_refs', 'validate']
+                    || ARRAY(SELECT c.value FROM jsonb_each_text(classes) c);
+    kept text[];
+    enum_ref text;
+    enum_def jsonb;
+BEGIN
+    IF jsonb_typeof(s->'description') = 'string' THEN
+        out := out || '    ' || @extschema@._celerysalt_py_literal(s->'description') || E'\n\n';
+    END IF;
+    IF s->'additionalProperties' = 'false' THEN
+        config := config || 'extra="forbid"'::text;
+    ELSIF s ? 'additionalProperties' THEN
+        config := config || 'extra="allow"'::text;
+    END IF;
+    -- property names that are usable identifiers keep them, the others get
+    -- one of their own (numbered after a clash)
+    kept := ARRAY(SELECT k FROM jsonb_object_keys(props) k
+                      WHERE @extschema@._celerysalt_py_ident(k, false) = k AND k <> ALL (taken));
+    taken := taken || kept;
+    FOR prop IN SELECT p.key, p.value FROM jsonb_each(props) p ORDER BY p.key LOOP
+        pv := CASE WHEN jsonb_typeof(prop.value) = 'object' THEN prop.value ELSE '{}' END;
+        ident := @extschema@._celerysalt_py_ident(prop.key, false);
+        IF prop.key <> ALL (kept) THEN
+            IF ident = ANY (taken) THEN
+                base := ident;
+                ident := base || '_';
+                n := 1;
+                WHILE ident = ANY (taken) LOOP
+                    n := n + 1;
+                    ident := base || '_' || n;
+                END LOOP;
+            END IF;
+            taken := taken || ident;
+        END IF;
+        args := '{}';
+        -- a default of an Enum class is a member of it, as in the model registered
+        enum_ref := coalesce(pv->>'$ref',
+                             (SELECT b->>'$ref'
+                                FROM jsonb_array_elements(CASE WHEN jsonb_typeof(pv->'anyOf') = 'array'
+                                                               THEN pv->'anyOf' ELSE '[]' END) b
+                               WHERE jsonb_typeof(b->'$ref') = 'string' LIMIT 1),
+                             CASE WHEN jsonb_typeof(pv->'allOf'->0->'$ref') = 'string'
+                                  THEN pv->'allOf'->0->>'$ref' END);
+        enum_def := CASE WHEN enum_ref ~ '^#/(\$defs|definitions)/[^/]+$'
+                         THEN root #> ARRAY[split_part(enum_ref, '/', 2),
+                                            replace(replace(split_part(enum_ref, '/', 3), '~1', '/'), '~0', '~')] END;
+        IF pv ? 'default' AND jsonb_typeof(pv->'default') = 'string' AND classes ? enum_ref
+           AND jsonb_typeof(enum_def->'enum') = 'array' AND NOT enum_def ? 'properties'
+           AND enum_def->'enum' @> jsonb_build_array(pv->'default')
+           AND (SELECT bool_and(jsonb_typeof(e) = 'string') FROM jsonb_array_elements(enum_def->'enum') e) THEN
+            args := args || ('default=' || (classes->>enum_ref) || '('
+                             || @extschema@._celerysalt_py_literal(pv->'default') || ')');
+        ELSIF pv ? 'default' THEN
+            args := args || ('default=' || @extschema@._celerysalt_py_literal(pv->'default'));
+        ELSIF NOT coalesce(s->'required' ? prop.key, false) THEN
+            args := args || 'default=None'::text;
+        END IF;
+        IF ident <> prop.key THEN
+            args := args || ('alias=' || @extschema@._celerysalt_py_literal(to_jsonb(prop.key)));
+            has_alias := true;
+        END IF;
+        IF jsonb_typeof(pv->'title') = 'string' THEN
+            -- pydantic's own title: name.title().replace('_', ' ').strip(), none for references
+            SELECT btrim(replace(string_agg(CASE WHEN m.a[1] ~ '^[A-Za-z]'
+                                                 THEN translate(left(m.a[1], 1), 'abcdefghijklmnopqrstuvwxyz',
+                                                                'ABCDEFGHIJKLMNOPQRSTUVWXYZ')
+                                                      || translate(substr(m.a[1], 2), 'ABCDEFGHIJKLMNOPQRSTUVWXYZ',
+                                                                   'abcdefghijklmnopqrstuvwxyz')
+                                                 ELSE m.a[1] END, '' ORDER BY m.o), '_', ' '))
+              INTO default_title
+              FROM regexp_matches(prop.key, '[A-Za-z]+|[^A-Za-z]+', 'g') WITH ORDINALITY m(a, o)
+             WHERE prop.key ~ '^[A-Za-z0-9_]+$';
+            IF pv->>'title' IS DISTINCT FROM default_title OR pv ? '$ref'
+               OR jsonb_path_exists(pv, '$ ? (exists(@.anyOf[*]."$ref") || exists(@.oneOf[*]."$ref")
+                                              || exists(@.allOf[*]."$ref"))') THEN
+                args := args || ('title=' || @extschema@._celerysalt_py_literal(pv->'title'));
+            END IF;
+        END IF;
+        IF jsonb_typeof(pv->'description') = 'string' THEN
+            args := args || ('description=' || @extschema@._celerysalt_py_literal(pv->'description'));
+        END IF;
+        body := body || format(E'    %s: %s%s\n', ident,
+                               @extschema@._celerysalt_py_type(root, prop.value, classes),
+                               CASE WHEN cardinality(args) > 0
+                                    THEN ' = _p.Field(' || array_to_string(args, ', ') || ')' ELSE '' END);
+    END LOOP;
+    IF has_alias THEN
+        config := config || 'populate_by_name=True'::text;
+    END IF;
+    IF jsonb_typeof(s->'title') = 'string' AND s->>'title' <> class_name THEN
+        config := config || ('title=' || @extschema@._celerysalt_py_literal(s->'title'));
+    END IF;
+    IF jsonb_typeof(s->'description') = 'string'
+       AND NOT (s->>'description' ~ '^[!-~]' AND s->>'description' !~ E'[\\t\\n]') THEN
+        config := config || ('json_schema_extra={"description": '
+                             || @extschema@._celerysalt_py_literal(s->'description') || '}');
+    END IF;
+    IF config IS NOT NULL THEN
+        out := out || '    model_config = _p.ConfigDict(' || array_to_string(config, ', ') || E')\n';
+    END IF;
+    IF body = '' AND config IS NULL THEN
+        body := E'    pass\n';
+    END IF;
+    RETURN out || body;
+END
+$$;

@@ -27,13 +27,27 @@ typedef struct JsSchema JsSchema;
 #define JSONSCHEMA_DEFAULT_WORK_LIMIT	100000000
 extern int	JsonschemaWorkLimit;
 
+/*
+ * What a validation does with "format".  The two assertion modes differ
+ * only for date-time, time and duration: RFC 3339 (the JSON Schema
+ * specification, the official test suite) or what pydantic 2 accepts for a
+ * datetime, time and timedelta field (jsonschema_format_pydantic.c), for
+ * schemas that came from model_json_schema().
+ */
+typedef enum JsFormatMode
+{
+	JS_FORMATS_ANNOTATE,		/* an annotation only */
+	JS_FORMATS_RFC3339,			/* asserted, RFC 3339 */
+	JS_FORMATS_PYDANTIC			/* asserted, pydantic's reading of dates and times */
+} JsFormatMode;
+
 /* jsonschema_compile.c */
 extern JsSchema *JsonschemaCompile(Jsonb *schema, Jsonb *registry,
 								   MemoryContext parent, bool raise);
 extern void JsonschemaFree(JsSchema *s);
 
 /* jsonschema_validate.c */
-extern bool JsonschemaValidate(JsSchema *s, Jsonb *instance, bool assert_formats,
+extern bool JsonschemaValidate(JsSchema *s, Jsonb *instance, JsFormatMode formats,
 							   List **errors);
 extern Jsonb *JsonschemaErrorsToJsonb(List *errors, bool with_path);
 

@@ -4,7 +4,9 @@
  *		Hand-written checkers for the "format" keyword (asserted only when
  *		the caller asks for it).
  *
- *	date-time, date, time, duration		RFC 3339 (incl. leap seconds, appendix A)
+ *	date-time, date, time, duration		RFC 3339 (incl. leap seconds, appendix A);
+ *										pydantic's reading of date-time, time and
+ *										duration in jsonschema_format_pydantic.c
  *	email, idn-email					RFC 5321 mailbox (dot-atom / quoted local
  *										part, domain or address literal)
  *	hostname, idn-hostname				RFC 1123 / RFC 5890-5893: LDH labels,
@@ -1318,21 +1320,31 @@ check_relative_json_pointer(const char *s, int len)
 	return check_json_pointer(s + i, len - i);
 }
 
-/* Does s satisfy format f?  Unknown formats always do. */
+/*
+ * Does s satisfy format f?  Unknown formats always do.  mode (not
+ * JS_FORMATS_ANNOTATE) picks RFC 3339 or pydantic's reading of date-time,
+ * time and duration.
+ */
 bool
-JsonschemaFormatCheck(JsFormat f, const char *s, int len)
+JsonschemaFormatCheck(JsFormat f, const char *s, int len, JsFormatMode mode)
 {
 	switch (f)
 	{
 		case JSF_UNKNOWN:
 			return true;
 		case JSF_DATE_TIME:
+			if (mode == JS_FORMATS_PYDANTIC)
+				return JsonschemaPydanticDateTime(s, len);
 			return check_date_time(s, len);
 		case JSF_DATE:
 			return check_date(s, len);
 		case JSF_TIME:
+			if (mode == JS_FORMATS_PYDANTIC)
+				return JsonschemaPydanticTime(s, len);
 			return check_time(s, len);
 		case JSF_DURATION:
+			if (mode == JS_FORMATS_PYDANTIC)
+				return JsonschemaPydanticDuration(s, len);
 			return check_duration(s, len);
 		case JSF_EMAIL:
 			return check_email(s, len, false);

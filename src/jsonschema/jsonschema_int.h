@@ -18,6 +18,7 @@
  *	jsonschema_uri.c		RFC 3986 reference resolution
  *	jsonschema_regex.c		ECMA-262 -> PostgreSQL ARE translation, matching
  *	jsonschema_format.c		"format" checkers
+ *	jsonschema_format_pydantic.c	date-time, time, duration as pydantic reads them
  *	jsonschema_meta.c		embedded metaschemas (draft 2020-12, draft-07)
  *	jsonschema_sql.c		SQL-callable functions and the compiled-schema cache
  *
@@ -372,7 +373,13 @@ extern bool JsonschemaRegexIsEcma(const char *s, int len);
 
 /* jsonschema_format.c */
 extern JsFormat JsonschemaFormatLookup(const char *name, int len);
-extern bool JsonschemaFormatCheck(JsFormat f, const char *s, int len);
+extern bool JsonschemaFormatCheck(JsFormat f, const char *s, int len,
+								  JsFormatMode mode);
+
+/* jsonschema_format_pydantic.c */
+extern bool JsonschemaPydanticDateTime(const char *s, int len);
+extern bool JsonschemaPydanticTime(const char *s, int len);
+extern bool JsonschemaPydanticDuration(const char *s, int len);
 
 /* jsonschema_meta.c */
 extern Jsonb *JsonschemaBuiltinDocument(const char *uri);

@@ -238,7 +238,10 @@ celerysalt_validate(PG_FUNCTION_ARGS)
 	Jsonb	   *registry = opt_registry(fcinfo, 3);
 	JsSchema   *s = get_schema(fcinfo, schema, registry);
 
-	PG_RETURN_BOOL(JsonschemaValidate(s, instance, assert_formats, NULL));
+	/* IMMUTABLE: always RFC 3339, never a setting (docs/jsonschema.md) */
+	PG_RETURN_BOOL(JsonschemaValidate(s, instance,
+									  assert_formats ? JS_FORMATS_RFC3339 : JS_FORMATS_ANNOTATE,
+									  NULL));
 }
 
 PG_FUNCTION_INFO_V1(celerysalt_validation_errors);
@@ -265,7 +268,9 @@ celerysalt_validation_errors(PG_FUNCTION_ARGS)
 	registry = opt_registry(fcinfo, 3);
 	s = get_schema(fcinfo, schema, registry);
 
-	(void) JsonschemaValidate(s, instance, assert_formats, &errors);
+	(void) JsonschemaValidate(s, instance,
+							  assert_formats ? JS_FORMATS_RFC3339 : JS_FORMATS_ANNOTATE,
+							  &errors);
 	PG_RETURN_JSONB_P(JsonschemaErrorsToJsonb(errors, true));
 }
 
@@ -325,7 +330,7 @@ schema_problems(Jsonb *schema, Jsonb *registry)
 		JsSchema   *ms = cache_lookup(meta, registry, &slot, &id);
 		List	   *merrs = NIL;
 
-		(void) JsonschemaValidate(ms, schema, false, &merrs);
+		(void) JsonschemaValidate(ms, schema, JS_FORMATS_ANNOTATE, &merrs);
 		foreach(lc, merrs)
 		{
 			JsError    *e = lfirst(lc);

@@ -29,7 +29,7 @@
 #include "jsonschema_int.h"
 
 static bool validate_value(JsSchema *s, JsonbValue *instance,
-									bool assert_formats, List **errors);
+									JsFormatMode formats, List **errors);
 
 typedef struct PathSeg
 {
@@ -42,6 +42,7 @@ typedef struct VCtx
 {
 	JsSchema   *s;
 	bool		assert_formats;
+	JsFormatMode formats;		/* which reading of the date/time formats */
 	bool		collect;
 	List	   *errors;
 	PathSeg    *path;
@@ -823,7 +824,7 @@ check_string(VCtx *V, JsNode *n, JsonbValue *inst)
 		ok = false;
 	}
 	if ((n->kw & JSK_FORMAT) && V->assert_formats &&
-		!JsonschemaFormatCheck(n->format, s, len))
+		!JsonschemaFormatCheck(n->format, s, len, V->formats))
 	{
 		add_error(V, n, "format", "string is not a valid \"%s\"", n->format_name);
 		ok = false;
@@ -1931,7 +1932,7 @@ done:
  * (JsError, palloc'd in the current context) into *errors.
  */
 static bool
-validate_value(JsSchema *s, JsonbValue *instance, bool assert_formats,
+validate_value(JsSchema *s, JsonbValue *instance, JsFormatMode formats,
 						List **errors)
 {
 	VCtx		V;
@@ -1939,7 +1940,8 @@ validate_value(JsSchema *s, JsonbValue *instance, bool assert_formats,
 
 	memset(&V, 0, offsetof(VCtx, path_local));
 	V.s = s;
-	V.assert_formats = assert_formats;
+	V.assert_formats = formats != JS_FORMATS_ANNOTATE;
+	V.formats = formats;
 	V.collect = errors != NULL;
 	V.maxdepth = lengthof(V.path_local);
 	V.path = V.path_local;
@@ -1958,13 +1960,13 @@ validate_value(JsSchema *s, JsonbValue *instance, bool assert_formats,
 }
 
 bool
-JsonschemaValidate(JsSchema *s, Jsonb *instance, bool assert_formats,
+JsonschemaValidate(JsSchema *s, Jsonb *instance, JsFormatMode formats,
 				   List **errors)
 {
 	JsonbValue	v;
 
 	JbvRootValue(instance, &v);
-	return validate_value(s, &v, assert_formats, errors);
+	return validate_value(s, &v, formats, errors);
 }
 
 /* The output array: [{"path", "schema_path", "keyword", "message"}, ...] */

@@ -166,6 +166,9 @@ def test_generated_models_read_what_the_publisher_sends(registry_pg, tmp_path):
     # defaults travel with the schema
     minimal = mod.Model.model_validate(GOOD)
     assert minimal.status == mod.Status.new and minimal.channel == "web" and minimal.tags == []
+    # an enum default is a member of the generated Enum, as in the publisher's model
+    assert type(minimal.status) is mod.Status
+    assert mod.Model.model_json_schema()["properties"]["status"]["default"] == "new"
 
 
 def test_publish_validates_and_stamps_the_version(registry_pg):
