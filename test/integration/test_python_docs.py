@@ -34,6 +34,11 @@ SERVICE_OF_LINE = {"shipping": "shipping invoice {}", "ledger": "ledger booked i
 FOREIGN_TASK = {"shipping": rig.TCHU_TASK, "ledger": rig.SALT_TASK}
 
 
+def tchu_task_id(event_id: str) -> str:
+    """The tchu-tchu copy's task id (test_consumer_compat.py)."""
+    return str(uuid.uuid5(uuid.UUID(event_id), rig.TCHU_TASK))
+
+
 def blocks(text: str) -> list[tuple[str, str, str]]:
     """(language, info, body) of every fenced block that has an info string."""
     return [(m[1], m[2].strip(), m[3]) for m in re.finditer(r"^```(\w+)[ \t]+(\S[^\n]*)\n(.*?)^```[ \t]*$",
@@ -127,14 +132,15 @@ def _publish_and_call(cluster, workers, by_info, names, events):
             rig.wait_until(lambda: lines(worker, line) >= 1, 30, f"{line!r} in {worker.name}'s log",
                            on_timeout=lambda: rig.tail(worker.log_file))
             # the other library's copy of the event: acknowledged by the no-op alias
-            foreign_id = eid if FOREIGN_TASK[name] == rig.SALT_TASK else str(uuid.uuid5(uuid.UUID(eid), rig.TCHU_TASK))
+            foreign_id = eid if FOREIGN_TASK[name] == rig.SALT_TASK else tchu_task_id(eid)
             rig.wait_until(lambda: f"{FOREIGN_TASK[name]}[{foreign_id}] succeeded" in worker.log_text(), 30,
                            f"{worker.name} to ack the {FOREIGN_TASK[name]} copy",
                            on_timeout=lambda: rig.tail(worker.log_file))
     for name, worker in workers.items():
         log = worker.log_text()
         for _, payload in events:
-            assert lines(worker, SERVICE_OF_LINE[name].format(payload["invoice_id"]) + "\n") == 1, rig.tail(worker.log_file)
+            line = SERVICE_OF_LINE[name].format(payload["invoice_id"]) + "\n"
+            assert lines(worker, line) == 1, rig.tail(worker.log_file)
         assert "Received unregistered task" not in log, rig.tail(worker.log_file)
         assert "Traceback" not in log, rig.tail(worker.log_file)
 
@@ -153,7 +159,7 @@ def _forget_results(results, run_id, event_ids):
     """Drop the guide's result records (the Redis server is shared): those of
     the events' copies and handler tasks, and those naming the run's topics
     (the RPC calls)."""
-    ids = [i.encode() for e in event_ids for i in (e, str(uuid.uuid5(uuid.UUID(e), rig.TCHU_TASK)))]
+    ids = [i.encode() for e in event_ids for i in (e, tchu_task_id(e))]
     for key in results.client.scan_iter(match="celery-task-meta-*", count=1000):
         value = results.client.get(key) or b""
         if run_id.encode() in value or any(i in key for i in ids):
