@@ -13,6 +13,10 @@ only when used):
   converting rules stored by TchuFollowActions (pickled events), once.
 - ``celerysalt_pg.registry``: ``PostgresSchemaRegistry``, celery-salt's schema registry in PostgreSQL
   (needs the ``celery-salt`` extra; docs/python.md).
+- ``celerysalt_pg.tchu``: ``bind_tchu_queue``, the queue bindings tchu-tchu 3.x's
+  ``setup_celery_queue`` never makes, and the handlers recorded in PostgreSQL.
+- ``celerysalt_pg.fleet``: ``ignore_foreign_dispatchers``, a mixed celery-salt /
+  tchu-tchu fleet without "Received unregistered task".
 """
 
 __version__ = "0.2.0"
