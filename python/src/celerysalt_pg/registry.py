@@ -65,7 +65,7 @@ from celery_salt.core.exceptions import (  # type: ignore[import-untyped]
 )
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json, Jsonb
 
 __all__ = [
     "PostgresSchemaRegistry",
@@ -416,7 +416,26 @@ class PostgresSchemaRegistry:
             raise SchemaRegistrationError(msg, d["sqlstate"], d["detail"], d["hint"]) from None
         assert row is not None
         result: Dict[str, Any] = row[0]
+        self._record_property_order(topic, version, schema, response_schema, error_schema)
         return result
+
+    def _record_property_order(self, topic: str, version: str, schema: Dict[str, Any],
+                               response_schema: Optional[Dict[str, Any]],
+                               error_schema: Optional[Dict[str, Any]]) -> None:
+        """Give the registry the declaration order of the properties (jsonb sorts
+        keys; generated models follow this order).  Json() sends the dicts as
+        JSON text in their own key order.  Best effort: a registry without
+        celerysalt_register_property_order (or a role without it) keeps
+        models in name order, which is no reason to fail an import."""
+        try:
+            self._query(sql.SQL(
+                "SELECT {ext}.celerysalt_register_property_order("
+                "%(topic)s, %(version)s, %(schema)s, %(response_schema)s, %(error_schema)s)"),
+                {"topic": topic, "version": version, "schema": Json(schema),
+                 "response_schema": None if response_schema is None else Json(response_schema),
+                 "error_schema": None if error_schema is None else Json(error_schema)})
+        except (psycopg.Error, RegistryUnavailableError) as err:
+            logger.debug("property order of %s %s not recorded: %s", topic, version, err)
 
     def get_schema(self, topic: str, version: str = "latest") -> Dict[str, Any]:
         """The registered JSON schema of (topic, version) via ``celerysalt_get_schema``;
