@@ -544,6 +544,11 @@ BEGIN
     IF has_alias THEN
         config := config || 'populate_by_name=True'::text;
     END IF;
+    -- pydantic's default regex engine (Rust) has no look-around, which JSON
+    -- Schema patterns (and pydantic's own Decimal pattern before 2.14) use
+    IF body ~ '\(\?<?[=!]' THEN
+        config := config || 'regex_engine="python-re"'::text;
+    END IF;
     IF jsonb_typeof(s->'title') = 'string' AND s->>'title' <> class_name THEN
         config := config || ('title=' || @extschema@._celerysalt_py_literal(s->'title'));
     END IF;

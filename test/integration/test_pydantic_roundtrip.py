@@ -29,7 +29,7 @@ from typing import Dict, List, Literal, Optional
 
 import pydantic
 import pytest
-from pydantic import BaseModel, Field, conint, constr
+from pydantic import BaseModel, ConfigDict, Field, conint, constr
 
 READER = "csit_models_reader"
 TAG = uuid.uuid4().hex[:8]
@@ -79,11 +79,14 @@ class TreeNode(BaseModel):
 
 
 class Settings(BaseModel):
+    model_config = ConfigDict(regex_engine="python-re")   # look-ahead below
+
     zeta: int
     alpha: Optional[int] = Field(default=None, ge=0)
     mode: Literal["a", "b"]
     ratio: float = Field(gt=0, lt=1, default=0.5)
     limits: Dict[str, List[int]] = Field(default_factory=dict)
+    slug: Optional[constr(pattern=r"^(?!tmp-)[a-z-]+$")] = None
 
 
 class PriceQuery(BaseModel):
@@ -127,7 +130,6 @@ CORPUS = [
       {**ORDER, "lines": []},
       {**ORDER, "lines": [{**LINE, "qty": 0}]},
       {**ORDER, "lines": [{**LINE, "sku": "ab"}]},
-      {**ORDER, "lines": [{**LINE, "price": "abc"}]},
       {**ORDER, "tags": None},
       {**ORDER, "tags": [1]},
       {**ORDER, "attrs": {"x": "one"}},
@@ -148,14 +150,15 @@ CORPUS = [
     ("settings", Settings,
      [{"zeta": 1, "mode": "a"},
       {"zeta": -3, "mode": "b", "alpha": 0, "ratio": 0.25, "limits": {"x": [1, 2]}},
-      {"zeta": 1, "mode": "a", "alpha": None}],
+      {"zeta": 1, "mode": "a", "alpha": None, "slug": "my-page"}],
      [{"zeta": 1},
       {"zeta": "one", "mode": "a"},
       {"zeta": 1, "mode": "c"},
       {"zeta": 1, "mode": "a", "alpha": -1},
       {"zeta": 1, "mode": "a", "ratio": 1},
       {"zeta": 1, "mode": "a", "limits": {"x": ["one"]}},
-      {"zeta": 1, "mode": "a", "limits": None}]),
+      {"zeta": 1, "mode": "a", "limits": None},
+      {"zeta": 1, "mode": "a", "slug": "tmp-page"}]),
 ]
 
 RPC_REQUEST = (PriceQuery,
@@ -166,7 +169,6 @@ RPC_RESPONSE = (PriceAnswer,
                  {"sku": "A1", "amount": 2, "valid_until": "2024-06-01", "source": "list",
                   "history": [1.0, 1.25]}],
                 [{"sku": "A1", "valid_until": "2024-06-01"},
-                 {"sku": "A1", "amount": "x", "valid_until": "2024-06-01"},
                  {"sku": "A1", "amount": 1, "valid_until": "June"},
                  {"sku": "A1", "amount": 1, "valid_until": "2024-06-01", "history": None}])
 RPC_ERROR = (PriceError,
@@ -326,3 +328,18 @@ def test_all_and_errors(models_pg, tmp_path):
     assert proc.returncode == 1 and 'topic "csit.roundtrip.nope" has no registered schema' in proc.stderr
     proc = run_models(models_pg, "--topic", topic_of("tree"), "--topic", topic_of("order"))
     assert proc.returncode == 2 and "--out DIRECTORY" in proc.stderr
+
+
+def test_decimal_strings_are_what_the_schema_says(models_pg, tmp_path):
+    """pydantic 2.14 describes Decimal as number or *any* string: the registry
+    and the generated model accept "abc", the publisher's model refuses it.
+    Nothing in the schema can tell them apart (a known difference)."""
+    path = tmp_path / "price_models_decimal.py"
+    assert run_models(models_pg, "--topic", topic_of("price"), "--out", str(path)).returncode == 0
+    mod = load(path, f"gen_price_decimal_{TAG}")
+    payload = {"sku": "A1", "amount": "abc", "valid_until": "2024-06-01"}
+    schema = PriceAnswer.model_json_schema()["properties"]["amount"]
+    if any("pattern" in branch for branch in schema.get("anyOf", [])):
+        pytest.skip("this pydantic gives Decimal strings a pattern")
+    assert not accepts(PriceAnswer, payload)
+    assert accepts(mod.ResponseModel, payload)
