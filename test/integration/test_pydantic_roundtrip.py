@@ -343,3 +343,18 @@ def test_decimal_strings_are_what_the_schema_says(models_pg, tmp_path):
         pytest.skip("this pydantic gives Decimal strings a pattern")
     assert not accepts(PriceAnswer, payload)
     assert accepts(mod.ResponseModel, payload)
+
+
+def test_the_python_adapter_records_the_order(models_pg):
+    """PostgresSchemaRegistry.register_schema sends the order along."""
+    from celerysalt_pg.registry import PostgresSchemaRegistry
+
+    topic = topic_of("adapter")
+    registry = PostgresSchemaRegistry(models_pg.dsn, service="tests")
+    try:
+        registry.register_schema(topic, "v1", Settings.model_json_schema(), "tests", "Settings",
+                                 mode="rpc", response_schema=PriceError.model_json_schema())
+    finally:
+        registry.close()
+    order = models_pg.scalar("SELECT property_order FROM celerysalt_schemas WHERE topic = %s", (topic,))
+    assert order == {"schema": {"": wire_names(Settings)}, "response_schema": {"": wire_names(PriceError)}}

@@ -8,7 +8,9 @@ One line in a service, before its event modules are imported::
     set_schema_registry(PostgresSchemaRegistry("postgresql://billing@db/app", service="billing"))
 
 celery-salt 1.6.0 then registers every ``@event`` / ``SaltEvent`` schema in
-``celerysalt_schemas`` at import (``celerysalt_register_schema``), looks up the
+``celerysalt_schemas`` at import (``celerysalt_register_schema``, then
+``celerysalt_register_property_order`` with the JSON text, which keeps the
+declaration order of fields for generated models), looks up the
 schema of each ``@subscribe(topic)`` there (``celerysalt_get_schema``: a
 subscriber needs no copy of the publisher's classes) and records its handlers
 (``celerysalt_track_subscriber``).  The interface is the duck-typed one of
@@ -35,7 +37,8 @@ The DSN's password is never logged nor put in an error message.
 
 celery-salt registers again before every ``publish()`` and ``call()``: a
 registration this process made or confirmed is remembered (a registered
-version never changes), so only the first costs a round trip.
+version never changes), so only the first costs a round trip (two: the
+property order is a second statement, best effort).
 
 Roles (docs/security.md): ``get_schema`` needs ``celerysalt_reader``,
 ``track_subscriber`` ``celerysalt_publisher``, registering ``celerysalt_admin``.
