@@ -301,3 +301,17 @@ SELECT celerysalt_register_schema('regress.codegen', '{
 SELECT celerysalt_pydantic_model('regress.codegen');
 SELECT path, type, required, nullable FROM celerysalt_catalog_fields
  WHERE topic = 'regress.codegen' ORDER BY path;
+
+-- generated models follow the declaration order recorded from the JSON text
+-- (jsonb sorts keys); an RPC topic's module has its response and error models
+\set req '{"title": "Add", "type": "object", "properties": {"b": {"type": "integer"}, "a": {"type": "integer"}}, "required": ["b", "a"]}'
+\set res '{"title": "Add", "type": "object", "properties": {"total": {"type": "integer"}, "note": {"type": "string"}}, "required": ["total"]}'
+\set err '{"title": "AddError", "type": "object", "properties": {"message": {"type": "string"}, "code": {"type": "integer"}}}'
+SELECT celerysalt_register_schema('regress.codegen.rpc', :'req', mode => 'rpc', response_schema => :'res',
+                                  error_schema => :'err')->'created' AS created;
+SELECT celerysalt_register_property_order('regress.codegen.rpc', 'v1', :'req', :'res', '{"title": "other"}');
+SELECT celerysalt_register_property_order('regress.codegen.rpc', 'v1', :'req', :'res', :'err');
+SELECT celerysalt_register_property_order('regress.codegen.rpc', 'v1', :'req', :'res', :'err');
+SELECT property_order FROM celerysalt_schemas WHERE topic = 'regress.codegen.rpc';
+SELECT celerysalt_pydantic_model('regress.codegen.rpc');
+SELECT celerysalt_register_property_order('regress.codegen.none', 'v1', '{}');

@@ -64,12 +64,15 @@ CREATE TABLE celerysalt_schemas (
     active              boolean     NOT NULL DEFAULT true,
     deprecated_at       timestamptz,
     deprecated_reason   text,
+    property_order      jsonb,
     UNIQUE (topic, version),
     CHECK ((deprecated_at IS NULL) = (deprecated_reason IS NULL))
 );
 CREATE INDEX celerysalt_schemas_active ON celerysalt_schemas (topic) WHERE active;
 COMMENT ON TABLE celerysalt_schemas IS
     'Registered event schemas, one row per (topic, version), stored exactly as registered (pydantic model_json_schema() output). First writer wins.';
+COMMENT ON COLUMN celerysalt_schemas.property_order IS
+    'The declaration order of properties, which jsonb does not keep: {"schema"|"response_schema"|"error_schema": {JSON pointer: [names]}}, from celerysalt_register_property_order; NULL when not given.';
 
 CREATE TABLE celerysalt_schema_fields (
     schema_id       bigint      NOT NULL REFERENCES celerysalt_schemas (id) ON DELETE CASCADE,

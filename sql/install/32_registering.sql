@@ -186,6 +186,74 @@ $$;
 COMMENT ON FUNCTION celerysalt_register_schema(text, jsonb, text, text, text, jsonb, jsonb, text, text, text, text) IS
     'Registers the JSON Schema of (topic, version). Identical re-registration returns created false; a different schema raises 23505; a version incompatible under the topic''s mode raises 42P17.';
 
+-- jsonb keeps no key order, so the order of properties (which generated
+-- models follow) is recorded from the JSON text: {JSON pointer: [names]} for
+-- the root ("") and each $defs/definitions entry that has properties; a
+-- name given twice counts where it first appears.
+CREATE FUNCTION _celerysalt_property_order(doc json)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_object_agg(o.ptr, o.names), '{}')
+      FROM (SELECT s.ptr,
+                   (SELECT jsonb_agg(k.name ORDER BY k.first)
+                      FROM (SELECT x.name, min(x.i) AS first
+                              FROM json_object_keys(s.obj->'properties') WITH ORDINALITY x(name, i)
+                             GROUP BY x.name) k) AS names
+              FROM (SELECT '' AS ptr, doc AS obj
+                     WHERE json_typeof(doc) = 'object'
+                    UNION ALL
+                    SELECT format('/%s/%s', d.k, replace(replace(e.key, '~', '~0'), '/', '~1')), e.value
+                      FROM (VALUES ('$defs'), ('definitions')) d(k)
+                     CROSS JOIN LATERAL json_each(CASE WHEN json_typeof(doc) = 'object'
+                                                        AND json_typeof(doc->d.k) = 'object'
+                                                       THEN doc->d.k END) e) s
+             WHERE json_typeof(s.obj) = 'object' AND json_typeof(s.obj->'properties') = 'object') o
+$$;
+
+CREATE FUNCTION celerysalt_register_property_order(topic text, version text, schema json,
+                                                   response_schema json DEFAULT NULL,
+                                                   error_schema json DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    existing @extschema@.celerysalt_schemas;
+    given jsonb := '{}';
+BEGIN
+    SELECT * INTO existing FROM @extschema@.celerysalt_schemas c
+     WHERE c.topic = topic AND c.version = version AND c.active FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._celerysalt_raise_unknown(topic, version);
+    END IF;
+    -- only a document equal to the registered one tells its order
+    IF schema::jsonb = existing.schema THEN
+        given := given || jsonb_build_object('schema', @extschema@._celerysalt_property_order(schema));
+    END IF;
+    IF response_schema::jsonb = existing.response_schema THEN
+        given := given || jsonb_build_object('response_schema',
+                                             @extschema@._celerysalt_property_order(response_schema));
+    END IF;
+    IF error_schema::jsonb = existing.error_schema THEN
+        given := given || jsonb_build_object('error_schema', @extschema@._celerysalt_property_order(error_schema));
+    END IF;
+    -- first writer wins, as for the schemas
+    given := given - ARRAY(SELECT jsonb_object_keys(coalesce(existing.property_order, '{}')));
+    IF given = '{}' THEN
+        RETURN false;
+    END IF;
+    UPDATE @extschema@.celerysalt_schemas c
+       SET property_order = coalesce(c.property_order, '{}') || given
+     WHERE c.id = existing.id;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION celerysalt_register_property_order(text, text, json, json, json) IS
+    'Records the declaration order of the properties of a registered (topic, version) from the JSON text of its schema, response and error schemas (those equal to the registered ones; first writer wins), for generated models; true if something was recorded.';
+
 CREATE FUNCTION celerysalt_deprecate_schema(topic text, version text, reason text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE

@@ -27,7 +27,8 @@ AS $$
                                     'while', 'with', 'yield'])
                   OR (is_class AND n = ANY (ARRAY[
                       -- the module's own names; soft keywords stay usable as field names
-                      'Model', 'TOPIC', 'VERSION', 'annotations', 'case', 'match', 'type',
+                      'ErrorModel', 'Model', 'ResponseModel', 'TOPIC', 'VERSION', 'annotations', 'case',
+                      'match', 'type',
                       -- pydantic's BaseModel attributes (model_* get a prefix)
                       'construct', 'copy', 'from_orm', 'json', 'parse_file', 'parse_obj', 'parse_raw',
                       'schema', 'schema_json', 'update_forward_refs', 'validate',
@@ -236,8 +237,13 @@ $$;
 -- One model class.  Properties whose names are not usable Python names get
 -- a generated one and Field(alias=<the name>); texts pydantic would not give
 -- back as they are (a title other than the class name, a description that
--- inspect.cleandoc would change) are also set in model_config.
-CREATE FUNCTION _celerysalt_py_class(root jsonb, s jsonb, class_name text, classes jsonb)
+-- inspect.cleandoc would change) are also set in model_config.  Fields come
+-- in the order of keys (the property names as registered, see
+-- celerysalt_register_property_order), the others after them by name.  A
+-- property neither required nor with a default, whose type refuses null,
+-- reads None when left out and is left out of model_dump() when unset: the
+-- class then derives from _OmitUnset and lists it in __celerysalt_omit__.
+CREATE FUNCTION _celerysalt_py_class(root jsonb, s jsonb, class_name text, classes jsonb, keys jsonb)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -263,6 +269,8 @@ DECLARE
     kept text[];
     enum_ref text;
     enum_def jsonb;
+    py_type text;
+    omit text[] := '{}';
 BEGIN
     IF jsonb_typeof(s->'description') = 'string' THEN
         out := out || '    ' || @extschema@._celerysalt_py_literal(s->'description') || E'\n\n';
@@ -277,7 +285,10 @@ BEGIN
     kept := ARRAY(SELECT k FROM jsonb_object_keys(props) k
                       WHERE @extschema@._celerysalt_py_ident(k, false) = k AND k <> ALL (taken));
     taken := taken || kept;
-    FOR prop IN SELECT p.key, p.value FROM jsonb_each(props) p ORDER BY p.key LOOP
+    FOR prop IN SELECT p.key, p.value FROM jsonb_each(props) p
+                 ORDER BY (SELECT min(o.i) FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(keys) = 'array'
+                                                                               THEN keys ELSE '[]' END)
+                                                WITH ORDINALITY o(k, i) WHERE o.k = p.key) NULLS LAST, p.key LOOP
         pv := CASE WHEN jsonb_typeof(prop.value) = 'object' THEN prop.value ELSE '{}' END;
         ident := @extschema@._celerysalt_py_ident(prop.key, false);
         IF prop.key <> ALL (kept) THEN
@@ -315,6 +326,12 @@ BEGIN
         ELSIF NOT coalesce(s->'required' ? prop.key, false) THEN
             args := args || 'default=None'::text;
         END IF;
+        py_type := @extschema@._celerysalt_py_type(root, prop.value, classes);
+        IF NOT pv ? 'default' AND NOT coalesce(s->'required' ? prop.key, false)
+           AND py_type <> ALL (ARRAY['None', '_t.Any']) AND py_type NOT LIKE '\_t.Optional[%'
+           AND py_type NOT LIKE '\_t.Literal[None]%' THEN
+            omit := omit || ident;
+        END IF;
         IF ident <> prop.key THEN
             args := args || ('alias=' || @extschema@._celerysalt_py_literal(to_jsonb(prop.key)));
             has_alias := true;
@@ -339,13 +356,17 @@ BEGIN
         IF jsonb_typeof(pv->'description') = 'string' THEN
             args := args || ('description=' || @extschema@._celerysalt_py_literal(pv->'description'));
         END IF;
-        body := body || format(E'    %s: %s%s\n', ident,
-                               @extschema@._celerysalt_py_type(root, prop.value, classes),
+        body := body || format(E'    %s: %s%s\n', ident, py_type,
                                CASE WHEN cardinality(args) > 0
                                     THEN ' = _p.Field(' || array_to_string(args, ', ') || ')' ELSE '' END);
     END LOOP;
     IF has_alias THEN
         config := config || 'populate_by_name=True'::text;
+    END IF;
+    -- pydantic's default regex engine (Rust) has no look-around, which JSON
+    -- Schema patterns (and pydantic's own Decimal pattern before 2.14) use
+    IF body ~ '\(\?<?[=!]' THEN
+        config := config || 'regex_engine="python-re"'::text;
     END IF;
     IF jsonb_typeof(s->'title') = 'string' AND s->>'title' <> class_name THEN
         config := config || ('title=' || @extschema@._celerysalt_py_literal(s->'title'));
@@ -358,6 +379,11 @@ BEGIN
     IF config IS NOT NULL THEN
         out := out || '    model_config = _p.ConfigDict(' || array_to_string(config, ', ') || E')\n';
     END IF;
+    IF cardinality(omit) > 0 THEN
+        out := regexp_replace(out, '^class ([A-Za-z0-9_]+)\(_p\.BaseModel\):', 'class \1(_OmitUnset):')
+            || format(E'    __celerysalt_omit__ = (%s,)\n',
+                      (SELECT string_agg('"' || o || '"', ', ' ORDER BY i) FROM unnest(omit) WITH ORDINALITY u(o, i)));
+    END IF;
     IF body = '' AND config IS NULL THEN
         body := E'    pass\n';
     END IF;
@@ -365,36 +391,33 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION celerysalt_pydantic_model(topic text, version text DEFAULT 'latest')
-RETURNS text
-LANGUAGE plpgsql STABLE
+-- The classes of one registered document (the event schema, or the response
+-- or error schema of an RPC topic): enums and aliases of $defs, then models,
+-- the root last.  names holds the class names earlier documents of the module
+-- took (and comes back with these added); orders maps JSON pointers ("" for
+-- the root, "/$defs/<key>") to the property names in declaration order.
+CREATE FUNCTION _celerysalt_py_models(root jsonb, orders jsonb, default_title text, INOUT names text[],
+                                      OUT defs_out text, OUT model_names text[], OUT root_class text,
+                                      OUT need_texts boolean)
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-#variable_conflict use_variable
 DECLARE
-    root jsonb := @extschema@.celerysalt_get_schema(topic, version);
-    real_version text;
     defs_key text := CASE WHEN root ? '$defs' THEN '$defs' ELSE 'definitions' END;
     defs jsonb;
+    prior text[] := coalesce(names, '{}');
     classes jsonb := '{}';
-    names text[];
     def record;
     elem record;
     name text;
     base text;
     n integer;
     kind text;
-    root_class text;
-    model_names text[] := '{}';
     model_keys text[] := '{}';
-    out text;
-    defs_out text := '';
     members text;
     used text[];
     kept text[];
     texts text[];
-    need_texts boolean := false;
-    heads text[];
     -- names no enum member may take: those Enum and str give a meaning
     member_reserved CONSTANT text[] := ARRAY['mro', 'name', 'value',
         'capitalize', 'casefold', 'center', 'count', 'encode', 'endswith', 'expandtabs', 'find', 'format',
@@ -404,21 +427,19 @@ DECLARE
         'rjust', 'rpartition', 'rsplit', 'rstrip', 'split', 'splitlines', 'startswith', 'strip', 'swapcase',
         'title', 'translate', 'upper', 'zfill'];
 BEGIN
-    SELECT c.version INTO real_version FROM @extschema@.celerysalt_schemas c
-     WHERE c.topic = topic AND c.active AND c.schema = root
-     ORDER BY @extschema@._celerysalt_version_key(c.version) DESC, c.id LIMIT 1;
-    IF version IS NOT NULL AND version <> 'latest' THEN
-        real_version := version;
-    END IF;
-    real_version := coalesce(real_version, version, 'latest');
+    defs_out := '';
+    model_names := '{}';
+    need_texts := false;
     defs := CASE WHEN jsonb_typeof(root->defs_key) = 'object' THEN root->defs_key ELSE '{}' END;
 
     -- class names: one per $defs entry, the root last; names that are
-    -- usable identifiers keep them, the others get one of their own
-    names := ARRAY(SELECT k FROM jsonb_object_keys(defs) k WHERE @extschema@._celerysalt_py_ident(k, true) = k);
+    -- usable identifiers no earlier document took keep them, the others get
+    -- one of their own
+    names := prior || ARRAY(SELECT k FROM jsonb_object_keys(defs) k
+                             WHERE @extschema@._celerysalt_py_ident(k, true) = k AND k <> ALL (prior));
     FOR def IN SELECT d.key FROM jsonb_each(defs) d ORDER BY d.key LOOP
         name := @extschema@._celerysalt_py_ident(def.key, true);
-        IF name <> def.key THEN
+        IF name <> def.key OR name = ANY (prior) THEN
             IF name = ANY (names) THEN
                 base := name;
                 name := base || '_';
@@ -433,9 +454,9 @@ BEGIN
         classes := classes || jsonb_build_object(
             format('#/%s/%s', defs_key, replace(replace(def.key, '~', '~0'), '/', '~1')), name);
     END LOOP;
-    root_class := @extschema@._celerysalt_py_ident(coalesce(root->>'title', 'Event'), true);
+    root_class := @extschema@._celerysalt_py_ident(coalesce(root->>'title', default_title), true);
     IF root_class = ANY (names) THEN
-        base := root_class || 'Event';
+        base := root_class || default_title;
         root_class := base;
         n := 1;
         WHILE root_class = ANY (names) LOOP
@@ -514,11 +535,70 @@ BEGIN
     FOR def IN SELECT d.key, d.value,
                       classes->>format('#/%s/%s', defs_key, replace(replace(d.key, '~', '~0'), '/', '~1')) AS class_name
                  FROM jsonb_each(defs) d WHERE d.key = ANY (model_keys) ORDER BY d.key LOOP
-        defs_out := defs_out || E'\n\n' || @extschema@._celerysalt_py_class(root, def.value, def.class_name, classes);
+        defs_out := defs_out || E'\n\n' || @extschema@._celerysalt_py_class(
+            root, def.value, def.class_name, classes,
+            orders->format('/%s/%s', defs_key, replace(replace(def.key, '~', '~0'), '/', '~1')));
         model_names := model_names || def.class_name;
     END LOOP;
-    defs_out := defs_out || E'\n\n' || @extschema@._celerysalt_py_class(root, root, root_class, classes);
-    model_names := model_names || root_class;
+    IF jsonb_typeof(root->'$ref') = 'string' AND classes ? (root->>'$ref') AND NOT root ? 'properties' THEN
+        -- a recursive model: pydantic's schema is only a reference to its class
+        root_class := classes->>(root->>'$ref');
+    ELSE
+        defs_out := defs_out || E'\n\n' || @extschema@._celerysalt_py_class(root, root, root_class, classes,
+                                                                             orders->'');
+        model_names := model_names || root_class;
+        names := names || root_class;
+    END IF;
+END
+$$;
+
+-- The generated module: the event model (Model), and for an RPC topic with
+-- a registered response or error schema its response (ResponseModel) and
+-- error (ErrorModel) models, their classes named after their titles.
+CREATE FUNCTION celerysalt_pydantic_model(topic text, version text DEFAULT 'latest')
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    root jsonb := @extschema@.celerysalt_get_schema(topic, version);
+    real_version text;
+    reg @extschema@.celerysalt_schemas;
+    part record;
+    m record;
+    names text[] := '{}';
+    model_names text[] := '{}';
+    defs_out text := '';
+    aliases text := '';
+    need_texts boolean := false;
+    out text;
+    heads text[];
+BEGIN
+    SELECT c.version INTO real_version FROM @extschema@.celerysalt_schemas c
+     WHERE c.topic = topic AND c.active AND c.schema = root
+     ORDER BY @extschema@._celerysalt_version_key(c.version) DESC, c.id LIMIT 1;
+    IF version IS NOT NULL AND version <> 'latest' THEN
+        real_version := version;
+    END IF;
+    real_version := coalesce(real_version, version, 'latest');
+    SELECT * INTO reg FROM @extschema@.celerysalt_schemas c
+     WHERE c.topic = topic AND c.version = real_version AND c.active;
+
+    FOR part IN SELECT x.doc, x.orders, x.title, x.alias
+                  FROM (VALUES (1, root, reg.property_order->'schema', 'Event', 'Model'),
+                               (2, reg.response_schema, reg.property_order->'response_schema',
+                                'Response', 'ResponseModel'),
+                               (3, reg.error_schema, reg.property_order->'error_schema', 'Error', 'ErrorModel'))
+                       x(i, doc, orders, title, alias)
+                 WHERE x.doc IS NOT NULL ORDER BY x.i LOOP
+        SELECT * INTO m FROM @extschema@._celerysalt_py_models(part.doc, coalesce(part.orders, '{}'), part.title, names);
+        names := m.names;
+        defs_out := defs_out || m.defs_out;
+        model_names := model_names || m.model_names;
+        need_texts := need_texts OR m.need_texts;
+        aliases := aliases || format(E'%s = %s\n', part.alias, m.root_class);
+    END LOOP;
 
     -- the call in the header comment, as SQL when that is plain text
     heads := ARRAY(SELECT CASE WHEN @extschema@._celerysalt_py_literal(to_jsonb(h)) = '"' || h || '"'
@@ -548,14 +628,31 @@ BEGIN
             || E'        return cls\n'
             || E'    return apply\n';
     END IF;
+    -- class lines start a line; descriptions are literals that hold no line break
+    IF defs_out ~ E'\nclass [A-Za-z0-9_]+\\(_OmitUnset\\):\n' THEN
+        out := out || E'\n\n'
+            || E'class _OmitUnset(_p.BaseModel):\n'
+            || E'    """Base of the models with fields the schema lets out but not be null: such\n'
+            || E'    a field reads None when left out, and model_dump() leaves it out unless set."""\n\n'
+            || E'    __celerysalt_omit__ = ()\n\n'
+            || E'    @_p.model_serializer(mode="wrap")\n'
+            || E'    def __celerysalt_serialize__(self, handler, info):\n'
+            || E'        data = handler(self)\n'
+            || E'        if isinstance(data, dict):\n'
+            || E'            for name in type(self).__celerysalt_omit__:\n'
+            || E'                if name not in self.model_fields_set:\n'
+            || E'                    field = type(self).model_fields[name]\n'
+            || E'                    data.pop(field.alias if info.by_alias and field.alias else name, None)\n'
+            || E'        return data\n';
+    END IF;
     out := out || defs_out
-        || format(E'\n\nfor _model in (%s,):\n    _model.model_rebuild()\n\nModel = %s\n',
-                  array_to_string(model_names, ', '), root_class);
+        || format(E'\n\nfor _model in (%s,):\n    _model.model_rebuild()\n\n%s',
+                  array_to_string(model_names, ', '), aliases);
     RETURN out;
 END
 $$;
 COMMENT ON FUNCTION celerysalt_pydantic_model(text, text) IS
-    'Python source of pydantic v2 models for the registered schema of (topic, version): nested $defs, Optional, Literal/Enum, Field constraints; Model is the event model.';
+    'Python source of pydantic v2 models for the registered schema of (topic, version): nested $defs, Optional, Literal/Enum, Field constraints, fields in declaration order; Model is the event model, ResponseModel and ErrorModel those of an RPC topic.';
 
 -- ---------------------------------------------------------------- graph
 CREATE FUNCTION _celerysalt_dot_id(s text)

@@ -15,6 +15,8 @@ from typing import Optional, Sequence
 COMMANDS: dict = {
     "migrate-follow-rules": ("celerysalt_pg.tchu_migration",
                              "convert the rules TchuFollowActions pickled into celerysalt rules, once"),
+    "models": ("celerysalt_pg.models",
+               "write the pydantic models of registered schemas (celerysalt_pydantic_model) as Python modules"),
 }
 
 

@@ -8,7 +8,9 @@ One line in a service, before its event modules are imported::
     set_schema_registry(PostgresSchemaRegistry("postgresql://billing@db/app", service="billing"))
 
 celery-salt 1.6.0 then registers every ``@event`` / ``SaltEvent`` schema in
-``celerysalt_schemas`` at import (``celerysalt_register_schema``), looks up the
+``celerysalt_schemas`` at import (``celerysalt_register_schema``, then
+``celerysalt_register_property_order`` with the JSON text, which keeps the
+declaration order of fields for generated models), looks up the
 schema of each ``@subscribe(topic)`` there (``celerysalt_get_schema``: a
 subscriber needs no copy of the publisher's classes) and records its handlers
 (``celerysalt_track_subscriber``).  The interface is the duck-typed one of
@@ -35,7 +37,8 @@ The DSN's password is never logged nor put in an error message.
 
 celery-salt registers again before every ``publish()`` and ``call()``: a
 registration this process made or confirmed is remembered (a registered
-version never changes), so only the first costs a round trip.
+version never changes), so only the first costs a round trip (two: the
+property order is a second statement, best effort).
 
 Roles (docs/security.md): ``get_schema`` needs ``celerysalt_reader``,
 ``track_subscriber`` ``celerysalt_publisher``, registering ``celerysalt_admin``.
@@ -65,7 +68,7 @@ from celery_salt.core.exceptions import (  # type: ignore[import-untyped]
 )
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json, Jsonb
 
 __all__ = [
     "PostgresSchemaRegistry",
@@ -416,7 +419,26 @@ class PostgresSchemaRegistry:
             raise SchemaRegistrationError(msg, d["sqlstate"], d["detail"], d["hint"]) from None
         assert row is not None
         result: Dict[str, Any] = row[0]
+        self._record_property_order(topic, version, schema, response_schema, error_schema)
         return result
+
+    def _record_property_order(self, topic: str, version: str, schema: Dict[str, Any],
+                               response_schema: Optional[Dict[str, Any]],
+                               error_schema: Optional[Dict[str, Any]]) -> None:
+        """Give the registry the declaration order of the properties (jsonb sorts
+        keys; generated models follow this order).  Json() sends the dicts as
+        JSON text in their own key order.  Best effort: a registry without
+        celerysalt_register_property_order (or a role without it) keeps
+        models in name order, which is no reason to fail an import."""
+        try:
+            self._query(sql.SQL(
+                "SELECT {ext}.celerysalt_register_property_order("
+                "%(topic)s, %(version)s, %(schema)s, %(response_schema)s, %(error_schema)s)"),
+                {"topic": topic, "version": version, "schema": Json(schema),
+                 "response_schema": None if response_schema is None else Json(response_schema),
+                 "error_schema": None if error_schema is None else Json(error_schema)})
+        except (psycopg.Error, RegistryUnavailableError) as err:
+            logger.debug("property order of %s %s not recorded: %s", topic, version, err)
 
     def get_schema(self, topic: str, version: str = "latest") -> Dict[str, Any]:
         """The registered JSON schema of (topic, version) via ``celerysalt_get_schema``;
