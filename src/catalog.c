@@ -32,6 +32,7 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_database.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -137,18 +138,30 @@ CatalogPinProcessSettings(void)
 int
 CatalogPushSafeSearchPath(void)
 {
-	int			level = NewGUCNestLevel();
+	int			level;
+
+	/*
+	 * Already pinned (a SECURITY DEFINER function's SET clause, the
+	 * background processes): nothing to change.  This keeps the cost off
+	 * celerysalt_publish, whose every call would otherwise set search_path
+	 * twice.
+	 */
+	if (namespace_search_path != NULL &&
+		strcmp(namespace_search_path, CATALOG_SAFE_SEARCH_PATH) == 0)
+		return -1;
+	level = NewGUCNestLevel();
 
 	(void) set_config_option("search_path", CATALOG_SAFE_SEARCH_PATH,
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	return level;
 }
 
-/* CatalogPopSearchPath: undo CatalogPushSafeSearchPath. */
+/* CatalogPopSearchPath: undo CatalogPushSafeSearchPath (-1: it changed nothing). */
 void
 CatalogPopSearchPath(int level)
 {
-	AtEOXact_GUC(true, level);
+	if (level >= 0)
+		AtEOXact_GUC(true, level);
 }
 
 /*
