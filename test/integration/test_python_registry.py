@@ -204,20 +204,27 @@ def test_subscriber_without_event_class_handles_sql_and_follow_action_events(reg
     with pytest.raises(psycopg.errors.CheckViolation):
         reg.pg.publish(topic, {"invoice_id": "seven", "amount": 12.5})
 
-    # from a follow action
+    # from a follow action, written and fired by a plain application role that owns
+    # nothing and holds celerysalt_publisher and its table privileges only
     table = f"csit_reg_invoice_{reg.run_id}"
+    app = f"csit_reg_app_{reg.run_id}"
     reg.pg.execute(f'CREATE TABLE "{table}" (id int PRIMARY KEY, amount float8 NOT NULL,'
                    " status text NOT NULL DEFAULT 'open', on_change_rules jsonb NOT NULL DEFAULT '[]')")
+    reg.pg.execute(f"CREATE ROLE {app} IN ROLE celerysalt_publisher")
+    reg.pg.execute(f'GRANT SELECT, INSERT, UPDATE ON "{table}" TO {app}')
     try:
         reg.pg.execute("SELECT celerysalt_attach_follow_actions(%s)", (table,))
-        reg.pg.execute(
-            f'INSERT INTO "{table}" (id, amount, on_change_rules) VALUES (8, 99.5, jsonb_build_array('
-            "celerysalt_follow_action_rule(field_name => 'status', operator => 'eql', topic => %s,"
-            " value => '\"paid\"', payload => '{\"invoice_id\": {\"$pk\": true},"
-            " \"amount\": {\"$new\": \"amount\"}, \"currency\": \"CHF\"}', tbl => %s)))", (topic, table))
-        reg.pg.execute(f"UPDATE \"{table}\" SET status = 'paid' WHERE id = 8")
+        with reg.pg.connect() as c:
+            c.execute(f"SET ROLE {app}")
+            c.execute(
+                f'INSERT INTO "{table}" (id, amount, on_change_rules) VALUES (8, 99.5, jsonb_build_array('
+                "celerysalt_follow_action_rule(field_name => 'status', operator => 'eql', topic => %s,"
+                " value => '\"paid\"', payload => '{\"invoice_id\": {\"$pk\": true},"
+                " \"amount\": {\"$new\": \"amount\"}, \"currency\": \"CHF\"}', tbl => %s)))", (topic, table))
+            c.execute(f"UPDATE \"{table}\" SET status = 'paid' WHERE id = 8")
     finally:
         reg.pg.execute(f'DROP TABLE "{table}"')
+        reg.pg.execute(f"DROP ROLE {app}")
 
     got = reg.records.wait_records(key, lambda r: len(r) >= 2, what="both events at the shipping handler")
     by_id = {r["received"]["fields"]["invoice_id"]: r for r in got}
