@@ -247,9 +247,12 @@ SELECT * FROM pg_temp.try($q$SELECT celerysalt_deprecate_schema('regress.order.p
 SELECT celerysalt_track_subscriber('regress.order.placed', 'billing', 'on_order_placed'),
        celerysalt_track_subscriber('regress.order.placed', 'mailer', 'send_receipt'),
        celerysalt_track_subscriber('regress.order.placed', 'mailer', 'send_receipt'),
-       celerysalt_track_subscriber('regress.#', 'audit', 'log_everything'),
+       celerysalt_track_subscriber('regress.#', 'audit', 'log_everything', 'audit_queue'),
        celerysalt_track_publisher('regress.order.placed', 'shop', '1.5.0');
-SELECT topic, service, handler FROM celerysalt_subscribers ORDER BY 1, 2, 3;
+-- the queue is kept when a later call does not give it
+SELECT celerysalt_track_subscriber('regress.#', 'audit', 'log_everything');
+SELECT topic, service, handler, queue FROM celerysalt_subscribers ORDER BY 1, 2, 3;
+SELECT * FROM pg_temp.try($q$SELECT celerysalt_track_subscriber('regress.#', 'audit', 'log_everything', '')$q$);
 SELECT topic, service, service_version, module, class FROM celerysalt_publishers ORDER BY 1, 2;
 
 -- Publish counts: one appended row per transaction and (topic, service).

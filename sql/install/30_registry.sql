@@ -108,6 +108,7 @@ CREATE TABLE celerysalt_subscribers (
     handler         text        NOT NULL,
     registered_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
     last_seen_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    queue           text,
     PRIMARY KEY (topic, service, handler)
 );
 COMMENT ON TABLE celerysalt_subscribers IS

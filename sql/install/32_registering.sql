@@ -302,7 +302,8 @@ $$;
 COMMENT ON FUNCTION celerysalt_track_publisher(text, text, text, text, text) IS
     'Records that service publishes topic (upsert; publish counts are kept separately, without contention).';
 
-CREATE FUNCTION celerysalt_track_subscriber(topic text, service text, handler text)
+CREATE FUNCTION celerysalt_track_subscriber(topic text, service text, handler text,
+                                            queue text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -315,15 +316,19 @@ BEGIN
     IF coalesce(service, '') = '' OR coalesce(handler, '') = '' THEN
         RAISE EXCEPTION 'service and handler must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO @extschema@.celerysalt_subscribers AS s (topic, service, handler)
-    VALUES (topic, service, handler)
-    ON CONFLICT ON CONSTRAINT celerysalt_subscribers_pkey DO UPDATE SET last_seen_at = now();
+    IF queue = '' OR length(queue) > 255 THEN
+        RAISE EXCEPTION 'queue must be NULL or have between 1 and 255 bytes' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO @extschema@.celerysalt_subscribers AS s (topic, service, handler, queue)
+    VALUES (topic, service, handler, queue)
+    ON CONFLICT ON CONSTRAINT celerysalt_subscribers_pkey
+    DO UPDATE SET last_seen_at = now(), queue = coalesce(EXCLUDED.queue, s.queue);
     -- events published before this subscriber's queue existed are sent again
     PERFORM @extschema@.celerysalt_retry_unroutable();
 END
 $$;
-COMMENT ON FUNCTION celerysalt_track_subscriber(text, text, text) IS
-    'Records that handler of service subscribes to topic (a concrete topic or a wildcard pattern); upsert.';
+COMMENT ON FUNCTION celerysalt_track_subscriber(text, text, text, text) IS
+    'Records that handler of service (consuming queue, when given) subscribes to topic (a concrete topic or a wildcard pattern); upsert.';
 
 CREATE FUNCTION celerysalt_registry_compact()
 RETURNS bigint

@@ -39,7 +39,7 @@ REVOKE ALL ON FUNCTION
     celerysalt_register_property_order(text, text, json, json, json),
     celerysalt_deprecate_schema(text, text, text),
     celerysalt_track_publisher(text, text, text, text, text),
-    celerysalt_track_subscriber(text, text, text),
+    celerysalt_track_subscriber(text, text, text, text),
     celerysalt_registry_compact(),
     _celerysalt_py_ident(text, boolean),
     _celerysalt_py_literal(jsonb),
@@ -94,7 +94,7 @@ GRANT EXECUTE ON FUNCTION
     celerysalt_retry_unroutable(),
     _celerysalt_check_names(text, text),
     celerysalt_track_publisher(text, text, text, text, text),
-    celerysalt_track_subscriber(text, text, text)
+    celerysalt_track_subscriber(text, text, text, text)
    TO celerysalt_publisher;
 
 GRANT INSERT, UPDATE, DELETE ON celerysalt_topics, celerysalt_schemas, celerysalt_schema_fields,

@@ -107,8 +107,12 @@ GRANT EXECUTE ON FUNCTION celerysalt_retry_unroutable() TO celerysalt_publisher;
 GRANT SELECT ON celerysalt_unroutable, celerysalt_unroutable_topics TO celerysalt_reader;
 GRANT DELETE ON celerysalt_unroutable TO celerysalt_admin;
 
--- a subscriber's registration sends the unroutable events again
-CREATE OR REPLACE FUNCTION celerysalt_track_subscriber(topic text, service text, handler text)
+-- a subscriber's registration sends the unroutable events again, and may say
+-- which queue the service consumes
+ALTER TABLE celerysalt_subscribers ADD COLUMN queue text;
+DROP FUNCTION celerysalt_track_subscriber(text, text, text);
+CREATE FUNCTION celerysalt_track_subscriber(topic text, service text, handler text,
+                                            queue text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -121,13 +125,21 @@ BEGIN
     IF coalesce(service, '') = '' OR coalesce(handler, '') = '' THEN
         RAISE EXCEPTION 'service and handler must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO @extschema@.celerysalt_subscribers AS s (topic, service, handler)
-    VALUES (topic, service, handler)
-    ON CONFLICT ON CONSTRAINT celerysalt_subscribers_pkey DO UPDATE SET last_seen_at = now();
+    IF queue = '' OR length(queue) > 255 THEN
+        RAISE EXCEPTION 'queue must be NULL or have between 1 and 255 bytes' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO @extschema@.celerysalt_subscribers AS s (topic, service, handler, queue)
+    VALUES (topic, service, handler, queue)
+    ON CONFLICT ON CONSTRAINT celerysalt_subscribers_pkey
+    DO UPDATE SET last_seen_at = now(), queue = coalesce(EXCLUDED.queue, s.queue);
     -- events published before this subscriber's queue existed are sent again
     PERFORM @extschema@.celerysalt_retry_unroutable();
 END
 $$;
+COMMENT ON FUNCTION celerysalt_track_subscriber(text, text, text, text) IS
+    'Records that handler of service (consuming queue, when given) subscribes to topic (a concrete topic or a wildcard pattern); upsert.';
+REVOKE ALL ON FUNCTION celerysalt_track_subscriber(text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION celerysalt_track_subscriber(text, text, text, text) TO celerysalt_publisher;
 
 -- ---- pydantic fidelity (issue 15 items 5, 6)
 -- celerysalt_event_errors checks as celerysalt_validate_event does (in C),

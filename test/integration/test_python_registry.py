@@ -194,10 +194,11 @@ def test_subscriber_without_event_class_handles_sql_and_follow_action_events(reg
     topic = f"{reg.prefix}.invoice.paid"
     key = reg.records.key("reg.on_invoice_paid")
     # the subscriber service recorded its handlers (the wildcard one too)
-    subs = set(reg.pg.execute("SELECT topic, service, handler FROM celerysalt_subscribers"
+    subs = set(reg.pg.execute("SELECT topic, service, handler, queue FROM celerysalt_subscribers"
                               " WHERE service = 'shipping' AND topic LIKE %s", (reg.prefix + ".%",)))
-    assert subs == {(topic, "shipping", "on_invoice_paid"),
-                    (f"{reg.prefix}.invoice.*", "shipping", "on_any_invoice")}
+    queue = f"csit_reg_shipping_{reg.run_id}"
+    assert subs == {(topic, "shipping", "on_invoice_paid", queue),
+                    (f"{reg.prefix}.invoice.*", "shipping", "on_any_invoice", queue)}
 
     # from SQL; the database validates against the same registered schema
     eid = reg.pg.publish(topic, {"invoice_id": 7, "amount": 12.5})

@@ -232,6 +232,7 @@ class PostgresSchemaRegistry:
     """
 
     def __init__(self, dsn: str, service: str, *, service_version: Optional[str] = None,
+                 queue: Optional[str] = None,
                  connect_timeout: Optional[int] = None,
                  statement_timeout: int = DEFAULT_STATEMENT_TIMEOUT,
                  application_name: Optional[str] = None) -> None:
@@ -256,6 +257,7 @@ class PostgresSchemaRegistry:
         self._where = redact_dsn(self._conninfo)
         self.service = service
         self.service_version = service_version
+        self.queue = queue or None      # recorded with the service's subscriptions
         self.statement_timeout = int(statement_timeout)
         self._lock = threading.Lock()
         self._conn: Optional[psycopg.Connection[Any]] = None
@@ -457,14 +459,16 @@ class PostgresSchemaRegistry:
 
     def track_subscriber(self, topic: str, handler_name: str) -> None:
         """Record that ``handler_name`` of this service handles ``topic`` (a topic
-        or a wildcard pattern), via ``celerysalt_track_subscriber``.
+        or a wildcard pattern), with the service's ``queue`` when it was given,
+        via ``celerysalt_track_subscriber``.
 
         Observability only: a failure is logged as a warning, never raised
         (celery-salt would swallow it silently)."""
         try:
             self._query(sql.SQL("SELECT {ext}.celerysalt_track_subscriber(%(topic)s, %(service)s,"
-                                " %(handler)s)"),
-                        {"topic": topic, "service": self.service, "handler": handler_name})
+                                " %(handler)s, %(queue)s)"),
+                        {"topic": topic, "service": self.service, "handler": handler_name,
+                         "queue": self.queue})
         except (psycopg.Error, SchemaRegistryUnavailableError) as err:
             logger.warning("could not record subscriber %s of %r for service %r: %s",
                            handler_name, topic, self.service, self._scrub(str(err)))

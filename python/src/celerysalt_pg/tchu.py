@@ -95,7 +95,7 @@ def bind_tchu_queue(app: Any, queue_name: str, subscriber_modules: Optional[Sequ
         logger.info("tchu-tchu queue %r bound to %s with %d routing key(s) (%s)",
                     queue_name, exchange_name, len(keys), why)
         if dsn is not None and not state["recorded"]:
-            state["recorded"] = _record_subscriptions(dsn, service or queue_name, subscriptions())
+            state["recorded"] = _record_subscriptions(dsn, service or queue_name, subscriptions(), queue_name)
 
     def on_after_setup(sender: Any = None, instance: Any = None, **kwargs: Any) -> None:
         if instance is not None and getattr(instance, "app", app) is not app:
@@ -142,9 +142,10 @@ def _declare_and_bind(app: Any, queue_name: str, exchange_name: str, keys: Itera
         queue(conn.default_channel).declare()
 
 
-def _record_subscriptions(dsn: str, service: str, pairs: List[Tuple[str, str]]) -> bool:
-    """celerysalt_track_subscriber for each (topic, handler); True when all
-    were recorded.  Logs, never raises."""
+def _record_subscriptions(dsn: str, service: str, pairs: List[Tuple[str, str]],
+                          queue: Optional[str] = None) -> bool:
+    """celerysalt_track_subscriber for each (topic, handler), with the queue;
+    True when all were recorded.  Logs, never raises."""
     try:
         import psycopg
         from psycopg import sql
@@ -158,9 +159,10 @@ def _record_subscriptions(dsn: str, service: str, pairs: List[Tuple[str, str]]) 
                 logger.warning("could not record the subscriptions of %r: the celerysalt extension is not"
                                " installed in that database", service)
                 return False
-            track = sql.SQL("SELECT {}.celerysalt_track_subscriber(%s, %s, %s)").format(sql.Identifier(row[0]))
+            track = sql.SQL("SELECT {}.celerysalt_track_subscriber(%s, %s, %s, %s)").format(
+                sql.Identifier(row[0]))
             for topic, handler in pairs:
-                conn.execute(track, (topic, service, handler))
+                conn.execute(track, (topic, service, handler, queue))
     except Exception as exc:  # psycopg's messages carry no password
         logger.warning("could not record the subscriptions of %r in PostgreSQL: %s", service,
                        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)

@@ -13,7 +13,8 @@ import os
 from celery_salt.core.registry import set_schema_registry
 from celerysalt_pg.registry import PostgresSchemaRegistry
 
-set_schema_registry(PostgresSchemaRegistry(os.environ["CSIT_REGISTRY_DSN"], service="shipping"))
+set_schema_registry(PostgresSchemaRegistry(os.environ["CSIT_REGISTRY_DSN"], service="shipping",
+                                           queue=os.environ["CSIT_QUEUE"]))
 
 from celery import Celery  # noqa: E402
 from celery_salt import subscribe  # noqa: E402
