@@ -261,7 +261,7 @@ stop_unlisted(DatabaseEntry *dbs, int ndbs, LaunchedWorker *workers)
 		DatabaseSlot *slot = &celerysalt_shared->databases[i];
 		LaunchedWorker *lw = &workers[i];
 		bool		listed = false;
-		pid_t		pid;
+		pid_t		pid = 0;	/* not set while the worker is not yet started */
 
 		if (slot->dboid == InvalidOid || lw->handle == NULL)
 			continue;
