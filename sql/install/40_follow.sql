@@ -95,6 +95,9 @@ BEGIN
         RAISE EXCEPTION 'table and rules column must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    -- without the preloaded library every firing UPDATE would fail: refuse now
+    -- (55000 with the hint saying how to preload it)
+    PERFORM @extschema@._celerysalt_worker_state();
     SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = tbl;
     IF kind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION '"%" is not a table', tbl

@@ -865,3 +865,77 @@ GRANT EXECUTE ON FUNCTION
     _celerysalt_property_order(json),
     celerysalt_register_property_order(text, text, json, json, json)
    TO celerysalt_admin;
+
+-- ---- attach refuses a server without the preloaded library (issue 18)
+CREATE OR REPLACE FUNCTION celerysalt_attach_follow_actions(tbl regclass,
+                                                 rules_column name DEFAULT 'on_change_rules',
+                                                 adopt_existing_rules boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    coltype oid;
+    kind    "char";
+    current text;
+    stored  boolean;
+BEGIN
+    IF tbl IS NULL OR rules_column IS NULL THEN
+        RAISE EXCEPTION 'table and rules column must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- without the preloaded library every firing UPDATE would fail: refuse now
+    -- (55000 with the hint saying how to preload it)
+    PERFORM @extschema@._celerysalt_worker_state();
+    SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = tbl;
+    IF kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '"%" is not a table', tbl
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = 'Follow actions are row triggers; they can be attached to tables and partitioned tables only.';
+    END IF;
+    SELECT a.atttypid INTO coltype
+      FROM pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = rules_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'column "%" of table "%" does not exist', rules_column, tbl
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'Add it first, for example: ALTER TABLE ... ADD COLUMN on_change_rules jsonb NOT NULL DEFAULT ''[]''.';
+    END IF;
+    IF coltype <> 'jsonb'::regtype THEN
+        RAISE EXCEPTION 'follow-action rules column "%" of table "%" must be of type jsonb', rules_column, tbl
+            USING ERRCODE = 'datatype_mismatch',
+                  DETAIL = pg_catalog.format('The column is of type %s.', coltype::regtype),
+                  HINT = 'A Django JSONField or SQLAlchemy JSONB column is jsonb in PostgreSQL.';
+    END IF;
+
+    -- Rules already in the table were written without the trigger's checks
+    -- of who may store a rule: they fire only if the caller adopts them.
+    IF NOT adopt_existing_rules THEN
+        EXECUTE pg_catalog.format(
+            'SELECT EXISTS (SELECT FROM %s WHERE %I IS NOT NULL AND %I OPERATOR(pg_catalog.<>) ALL (ARRAY[''[]'', ''{}'', ''null'']::pg_catalog.jsonb[]))',
+            tbl, rules_column, rules_column) INTO stored;
+        IF stored THEN
+            RAISE EXCEPTION 'table "%" already holds follow-action rules', tbl
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'They were stored before follow actions were attached, so nobody checked that their writers may publish and read the columns they read.',
+                      HINT = 'Review them, then call celerysalt_attach_follow_actions(..., adopt_existing_rules => true).';
+        END IF;
+    END IF;
+
+    SELECT pg_catalog.encode(t.tgargs, 'escape') INTO current
+      FROM pg_trigger t
+     WHERE t.tgrelid = tbl AND t.tgname = 'zz_celerysalt_follow_actions';
+    IF FOUND THEN
+        IF current = rules_column::text || '\000' THEN
+            RETURN;             -- already attached to this column
+        END IF;
+        EXECUTE pg_catalog.format('DROP TRIGGER zz_celerysalt_follow_actions ON %s', tbl);
+    END IF;
+    -- The name sorts after ordinary trigger names: BEFORE triggers fire in
+    -- name order, so this one sees the row as the others left it.
+    EXECUTE pg_catalog.format(
+        'CREATE TRIGGER zz_celerysalt_follow_actions BEFORE INSERT OR UPDATE ON %s FOR EACH ROW '
+        'EXECUTE FUNCTION %I._celerysalt_follow_actions_trigger(%L)',
+        tbl, '@extschema@', rules_column);
+END
+$$;
