@@ -15,7 +15,6 @@
 #include "celerysalt.h"
 
 #include "miscadmin.h"
-#include "nodes/pg_list.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -31,8 +30,7 @@ bool		celerysalt_preloaded = false;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-static void metrics_init(DatabaseSlot *slot);
-static void metrics_reset(DatabaseSlot *slot);
+static void zero_counters(DatabaseSlot *slot, bool init);
 
 static Size
 shared_size(void)
@@ -68,11 +66,8 @@ shmem_startup(void)
 			DatabaseSlot *slot = &celerysalt_shared->databases[i];
 
 			pg_atomic_init_u32(&slot->insert_slot, 0);
-			pg_atomic_init_u64(&slot->delivered_total, 0);
-			pg_atomic_init_u64(&slot->dead_lettered_total, 0);
-			pg_atomic_init_u64(&slot->returned_total, 0);
 			pg_atomic_init_u32(&slot->retry_unroutable, 0);
-			metrics_init(slot);
+			zero_counters(slot, true);
 			SpinLockInit(&slot->mutex);
 		}
 	}
@@ -109,50 +104,42 @@ DbslotFind(Oid dboid)
 	return NULL;
 }
 
-/* The metric counters of a slot, each in turn (init: first use of the memory). */
+/* Set one 64-bit counter to 0 (init: the first use of the memory). */
+static inline void
+zero_u64(pg_atomic_uint64 *v, bool init)
+{
+	if (init)
+		pg_atomic_init_u64(v, 0);
+	else
+		pg_atomic_write_u64(v, 0);
+}
+
+/*
+ * Set every counter and histogram of a slot to 0: when shared memory is
+ * created (init) and when the launcher claims the slot for a database.
+ */
 static void
-metrics_each(DatabaseSlot *slot, bool init)
+zero_counters(DatabaseSlot *slot, bool init)
 {
 	pg_atomic_uint64 *counters[] = {
+		&slot->delivered_total, &slot->dead_lettered_total, &slot->returned_total,
 		&slot->worker_starts_total, &slot->reconnects_total,
 		&slot->validation_failures_total, &slot->follow_fired_total,
 		&slot->follow_failed_total,
 	};
 	DbslotHistogram *hists[] = {&slot->rpc_duration, &slot->delivery_latency};
-	List	   *all = NIL;
-	ListCell   *lc;
 
 	for (int i = 0; i < (int) lengthof(counters); i++)
-		all = lappend(all, counters[i]);
+		zero_u64(counters[i], init);
 	for (int i = 0; i < DBSLOT_RPC_OUTCOMES; i++)
-		all = lappend(all, &slot->rpc_calls_total[i]);
+		zero_u64(&slot->rpc_calls_total[i], init);
 	for (int h = 0; h < (int) lengthof(hists); h++)
 	{
 		for (int b = 0; b <= DBSLOT_LATENCY_BUCKETS; b++)
-			all = lappend(all, &hists[h]->buckets[b]);
-		all = lappend(all, &hists[h]->count);
-		all = lappend(all, &hists[h]->sum_us);
+			zero_u64(&hists[h]->buckets[b], init);
+		zero_u64(&hists[h]->count, init);
+		zero_u64(&hists[h]->sum_us, init);
 	}
-	foreach(lc, all)
-	{
-		if (init)
-			pg_atomic_init_u64(lfirst(lc), 0);
-		else
-			pg_atomic_write_u64(lfirst(lc), 0);
-	}
-	list_free(all);
-}
-
-static void
-metrics_init(DatabaseSlot *slot)
-{
-	metrics_each(slot, true);
-}
-
-static void
-metrics_reset(DatabaseSlot *slot)
-{
-	metrics_each(slot, false);
 }
 
 /*
@@ -184,11 +171,8 @@ DbslotClaim(Oid dboid)
 			slot->last_error[0] = '\0';
 			SpinLockRelease(&slot->mutex);
 			pg_atomic_write_u32(&slot->insert_slot, 0);
-			pg_atomic_write_u64(&slot->delivered_total, 0);
-			pg_atomic_write_u64(&slot->dead_lettered_total, 0);
-			pg_atomic_write_u64(&slot->returned_total, 0);
 			pg_atomic_write_u32(&slot->retry_unroutable, 0);
-			metrics_reset(slot);
+			zero_counters(slot, false);
 			pg_write_barrier();
 			slot->dboid = dboid;
 			return slot;
@@ -276,4 +260,24 @@ DbslotCount(size_t offset)
 
 	if (slot != NULL)
 		pg_atomic_fetch_add_u64((pg_atomic_uint64 *) ((char *) slot + offset), 1);
+}
+
+/*
+ * DbslotReadState
+ *		A consistent copy of the mutex-protected fields of slot, for the
+ *		status views and the metrics.
+ */
+void
+DbslotReadState(DatabaseSlot *slot, DbslotState *state)
+{
+	SpinLockAcquire(&slot->mutex);
+	state->worker_pid = slot->worker_pid;
+	state->broker_connected = slot->broker_connected;
+	state->extension_missing = slot->extension_missing;
+	state->start_failed = slot->start_failed;
+	state->worker_started_at = slot->worker_started_at;
+	state->last_delivery_at = slot->last_delivery_at;
+	state->last_error_at = slot->last_error_at;
+	memcpy(state->last_error, slot->last_error, sizeof(state->last_error));
+	SpinLockRelease(&slot->mutex);
 }

@@ -26,6 +26,8 @@ typedef struct DbslotHistogram
 	pg_atomic_uint64 sum_us;
 } DbslotHistogram;
 
+#define DBSLOT_ERROR_LEN 256		/* last_error, NUL included */
+
 /* RPC outcomes counted per database (rpc.c's RpcOutcome, pending excluded). */
 #define DBSLOT_RPC_OUTCOMES 9
 
@@ -66,8 +68,21 @@ typedef struct DatabaseSlot
 	TimestampTz worker_started_at;
 	TimestampTz last_delivery_at;
 	TimestampTz last_error_at;
-	char		last_error[256];
+	char		last_error[DBSLOT_ERROR_LEN];
 } DatabaseSlot;
+
+/* DbslotReadState's copy of a slot's mutex-protected fields. */
+typedef struct DbslotState
+{
+	pid_t		worker_pid;
+	bool		broker_connected;
+	bool		extension_missing;
+	bool		start_failed;
+	TimestampTz worker_started_at;
+	TimestampTz last_delivery_at;
+	TimestampTz last_error_at;
+	char		last_error[DBSLOT_ERROR_LEN];
+} DbslotState;
 
 typedef struct CelerysaltShared
 {
@@ -83,6 +98,7 @@ extern void DbslotInstallHooks(void);
 extern DatabaseSlot *DbslotFind(Oid dboid);
 extern DatabaseSlot *DbslotClaim(Oid dboid);
 extern void DbslotSetWorkerError(DatabaseSlot *slot, const char *message);
+extern void DbslotReadState(DatabaseSlot *slot, DbslotState *state);
 extern void DbslotWakeLauncher(void);
 extern const int64 DbslotLatencyBoundsUs[DBSLOT_LATENCY_BUCKETS];
 extern void DbslotObserve(DbslotHistogram *h, int64 us);

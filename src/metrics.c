@@ -215,10 +215,11 @@ celerysalt_metrics(PG_FUNCTION_ARGS)
 
 	if (slot != NULL)
 	{
-		SpinLockAcquire(&slot->mutex);
-		pid = slot->worker_pid;
-		connected = slot->broker_connected;
-		SpinLockRelease(&slot->mutex);
+		DbslotState st;
+
+		DbslotReadState(slot, &st);
+		pid = st.worker_pid;
+		connected = st.broker_connected;
 	}
 	family(&out, "celerysalt_worker_up", "gauge", "1 when the database's delivery worker runs.");
 	sample(&out, "celerysalt_worker_up", db, NULL, pid != 0 ? 1 : 0);

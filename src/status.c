@@ -59,35 +59,22 @@ _celerysalt_worker_state(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		pid_t		pid;
-		bool		connected;
-		TimestampTz last_delivery_at;
-		TimestampTz last_error_at;
-		TimestampTz started_at;
-		char		last_error[sizeof(slot->last_error)];
+		DbslotState st;
 
-		SpinLockAcquire(&slot->mutex);
-		pid = slot->worker_pid;
-		connected = slot->broker_connected;
-		last_delivery_at = slot->last_delivery_at;
-		last_error_at = slot->last_error_at;
-		started_at = slot->worker_started_at;
-		memcpy(last_error, slot->last_error, sizeof(last_error));
-		SpinLockRelease(&slot->mutex);
-
-		values[0] = Int32GetDatum(pid);
-		nulls[0] = (pid == 0);
-		values[1] = BoolGetDatum(connected && pid != 0);
+		DbslotReadState(slot, &st);
+		values[0] = Int32GetDatum(st.worker_pid);
+		nulls[0] = (st.worker_pid == 0);
+		values[1] = BoolGetDatum(st.broker_connected && st.worker_pid != 0);
 		values[3] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->delivered_total));
 		values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->dead_lettered_total));
-		values[5] = TimestampTzGetDatum(last_delivery_at);
-		nulls[5] = (last_delivery_at == 0);
-		values[6] = CStringGetTextDatum(last_error);
-		nulls[6] = (last_error[0] == '\0');
-		values[7] = TimestampTzGetDatum(last_error_at);
-		nulls[7] = (last_error_at == 0);
-		values[8] = TimestampTzGetDatum(started_at);
-		nulls[8] = (pid == 0 || started_at == 0);
+		values[5] = TimestampTzGetDatum(st.last_delivery_at);
+		nulls[5] = (st.last_delivery_at == 0);
+		values[6] = CStringGetTextDatum(st.last_error);
+		nulls[6] = (st.last_error[0] == '\0');
+		values[7] = TimestampTzGetDatum(st.last_error_at);
+		nulls[7] = (st.last_error_at == 0);
+		values[8] = TimestampTzGetDatum(st.worker_started_at);
+		nulls[8] = (st.worker_pid == 0 || st.worker_started_at == 0);
 		values[9] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->returned_total));
 	}
 	/* 0.1.0's definition has no returned_total: fill what it declares */
@@ -96,17 +83,16 @@ _celerysalt_worker_state(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
-/* Why database db has no running worker; NULL when it has one. */
+/*
+ * Why database db has no running worker; NULL when it has one.  served: it
+ * is listed in celerysalt.databases; st: its slot's state (slot non-NULL).
+ */
 static const char *
-no_worker_reason(Form_pg_database db, DatabaseSlot *slot)
+no_worker_reason(Form_pg_database db, bool served, DatabaseSlot *slot, const DbslotState *st)
 {
-	bool		missing;
-	bool		start_failed;
-	pid_t		pid;
-
 	if (db->datistemplate || !db->datallowconn)
 		return "does not accept connections";
-	if (!GucDatabaseIsServed(NameStr(db->datname)))
+	if (!served)
 		return "not listed in celerysalt.databases";
 	if (slot == NULL)
 	{
@@ -118,16 +104,11 @@ no_worker_reason(Form_pg_database db, DatabaseSlot *slot)
 			return "no free slot: every one of celerysalt.max_databases is in use";
 		return "not visited yet: the launcher comes when a transaction there creates the extension or publishes, at a reload, and every minute";
 	}
-	SpinLockAcquire(&slot->mutex);
-	missing = slot->extension_missing;
-	start_failed = slot->start_failed;
-	pid = slot->worker_pid;
-	SpinLockRelease(&slot->mutex);
-	if (pid != 0)
+	if (st->worker_pid != 0)
 		return NULL;
-	if (missing)
+	if (st->extension_missing)
 		return "extension celerysalt not installed";
-	if (start_failed)
+	if (st->start_failed)
 		return "no background worker slot free: raise max_worker_processes";
 	return "worker not running: starting, or restarting after a failure (see the server log)";
 }
@@ -158,43 +139,35 @@ _celerysalt_cluster_state(PG_FUNCTION_ARGS)
 		Datum		values[11];
 		bool		nulls[11] = {0};
 		const char *reason;
+		bool		served;
+		DbslotState st;
 
 		if (db->datistemplate)
 			continue;
-		reason = no_worker_reason(db, slot);
+		served = GucDatabaseIsServed(NameStr(db->datname));
+		if (slot != NULL)
+			DbslotReadState(slot, &st);
+		reason = no_worker_reason(db, served, slot, &st);
 		values[0] = CStringGetTextDatum(NameStr(db->datname));
-		values[1] = BoolGetDatum(GucDatabaseIsServed(NameStr(db->datname)));
+		values[1] = BoolGetDatum(served);
 		for (int i = 2; i < 10; i++)
 			nulls[i] = true;
 		if (slot != NULL)
 		{
-			pid_t		pid;
-			bool		connected;
-			TimestampTz last_delivery_at;
-			TimestampTz last_error_at;
-			char		last_error[sizeof(slot->last_error)];
-
-			SpinLockAcquire(&slot->mutex);
-			pid = slot->worker_pid;
-			connected = slot->broker_connected;
-			last_delivery_at = slot->last_delivery_at;
-			last_error_at = slot->last_error_at;
-			memcpy(last_error, slot->last_error, sizeof(last_error));
-			SpinLockRelease(&slot->mutex);
-			values[2] = Int32GetDatum(pid);
-			nulls[2] = (pid == 0);
-			values[3] = BoolGetDatum(connected && pid != 0);
+			values[2] = Int32GetDatum(st.worker_pid);
+			nulls[2] = (st.worker_pid == 0);
+			values[3] = BoolGetDatum(st.broker_connected && st.worker_pid != 0);
 			nulls[3] = false;
 			values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->delivered_total));
 			values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->dead_lettered_total));
 			values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->returned_total));
 			nulls[4] = nulls[5] = nulls[6] = false;
-			values[7] = TimestampTzGetDatum(last_delivery_at);
-			nulls[7] = (last_delivery_at == 0);
-			values[8] = CStringGetTextDatum(last_error);
-			nulls[8] = (last_error[0] == '\0');
-			values[9] = TimestampTzGetDatum(last_error_at);
-			nulls[9] = (last_error_at == 0);
+			values[7] = TimestampTzGetDatum(st.last_delivery_at);
+			nulls[7] = (st.last_delivery_at == 0);
+			values[8] = CStringGetTextDatum(st.last_error);
+			nulls[8] = (st.last_error[0] == '\0');
+			values[9] = TimestampTzGetDatum(st.last_error_at);
+			nulls[9] = (st.last_error_at == 0);
 		}
 		values[10] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
 		nulls[10] = (reason == NULL);
