@@ -149,17 +149,25 @@ done
 
 python3 - "$WORK/timings.txt" "$ROWS" "$WORK/fire_timings.txt" "$FIRE_ROWS" <<'PY'
 import re, statistics, sys
+
+
+def timings(path):
+    """The psql \\timing of each statement, per variant named by the "@@ variant" line before it."""
+    out, current = {}, None
+    for line in open(path):
+        m = re.match(r"@@ (\w+)", line)
+        if m:
+            current = m.group(1)
+            continue
+        m = re.match(r"Time: ([\d.]+) ms", line)
+        if m and current:
+            out.setdefault(current, []).append(float(m.group(1)))
+            current = None
+    return out
+
+
 rows = int(sys.argv[2])
-times, current = {}, None
-for line in open(sys.argv[1]):
-    m = re.match(r"@@ (\w+)", line)
-    if m:
-        current = m.group(1)
-        continue
-    m = re.match(r"Time: ([\d.]+) ms", line)
-    if m and current:
-        times.setdefault(current, []).append(float(m.group(1)))
-        current = None
+times = timings(sys.argv[1])
 med = {v: statistics.median(t) for v, t in times.items()}
 rate = {v: rows / (med[v] / 1000.0) for v in med}
 names = {"none": "no trigger", "noop": "no-op C trigger (BEFORE row)",
@@ -184,16 +192,7 @@ print(f"floors of the other designs: no-op AFTER row trigger {(1 - rate['noop_af
       f"no-op statement trigger with transition tables {(1 - rate['noop_stmt'] / rate['none']) * 100:.1f}%")
 
 fire_rows = int(sys.argv[4])
-fire, current = {}, None
-for line in open(sys.argv[3]):
-    m = re.match(r"@@ (\w+)", line)
-    if m:
-        current = m.group(1)
-        continue
-    m = re.match(r"Time: ([\d.]+) ms", line)
-    if m and current:
-        fire.setdefault(current, []).append(float(m.group(1)))
-        current = None
+fire = timings(sys.argv[3])
 fmed = {v: statistics.median(t) for v, t in fire.items()}
 print()
 print(f"firing: {fire_rows} rows, one matching rule each, one event per row (rolled back)")
