@@ -233,12 +233,14 @@ const int64 DbslotLatencyBoundsUs[DBSLOT_LATENCY_BUCKETS] = {
 	1000000, 2500000, 5000000, 10000000
 };
 
-/* Count one observation of us microseconds in h. */
+/* Count one observation of us microseconds in h (celerysalt.track_metrics on). */
 void
 DbslotObserve(DbslotHistogram *h, int64 us)
 {
 	int			b = 0;
 
+	if (!celerysalt_track_metrics)
+		return;
 	if (us < 0)
 		us = 0;
 	while (b < DBSLOT_LATENCY_BUCKETS && us > DbslotLatencyBoundsUs[b])
@@ -250,14 +252,18 @@ DbslotObserve(DbslotHistogram *h, int64 us)
 
 /*
  * Add one to the counter at offset (DBSLOT_COUNTER) of the current
- * database's slot, if it has one.  Counters are monotonic: a rolled-back
- * transaction's increments stay, as Prometheus expects.
+ * database's slot, if it has one and celerysalt.track_metrics is on.
+ * Counters are monotonic: a rolled-back transaction's increments stay, as
+ * Prometheus expects.
  */
 void
 DbslotCount(size_t offset)
 {
-	DatabaseSlot *slot = DbslotFind(MyDatabaseId);
+	DatabaseSlot *slot;
 
+	if (!celerysalt_track_metrics)
+		return;
+	slot = DbslotFind(MyDatabaseId);
 	if (slot != NULL)
 		pg_atomic_fetch_add_u64((pg_atomic_uint64 *) ((char *) slot + offset), 1);
 }

@@ -53,6 +53,7 @@ int			celerysalt_unroutable_retry_s = 60;
 int			celerysalt_unroutable_retention_s = 7 * 24 * 3600;
 int			celerysalt_max_databases = 32;
 int			celerysalt_follow_action_errors = FOLLOW_ERRORS_ERROR;
+bool		celerysalt_track_metrics = true;
 bool		celerysalt_require_registration = false;
 int			celerysalt_format_dialect = FORMAT_DIALECT_PYDANTIC;
 char	   *celerysalt_service_name = NULL;
@@ -649,6 +650,15 @@ GucDefineAll(void)
 							 FORMAT_DIALECT_PYDANTIC,
 							 format_dialect_options,
 							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("celerysalt.track_metrics",
+							 "Collects the latency histograms and the follow-action, validation and RPC counters.",
+							 "These are the series celerysalt_metrics() adds to what celerysalt_status shows; "
+							 "the status counters are kept either way.",
+							 &celerysalt_track_metrics,
+							 true,
+							 PGC_SIGHUP, 0,
 							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("celerysalt.service_name",

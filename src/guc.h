@@ -32,6 +32,7 @@ extern int	celerysalt_unroutable_retry_s;
 extern int	celerysalt_unroutable_retention_s;
 extern int	celerysalt_max_databases;
 extern bool celerysalt_require_registration;
+extern bool celerysalt_track_metrics;
 extern char *celerysalt_service_name;
 extern int	celerysalt_follow_action_errors;
 extern int	celerysalt_format_dialect;

@@ -993,7 +993,7 @@ count_outcome(RpcOutcome outcome, TimestampTz started)
 {
 	DatabaseSlot *slot = DbslotFind(MyDatabaseId);
 
-	if (slot == NULL || outcome == RPC_PENDING)
+	if (slot == NULL || outcome == RPC_PENDING || !celerysalt_track_metrics)
 		return;
 	pg_atomic_fetch_add_u64(&slot->rpc_calls_total[outcome - 1], 1);
 	DbslotObserve(&slot->rpc_duration, GetCurrentTimestamp() - started);

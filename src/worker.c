@@ -228,6 +228,7 @@ finish_batch(OutboxEvent *events, int n, const bool *returned)
 			nreturned++;
 		}
 	}
+	if (celerysalt_track_metrics)
 	{
 		TimestampTz now = GetCurrentTimestamp();
 

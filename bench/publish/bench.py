@@ -158,6 +158,20 @@ def set_unroutable(pg, mode):
     time.sleep(1.0)
 
 
+def set_track_metrics(pg, on):
+    """celerysalt.track_metrics for the worker and new sessions; waits until the reload has reached
+    the worker."""
+    with pg.connect() as c:
+        try:
+            if c.execute("SHOW celerysalt.track_metrics").fetchone()[0] == ("on" if on else "off"):
+                return
+        except psycopg.errors.UndefinedObject:
+            return  # a build before the setting: it always collects
+        c.execute(f"ALTER SYSTEM SET celerysalt.track_metrics = {'on' if on else 'off'}")
+        c.execute("SELECT pg_reload_conf()")
+    time.sleep(1.0)
+
+
 def run_extension(pg, topic, n_events, clients, per_txn, pids):
     """End-to-end: 2 clients commit per_txn events per statement; returns the rate measured from
     the first commit to the moment delivered_total has grown by n_events."""
@@ -412,7 +426,7 @@ def main():
     ap.add_argument("--lat-rate", type=float, default=100)
     ap.add_argument("--lat-seconds", type=float, default=30)
     ap.add_argument("--broker-pid", type=int, default=0)
-    ap.add_argument("--only", default="a,m,b,c,d")
+    ap.add_argument("--only", default="a,m,t,b,c,d")
     ap.add_argument("--json-out", default="")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -447,16 +461,18 @@ def main():
         for rep in range(1, args.repeats + 1):
             for sink in sinks:
                 topic = f"bench.q.{uid}" if sink == "queue" else f"bench.n.{uid}"
-                for kind in ("a", "m", "b", "c"):
-                    if kind not in only or (kind == "m" and sink != "queue"):
+                for kind in ("a", "m", "t", "b", "c"):
+                    if kind not in only or (kind in ("m", "t") and sink != "queue"):
                         continue
                     la = loadavg()
-                    if kind in ("a", "m"):
+                    # (t) is (a) with celerysalt.track_metrics = off: what collecting metrics costs
+                    set_track_metrics(pg, kind != "t")
+                    if kind in ("a", "m", "t"):
                         # (a) publishes mandatory (celerysalt.unroutable = keep) where a queue is
                         # bound; (m) the same without mandatory, to measure what it costs.  A topic
                         # nobody binds (sink none) is published as raw C does, without mandatory:
                         # with keep its events would wait in celerysalt_unroutable.
-                        set_unroutable(pg, "keep" if kind == "a" and sink == "queue" else "drop")
+                        set_unroutable(pg, "keep" if kind in ("a", "t") and sink == "queue" else "drop")
                         r = run_extension(pg, topic, args.events, args.clients, args.per_txn, pids)
                     elif kind == "b":
                         r = run_raw(args.raw_bin, topic, args.events, args.batch, payload_json, pids)
@@ -521,11 +537,17 @@ def report(results, sinks, only):
             print(f"   (a) publishes mandatory on the queue sink; the same without mandatory (m): {mmed:.0f}/s,"
                   f" so mandatory costs {(1 - summary['queue']['a'] / mmed) * 100:.1f}% (target <= 5%);"
                   f" runs m: " + "/".join(f"{x:.0f}" for x in ms))
+        ts = [r["rate"] for r in runs if r["sink"] == "queue" and r["kind"] == "t"]
+        if ts:
+            tmed = statistics.median(ts)
+            print(f"   (a) collects metrics; the same with celerysalt.track_metrics = off (t): {tmed:.0f}/s,"
+                  f" so metrics cost {(1 - summary['queue']['a'] / tmed) * 100:.1f}% (target <= 2%);"
+                  f" runs t: " + "/".join(f"{x:.0f}" for x in ts))
     # CPU per event, median over runs
     print()
     print("== CPU per event (µs, median over runs; broker = the RabbitMQ node, shared)")
     for sink in sinks:
-        for kind in "abc":
+        for kind in "amtbc":
             rs = [r for r in runs if r["sink"] == sink and r["kind"] == kind]
             if not rs:
                 continue

@@ -4,9 +4,10 @@
 # (a) celerysalt end to end, (b) raw librabbitmq-c, (c) celery-salt's Python publish_event,
 # side by side from one run on the same broker, then (d) commit-to-broker latency at 100 events/s.
 # (m) is (a) without mandatory publishing (celerysalt.unroutable = drop), on the queue sink: what
-# mandatory costs.  The sink without a queue runs (a) with drop, as (b) and (c) publish.
+# mandatory costs.  (t) is (a) with celerysalt.track_metrics = off, on the queue sink: what collecting
+# metrics costs.  The sink without a queue runs (a) with drop, as (b) and (c) publish.
 # Environment: BENCH_EVENTS (40000), BENCH_REPEATS (3), BENCH_SINKS (queue,none),
-# BENCH_LAT_SECONDS (30), BENCH_ONLY (a,m,b,c,d), BENCH_NO_BUILD=1, BENCH_KEEP=1 (keep the cluster),
+# BENCH_LAT_SECONDS (30), BENCH_ONLY (a,m,t,b,c,d), BENCH_NO_BUILD=1, BENCH_KEEP=1 (keep the cluster),
 # BENCH_JSON (write the raw results there), BENCH_PGCONF (extra postgresql.conf lines, for experiments).
 . "$(dirname "$0")/lib.sh"
 
@@ -22,5 +23,5 @@ echo "throwaway cluster on port $PGPORT_BENCH in $CLUSTER (PostgreSQL defaults: 
 
 "$VENV/bin/python" "$BENCH_DIR/bench.py" --conninfo "$CONNINFO" --raw-bin "$RAW_BIN" \
 	--events "${BENCH_EVENTS:-40000}" --repeats "${BENCH_REPEATS:-3}" --sinks "${BENCH_SINKS:-queue,none}" \
-	--lat-seconds "${BENCH_LAT_SECONDS:-30}" --only "${BENCH_ONLY:-a,m,b,c,d}" \
+	--lat-seconds "${BENCH_LAT_SECONDS:-30}" --only "${BENCH_ONLY:-a,m,t,b,c,d}" \
 	--broker-pid "$(bench_broker_pid)" --json-out "${BENCH_JSON:-}"

@@ -121,6 +121,44 @@ def test_metrics_parse_and_move(pg, amqp, roles, run_id):
     assert buckets[-1].value == value(after, "celerysalt_delivery_latency_seconds", "_count", database=db)
 
 
+def test_track_metrics_off(pg, amqp, roles, run_id):
+    """celerysalt.track_metrics = off stops the histograms and the follow-action, validation and RPC
+    counters; the delivered counter (a status counter) keeps counting."""
+    reader, app = roles
+    db = pg.dbname
+    p = f"csit.{run_id}.nometrics.{uuid.uuid4().hex[:6]}"
+    amqp.declare_queue(f"csit_nometrics_{run_id}_{uuid.uuid4().hex[:6]}", [f"{p}.delivered"])
+    pg.execute("SELECT celerysalt_register_schema(%s, %s::jsonb, version => 'v1')",
+               [f"{p}.strict", '{"type": "object", "required": ["id"]}'])
+    pg.execute("ALTER SYSTEM SET celerysalt.track_metrics = off")
+    pg.execute("SELECT pg_reload_conf()")
+    try:
+        # The worker applies the reload at its next wake-up: publish until a delivered event leaves
+        # the latency histogram alone (with the setting ignored, every one would grow it).
+        for attempt in range(20):
+            _, before = scrape(pg, reader)
+            with pg.connect() as c:
+                c.execute(f"SET ROLE {app}")
+                ev = c.execute("SELECT celerysalt_publish(%s, '{}')::text", [f"{p}.delivered"]).fetchone()[0]
+                with pytest.raises(psycopg.errors.CheckViolation):
+                    c.execute("SELECT celerysalt_publish(%s, '{}', 'v1')", [f"{p}.strict"])
+            pg.wait_delivered([ev])
+            rig.wait_until(lambda: value(scrape(pg, reader)[1], "celerysalt_events_delivered", database=db)
+                           > value(before, "celerysalt_events_delivered", database=db), 10, "delivered counted")
+            _, after = scrape(pg, reader)
+            # a new session sees the reloaded value at once: never counted
+            assert value(after, "celerysalt_publish_validation_failures", database=db) == \
+                value(before, "celerysalt_publish_validation_failures", database=db)
+            if value(after, "celerysalt_delivery_latency_seconds", "_count", database=db) == \
+                    value(before, "celerysalt_delivery_latency_seconds", "_count", database=db):
+                break
+        else:
+            pytest.fail("celerysalt.track_metrics = off never stopped the delivery latency histogram")
+    finally:
+        pg.execute("ALTER SYSTEM RESET celerysalt.track_metrics")
+        pg.execute("SELECT pg_reload_conf()")
+
+
 def test_metrics_need_reader(pg):
     role = f"csit_metrics_nobody_{uuid.uuid4().hex[:6]}"
     pg.execute(f"CREATE ROLE {role}")
