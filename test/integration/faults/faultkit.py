@@ -43,7 +43,8 @@ import kombu
 import psycopg
 import psycopg.sql
 
-PGBIN = "/usr/lib/postgresql/15/bin"
+# The PostgreSQL whose lib holds the build under test (as rig.py: CSIT_PG_BINDIR).
+PGBIN = os.environ.get("CSIT_PG_BINDIR", "/usr/lib/postgresql/15/bin")
 RABBIT_BIN = "/usr/lib/rabbitmq/bin"
 SERVICE_USER = "postgres"
 EXCHANGE = "tchu_events"
