@@ -11,19 +11,22 @@
  * even while another transaction holds back the xmin horizon (see
  * docs/architecture.md).
  *
- * OutboxEnqueue is the only way into the outbox, and it writes with the
- * rights of the outbox's owner (the extension's owner), after the caller
- * ran the intake (event.c): publishers and the roles whose UPDATEs fire
- * follow actions need no privilege on the outbox or its sequence, so no
- * event can skip the checks.
+ * OutboxEnqueue is the only way into the outbox, after the caller ran the
+ * intake (event.c).  It inserts the row itself, as logical replication's
+ * apply does, without SQL: no plan, no privilege check, no search_path, so
+ * publishers and the roles whose UPDATEs fire follow actions need no
+ * privilege on the outbox or its sequence, and no event can skip the checks.
  *
  *-------------------------------------------------------------------------
  */
 #include "celerysalt.h"
 
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "port/pg_bswap.h"
@@ -47,15 +50,44 @@ PG_FUNCTION_INFO_V1(celerysalt_retry_unroutable);
 PG_FUNCTION_INFO_V1(_celerysalt_installed);
 
 /*
- * The saved INSERT, the outbox it writes to and the outbox's owner.
- * outbox_relid is cleared by a relcache invalidation of that table (DROP
- * EXTENSION drops it, a change of owner invalidates it), so the extension's
- * catalog entry is only looked up again after such a change, not on every
- * publish.
+ * The outbox's columns OutboxEnqueue fills, by name: a partition's own
+ * column numbers are looked up once (a partition may order its columns
+ * differently from the parent; other columns are left NULL).
  */
-static SPIPlanPtr insert_plan = NULL;
-static Oid	outbox_relid = InvalidOid;
-static Oid	outbox_owner = InvalidOid;
+typedef enum OutboxColumn
+{
+	OC_SLOT,
+	OC_EVENT_ID,
+	OC_ID,
+	OC_TOPIC,
+	OC_PAYLOAD,
+	OC_VERSION,
+	OC_CORRELATION_ID,
+	OC_ENQUEUED_AT,
+	OC_NCOLUMNS
+} OutboxColumn;
+
+static const char *const outbox_column_names[OC_NCOLUMNS] = {
+	"slot", "event_id", "id", "topic", "payload", "version", "correlation_id", "enqueued_at"
+};
+
+/*
+ * Where events go: the outbox partition of each slot, its column numbers,
+ * and the sequence of event ids.  Cleared by a relcache invalidation of the
+ * outbox or one of its partitions (DROP EXTENSION, ALTER TABLE, a change of
+ * owner), so the catalog is only read again after such a change, not on
+ * every publish.
+ */
+typedef struct OutboxTarget
+{
+	bool		valid;
+	Oid			parent_relid;
+	Oid			sequence_relid;
+	Oid			partition_relid[CELERYSALT_OUTBOX_SLOTS];
+	AttrNumber	attnum[CELERYSALT_OUTBOX_SLOTS][OC_NCOLUMNS];
+} OutboxTarget;
+
+static OutboxTarget target;
 static bool relcache_callback_registered = false;
 
 /* Commit-time wake-up state of this backend. */
@@ -137,14 +169,30 @@ OutboxWakeAfterCommitPrepared(void)
 		request_commit_wake();
 }
 
-/* A random (version 4) UUID. */
+/*
+ * A random (version 4) UUID.  pg_strong_random costs about as much for 16
+ * bytes as for 4 kB (OpenSSL's locking and parameter handling dominate), so
+ * the bytes come from a buffer refilled once every 256 event ids.  The
+ * buffer is filled in this backend, after fork: no two processes share it.
+ */
+#define UUID_RANDOM_BUFFER	(256 * UUID_LEN)
+
 static void
 random_uuid(pg_uuid_t *uuid)
 {
-	if (!pg_strong_random(uuid->data, UUID_LEN))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate a random event id")));
+	static unsigned char buffer[UUID_RANDOM_BUFFER];
+	static int	used = UUID_RANDOM_BUFFER;
+
+	if (used == UUID_RANDOM_BUFFER)
+	{
+		if (!pg_strong_random(buffer, UUID_RANDOM_BUFFER))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate a random event id")));
+		used = 0;
+	}
+	memcpy(uuid->data, buffer + used, UUID_LEN);
+	used += UUID_LEN;
 	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;
 	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;
 }
@@ -152,28 +200,136 @@ random_uuid(pg_uuid_t *uuid)
 static void
 outbox_relcache_callback(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == outbox_relid)
-		outbox_relid = InvalidOid;
+	if (!target.valid)
+		return;
+	if (relid == InvalidOid || relid == target.parent_relid)
+		target.valid = false;
+	for (int i = 0; i < CELERYSALT_OUTBOX_SLOTS; i++)
+		if (relid == target.partition_relid[i])
+			target.valid = false;
 }
 
-static SPIPlanPtr
-prepare_insert(void)
+/* The relation called name in the extension's schema; an error if missing. */
+static Oid
+outbox_relation(Oid schema, const char *name)
 {
-	Oid			argtypes[7] = {INT2OID, UUIDOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID,
-	TIMESTAMPTZOID};
-	char	   *sql;
-	SPIPlanPtr	plan;
+	Oid			relid = get_relname_relid(name, schema);
 
-	sql = psprintf("INSERT INTO %s (slot, event_id, id, topic, payload, version, correlation_id, enqueued_at)"
-				   " VALUES ($1, pg_catalog.nextval('%s'), $2, $3, $4, $5, $6, $7)",
-				   CatalogQualifiedName("_celerysalt_outbox"),
-				   CatalogQualifiedName("_celerysalt_event_seq"));
-	plan = SPI_prepare(sql, 7, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	pfree(sql);
-	return plan;
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the celerysalt outbox table \"%s\" is missing", name),
+				 errhint("Reinstall the extension: DROP EXTENSION celerysalt; CREATE EXTENSION celerysalt.")));
+	return relid;
+}
+
+/* Fill target from the catalog. */
+static void
+outbox_target_load(void)
+{
+	Oid			schema = CatalogExtensionSchema(false);
+
+	if (!relcache_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(outbox_relcache_callback, (Datum) 0);
+		relcache_callback_registered = true;
+	}
+	target.valid = false;
+	target.parent_relid = outbox_relation(schema, "_celerysalt_outbox");
+	target.sequence_relid = outbox_relation(schema, "_celerysalt_event_seq");
+	for (int i = 0; i < CELERYSALT_OUTBOX_SLOTS; i++)
+	{
+		char		name[NAMEDATALEN];
+		Oid			relid;
+
+		snprintf(name, sizeof(name), "_celerysalt_outbox_%d", i);
+		relid = outbox_relation(schema, name);
+		target.partition_relid[i] = relid;
+		for (int c = 0; c < OC_NCOLUMNS; c++)
+		{
+			AttrNumber	attnum = get_attnum(relid, outbox_column_names[c]);
+
+			if (attnum == InvalidAttrNumber)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("the celerysalt outbox table \"%s\" has no column \"%s\"",
+								name, outbox_column_names[c]),
+						 errhint("Reinstall the extension: DROP EXTENSION celerysalt; CREATE EXTENSION celerysalt.")));
+			target.attnum[i][c] = attnum;
+		}
+	}
+	target.valid = true;
+}
+
+/*
+ * Insert one row into the outbox partition of slot, as logical
+ * replication's apply does (ExecSimpleRelationInsert), without planning or
+ * running an INSERT statement.  Nothing here checks privileges or reads
+ * search_path: the caller is the only way into the outbox, and no SQL is
+ * involved.  Index expressions and triggers someone added would run as the
+ * current user.
+ */
+static void
+outbox_insert(int slot, const Datum *values, const bool *nulls)
+{
+	Relation	rel = table_open(target.partition_relid[slot], RowExclusiveLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	EState	   *estate = CreateExecutorState();
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	TupleTableSlot *tts;
+	bool		triggers = rel->trigdesc != NULL;
+
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(estate, list_make1(rte));
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	estate->es_output_cid = GetCurrentCommandId(true);
+
+	tts = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	ExecClearTuple(tts);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		tts->tts_values[i] = (Datum) 0;
+		tts->tts_isnull[i] = true;
+	}
+	for (int c = 0; c < OC_NCOLUMNS; c++)
+	{
+		AttrNumber	attnum = target.attnum[slot][c];
+
+		tts->tts_values[attnum - 1] = values[c];
+		tts->tts_isnull[attnum - 1] = nulls[c];
+	}
+	ExecStoreVirtualTuple(tts);
+
+	ExecOpenIndices(rri, false);
+	if (triggers || (desc->constr != NULL && desc->constr->has_generated_stored))
+	{
+		/* what someone added to the table, run as an INSERT would */
+		if (triggers)
+			AfterTriggerBeginQuery();
+		ExecSimpleRelationInsert(rri, estate, tts);
+		if (triggers)
+			AfterTriggerEndQuery(estate);
+	}
+	else
+	{
+		/*
+		 * ExecSimpleRelationInsert without the partition check, which costs
+		 * as much as the rest: the partition is the one of slot's key value.
+		 */
+		if (desc->constr != NULL)
+			ExecConstraints(rri, tts, estate);
+		simple_table_tuple_insert(rel, tts);
+		if (rri->ri_NumIndices > 0)
+			list_free(ExecInsertIndexTuples(rri, tts, estate, false, false, NULL, NIL));
+	}
+	ExecCloseIndices(rri);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
 }
 
 /*
@@ -209,50 +365,29 @@ OutboxEnqueue(const char *topic, Jsonb *payload, const char *version,
 			  const char *correlation_id)
 {
 	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[OC_NCOLUMNS];
+	bool		nulls[OC_NCOLUMNS] = {false};
 	DatabaseSlot *dbslot = DbslotFind(MyDatabaseId);
-	Oid			schema;
-	CatalogOwnerSection owner_section;
-	int			rc;
+	int			slot = dbslot ? (int) pg_atomic_read_u32(&dbslot->insert_slot) : 0;
 
 	random_uuid(id);
+	if (!target.valid)
+		outbox_target_load();
+	if (slot < 0 || slot >= CELERYSALT_OUTBOX_SLOTS)
+		slot = 0;
 
-	SPI_connect();
-	if (!OidIsValid(outbox_relid))
-	{
-		if (!relcache_callback_registered)
-		{
-			CacheRegisterRelcacheCallback(outbox_relcache_callback, (Datum) 0);
-			relcache_callback_registered = true;
-		}
-		schema = CatalogExtensionSchema(false);
-		if (insert_plan != NULL)
-			SPI_freeplan(insert_plan);
-		insert_plan = NULL;
-		insert_plan = prepare_insert();
-		outbox_relid = get_relname_relid("_celerysalt_outbox", schema);
-		if (!OidIsValid(outbox_relid))
-			elog(ERROR, "the celerysalt outbox table is missing");
-		outbox_owner = CatalogRelationOwner(outbox_relid);
-	}
+	values[OC_SLOT] = Int16GetDatum((int16) slot);
+	values[OC_EVENT_ID] = Int64GetDatum(nextval_internal(target.sequence_relid, false));
+	values[OC_ID] = UUIDPGetDatum(id);
+	values[OC_TOPIC] = CStringGetTextDatum(topic);
+	values[OC_PAYLOAD] = JsonbPGetDatum(payload);
+	values[OC_VERSION] = version ? CStringGetTextDatum(version) : (Datum) 0;
+	nulls[OC_VERSION] = version == NULL;
+	values[OC_CORRELATION_ID] = correlation_id ? CStringGetTextDatum(correlation_id) : (Datum) 0;
+	nulls[OC_CORRELATION_ID] = correlation_id == NULL;
+	values[OC_ENQUEUED_AT] = TimestampTzGetDatum(GetCurrentTimestamp());
 
-	values[0] = Int16GetDatum(dbslot ? (int16) pg_atomic_read_u32(&dbslot->insert_slot) : 0);
-	values[1] = UUIDPGetDatum(id);
-	values[2] = CStringGetTextDatum(topic);
-	values[3] = JsonbPGetDatum(payload);
-	values[4] = version ? CStringGetTextDatum(version) : (Datum) 0;
-	nulls[4] = version ? ' ' : 'n';
-	values[5] = correlation_id ? CStringGetTextDatum(correlation_id) : (Datum) 0;
-	nulls[5] = correlation_id ? ' ' : 'n';
-	values[6] = TimestampTzGetDatum(GetCurrentTimestamp());
-
-	CatalogEnterOwnerSection(outbox_owner, &owner_section);
-	rc = SPI_execute_plan(insert_plan, values, nulls, false, 0);
-	CatalogLeaveOwnerSection(&owner_section);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not enqueue event: %s", SPI_result_code_string(rc));
-	SPI_finish();
+	outbox_insert(slot, values, nulls);
 
 	warn_if_unserved();
 

@@ -81,11 +81,11 @@ GRANT EXECUTE ON FUNCTION
     celerysalt_catalog_dot()
    TO celerysalt_reader;
 
--- celerysalt_publish runs as the extension's owner, so publishers need no
--- privilege on the outbox: an event can only enter it through the function,
--- that is, validated against the registry.
-ALTER FUNCTION celerysalt_publish(text, jsonb, text, text)
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+-- celerysalt_publish runs as its caller: publishers need no privilege on the
+-- outbox because the C code inserts the row itself after its checks (no SQL,
+-- so no privilege check and no search_path), and reads the registry as the
+-- registry's owner.  An event can only enter the outbox through it (or a
+-- follow action), that is, validated against the registry.
 GRANT EXECUTE ON FUNCTION _celerysalt_worker_state(), _celerysalt_cluster_state(), celerysalt_metrics()
    TO celerysalt_reader;
 GRANT EXECUTE ON FUNCTION

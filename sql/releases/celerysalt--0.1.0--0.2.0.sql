@@ -939,3 +939,7 @@ BEGIN
         tbl, '@extschema@', rules_column);
 END
 $$;
+
+-- celerysalt_publish runs as its caller: the C code inserts into the outbox
+-- itself (no SQL), and reads the registry as the registry's owner.
+ALTER FUNCTION celerysalt_publish(text, jsonb, text, text) SECURITY INVOKER RESET search_path;
