@@ -159,16 +159,17 @@ outbox_relcache_callback(Datum arg, Oid relid)
 static SPIPlanPtr
 prepare_insert(void)
 {
-	Oid			argtypes[7] = {INT2OID, UUIDOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID,
-	TIMESTAMPTZOID};
+	Oid			argtypes[9] = {INT2OID, UUIDOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID,
+	TIMESTAMPTZOID, TEXTOID, TEXTOID};
 	char	   *sql;
 	SPIPlanPtr	plan;
 
-	sql = psprintf("INSERT INTO %s (slot, event_id, id, topic, payload, version, correlation_id, enqueued_at)"
-				   " VALUES ($1, pg_catalog.nextval('%s'), $2, $3, $4, $5, $6, $7)",
+	sql = psprintf("INSERT INTO %s (slot, event_id, id, topic, payload, version, correlation_id, enqueued_at,"
+				   " traceparent, tracestate)"
+				   " VALUES ($1, pg_catalog.nextval('%s'), $2, $3, $4, $5, $6, $7, $8, $9)",
 				   CatalogQualifiedName("_celerysalt_outbox"),
 				   CatalogQualifiedName("_celerysalt_event_seq"));
-	plan = SPI_prepare(sql, 7, argtypes);
+	plan = SPI_prepare(sql, 9, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan);
@@ -201,16 +202,19 @@ warn_if_unserved(void)
  * OutboxEnqueue
  *		Insert one event the caller ran through EventIntake into the outbox
  *		in the current transaction, as the outbox's owner, and arrange the
- *		commit-time wake-up.  Returns the event id, palloc'd
- *		in the caller's context.
+ *		commit-time wake-up.  The event keeps the trace context in effect
+ *		now (celerysalt.traceparent and .tracestate, checked when they were
+ *		set; NULL columns when unset), whichever path enqueues it: publish,
+ *		follow action, replay.  Returns the event id, palloc'd in the
+ *		caller's context.
  */
 pg_uuid_t *
 OutboxEnqueue(const char *topic, Jsonb *payload, const char *version,
 			  const char *correlation_id)
 {
 	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n', 'n'};
 	DatabaseSlot *dbslot = DbslotFind(MyDatabaseId);
 	Oid			schema;
 	CatalogOwnerSection owner_section;
@@ -246,6 +250,17 @@ OutboxEnqueue(const char *topic, Jsonb *payload, const char *version,
 	values[5] = correlation_id ? CStringGetTextDatum(correlation_id) : (Datum) 0;
 	nulls[5] = correlation_id ? ' ' : 'n';
 	values[6] = TimestampTzGetDatum(GetCurrentTimestamp());
+	values[7] = values[8] = (Datum) 0;
+	if (GucTraceparent() != NULL)
+	{
+		values[7] = CStringGetTextDatum(GucTraceparent());
+		nulls[7] = ' ';
+		if (GucTracestate() != NULL)
+		{
+			values[8] = CStringGetTextDatum(GucTracestate());
+			nulls[8] = ' ';
+		}
+	}
 
 	CatalogEnterOwnerSection(outbox_owner, &owner_section);
 	rc = SPI_execute_plan(insert_plan, values, nulls, false, 0);
