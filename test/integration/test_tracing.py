@@ -218,10 +218,9 @@ def test_a_malformed_traceparent_is_refused_and_nothing_is_published(otel):
                        "SELECT set_config('celerysalt.traceparent', "
                        "'00-00000000000000000000000000000000-00f067aa0ba902b7-01', true)",
                        "SELECT set_config('celerysalt.tracestate', 'Upper=1', true)"):
-            with pytest.raises(psycopg.errors.InvalidParameterValue) as info:
-                with conn.transaction():
-                    conn.execute(setter)
-                    conn.execute("SELECT celerysalt_publish(%s, '{}')", (topic,))
+            with pytest.raises(psycopg.errors.InvalidParameterValue) as info, conn.transaction():
+                conn.execute(setter)
+                conn.execute("SELECT celerysalt_publish(%s, '{}')", (topic,))
             d = info.value.diag
             assert d.sqlstate == "22023"
             assert d.message_primary.startswith('invalid value for parameter "celerysalt.trace')
@@ -233,11 +232,10 @@ def test_a_malformed_traceparent_is_refused_and_nothing_is_published(otel):
 
 def test_rpc_call_carries_the_trace(otel):
     tp, trace_id, parent_id = new_traceparent()
-    with otel.connect() as conn:
-        with conn.transaction():
-            conn.execute(f"SET LOCAL celerysalt.traceparent = '{tp}'")
-            env = conn.execute("SELECT celerysalt_call_envelope(%s, %s::jsonb, '20 s')",
-                               (f"{otel.prefix}.call", json.dumps({"n": 5}))).fetchone()[0]
+    with otel.connect() as conn, conn.transaction():
+        conn.execute(f"SET LOCAL celerysalt.traceparent = '{tp}'")
+        env = conn.execute("SELECT celerysalt_call_envelope(%s, %s::jsonb, '20 s')",
+                           (f"{otel.prefix}.call", json.dumps({"n": 5}))).fetchone()[0]
     assert env["outcome"] == "success" and env["response"] == {"n": 5}, env
     run = wait_span(otel, SALT_DISPATCH_SPAN, env["task_id"])
     assert run["trace_id"] == trace_id and run["parent_span_id"] == parent_id
@@ -278,9 +276,8 @@ def test_python_helper_from_the_current_span_psycopg_and_sqlalchemy(otel):
             assert set_traceparent(conn) is None
             assert conn.execute("SHOW celerysalt.traceparent").fetchone() == ("",)
         # an explicit malformed value: the server's 22023
-        with pytest.raises(psycopg.errors.InvalidParameterValue):
-            with conn.transaction():
-                set_traceparent(conn, "00-nope")
+        with pytest.raises(psycopg.errors.InvalidParameterValue), conn.transaction():
+            set_traceparent(conn, "00-nope")
 
     run = wait_span(otel, SALT_DISPATCH_SPAN, event_id)
     assert run["trace_id"] == trace.format_trace_id(ctx.trace_id)

@@ -24,7 +24,7 @@ since W3C Trace Context is what the database carries.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 from celerysalt_pg.follow import fetch_one
 
@@ -36,7 +36,7 @@ _SQL = ("SELECT pg_catalog.set_config('celerysalt.traceparent', %s, true),"
         " pg_catalog.set_config('celerysalt.tracestate', %s, true)")
 
 
-def current_trace_context(context: Any = None) -> Tuple[Optional[str], Optional[str]]:
+def current_trace_context(context: Any = None) -> tuple[Optional[str], Optional[str]]:
     """The W3C ``(traceparent, tracestate)`` of the current span (or of the
     span in ``context``, an OpenTelemetry ``Context``); ``(None, None)``
     without a valid span, ``tracestate`` None when empty."""
@@ -64,10 +64,10 @@ def _require_transaction(conn: Any) -> None:
             raise RuntimeError("set_traceparent needs a transaction: this psycopg connection is in "
                                "autocommit mode outside a transaction (use `with conn.transaction():`)")
     get_autocommit = getattr(conn, "get_autocommit", None)
-    if callable(get_autocommit) and hasattr(conn, "in_atomic_block"):
-        if get_autocommit() and not conn.in_atomic_block:
-            raise RuntimeError("set_traceparent needs a transaction: call it inside "
-                               "django.db.transaction.atomic()")
+    if callable(get_autocommit) and hasattr(conn, "in_atomic_block") and \
+            get_autocommit() and not conn.in_atomic_block:
+        raise RuntimeError("set_traceparent needs a transaction: call it inside "
+                           "django.db.transaction.atomic()")
 
 
 def set_traceparent(conn: Any, traceparent: Optional[str] = None, tracestate: Optional[str] = None, *,
