@@ -329,7 +329,7 @@ publish_one(BrokerConnection *conn, CeleryMessage *msg, bool mandatory)
 	static amqp_field_value_t timelimit_values[2] = {
 		{.kind = AMQP_FIELD_KIND_VOID}, {.kind = AMQP_FIELD_KIND_VOID}
 	};
-	amqp_table_entry_t headers[19];
+	amqp_table_entry_t headers[21];
 	amqp_basic_properties_t props;
 	amqp_bytes_t body;
 	int			n = 0;
@@ -361,6 +361,20 @@ publish_one(BrokerConnection *conn, CeleryMessage *msg, bool mandatory)
 	headers[n].value.value.table.num_entries = 0;
 	headers[n].value.value.table.entries = NULL;
 	n++;
+
+	/*
+	 * The W3C trace context, as top-level headers: a protocol-2 worker
+	 * copies every header into the task request, where OpenTelemetry's
+	 * Celery instrumentation extracts traceparent and tracestate (it injects
+	 * them at the same place, after Celery's own headers).
+	 */
+	if (msg->traceparent != NULL)
+	{
+		headers[n++] = entry_utf8("traceparent", msg->traceparent);
+		if (msg->tracestate != NULL)
+			headers[n++] = entry_utf8("tracestate", msg->tracestate);
+	}
+	Assert(n <= lengthof(headers));
 
 	memset(&props, 0, sizeof(props));
 	props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG |

@@ -21,6 +21,7 @@
 #include "guc.h"
 #include "event.h"
 #include "jbv.h"
+#include "trace_context.h"
 
 static char *payload_problem(Jsonb *payload, int *sqlstate, char **detail,
 								 const char **hint);
@@ -162,11 +163,14 @@ EventIntake(const char *topic, Jsonb *payload, const char *version,
  *		For the worker: NULL when an outbox row can be sent, else why it never
  *		can be (the row is then dead-lettered with that reason).  The publish
  *		hook is not run: rows in the outbox were validated when enqueued, or
- *		moved there by hand on purpose.
+ *		moved there by hand on purpose.  The trace context (NULL: none) was
+ *		checked when its setting was set; a row written by hand is checked
+ *		here, so no message carries a value the consumer would misread.
  */
 char *
 EventRowProblem(const char *topic, Jsonb *payload, const char *version,
-				const char *correlation_id)
+				const char *correlation_id, const char *traceparent,
+				const char *tracestate)
 {
 	char	   *problem;
 	char	   *detail;
@@ -182,5 +186,9 @@ EventRowProblem(const char *topic, Jsonb *payload, const char *version,
 	if (correlation_id != NULL &&
 		(problem = EventNameProblemSentence(EVENT_NAME_CORRELATION_ID, correlation_id)) != NULL)
 		return problem;
+	if (traceparent != NULL && (problem = TraceparentProblem(traceparent)) != NULL)
+		return psprintf("invalid traceparent: %s", problem);
+	if (tracestate != NULL && (problem = TracestateProblem(tracestate)) != NULL)
+		return psprintf("invalid tracestate: %s", problem);
 	return NULL;
 }

@@ -46,6 +46,7 @@ extern void EventCheckPayload(Jsonb *payload);
 extern const char *EventIntake(const char *topic, Jsonb *payload, const char *version,
 							   const char *correlation_id);
 extern char *EventRowProblem(const char *topic, Jsonb *payload, const char *version,
-							 const char *correlation_id);
+							 const char *correlation_id, const char *traceparent,
+							 const char *tracestate);
 
 #endif							/* CELERYSALT_EVENT_H */

@@ -29,6 +29,7 @@
 #include "redis.h"
 #include "guc.h"
 #include "event.h"
+#include "trace_context.h"
 
 char	   *celerysalt_broker_url = NULL;
 char	   *celerysalt_broker_password_file = NULL;
@@ -57,6 +58,8 @@ bool		celerysalt_track_metrics = true;
 bool		celerysalt_require_registration = false;
 int			celerysalt_format_dialect = FORMAT_DIALECT_PYDANTIC;
 char	   *celerysalt_service_name = NULL;
+char	   *celerysalt_traceparent = NULL;
+char	   *celerysalt_tracestate = NULL;
 
 static const struct config_enum_entry format_dialect_options[] = {
 	{"pydantic", FORMAT_DIALECT_PYDANTIC, false},
@@ -418,6 +421,47 @@ check_service_name(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * celerysalt.traceparent and celerysalt.tracestate: empty means none; any
+ * other value must be what OpenTelemetry's W3C propagator accepts
+ * (trace_context.c), so a bad value fails the SET, not a publish later and
+ * not silently on the consumer's side.  The value is never repeated in the
+ * message: it comes from the application and may be anything.
+ */
+static bool
+check_trace_setting(const char *name, const char *value, char *(*problem_of) (const char *),
+					const char *form)
+{
+	char	   *problem;
+
+	if (value == NULL || value[0] == '\0')
+		return true;
+	problem = problem_of(value);
+	if (problem == NULL)
+		return true;
+	GUC_check_errmsg("invalid value for parameter \"%s\"", name);
+	GUC_check_errdetail("%s", problem);
+	GUC_check_errhint("%s", form);
+	pfree(problem);
+	return false;
+}
+
+static bool
+check_traceparent(char **newval, void **extra, GucSource source)
+{
+	return check_trace_setting("celerysalt.traceparent", *newval, TraceparentProblem,
+							   "A traceparent is 00-<32 hex trace-id>-<16 hex parent-id>-<2 hex trace-flags> "
+							   "in lowercase, as OpenTelemetry's propagator writes it; an empty value sets none.");
+}
+
+static bool
+check_tracestate(char **newval, void **extra, GucSource source)
+{
+	return check_trace_setting("celerysalt.tracestate", *newval, TracestateProblem,
+							   "A tracestate is a comma-separated list of key=value members, as "
+							   "OpenTelemetry's propagator writes it; an empty value sets none.");
+}
+
 void
 GucDefineAll(void)
 {
@@ -668,6 +712,27 @@ GucDefineAll(void)
 							   "",
 							   PGC_USERSET, 0,
 							   check_service_name, NULL, NULL);
+
+	/*
+	 * USERSET: the trace context belongs to the transaction that publishes;
+	 * applications set it with SET LOCAL or set_config(..., true).
+	 */
+	DefineCustomStringVariable("celerysalt.traceparent",
+							   "Sets the W3C traceparent the events of this transaction carry.",
+							   "Events and RPC requests carry it in their message headers, where "
+							   "OpenTelemetry's Celery instrumentation continues the trace; empty means none.",
+							   &celerysalt_traceparent,
+							   "",
+							   PGC_USERSET, GUC_NOT_IN_SAMPLE,
+							   check_traceparent, NULL, NULL);
+
+	DefineCustomStringVariable("celerysalt.tracestate",
+							   "Sets the W3C tracestate sent with celerysalt.traceparent.",
+							   "Only sent when celerysalt.traceparent is set; empty means none.",
+							   &celerysalt_tracestate,
+							   "",
+							   PGC_USERSET, GUC_NOT_IN_SAMPLE,
+							   check_tracestate, NULL, NULL);
 	MarkGUCPrefixReserved("celerysalt");
 }
 

@@ -34,6 +34,8 @@ extern int	celerysalt_max_databases;
 extern bool celerysalt_require_registration;
 extern bool celerysalt_track_metrics;
 extern char *celerysalt_service_name;
+extern char *celerysalt_traceparent;
+extern char *celerysalt_tracestate;
 extern int	celerysalt_follow_action_errors;
 extern int	celerysalt_format_dialect;
 
@@ -59,6 +61,23 @@ typedef enum UnroutableEvents
 } UnroutableEvents;
 extern int	celerysalt_unroutable;
 
+
+/*
+ * The trace context in effect (celerysalt.traceparent, checked when set),
+ * NULL when unset; the tracestate only counts with a traceparent.
+ */
+static inline const char *
+GucTraceparent(void)
+{
+	return celerysalt_traceparent && celerysalt_traceparent[0] ? celerysalt_traceparent : NULL;
+}
+
+static inline const char *
+GucTracestate(void)
+{
+	return GucTraceparent() && celerysalt_tracestate && celerysalt_tracestate[0] ?
+		celerysalt_tracestate : NULL;
+}
 
 extern void GucDefineAll(void);
 extern bool GucDatabaseIsServed(const char *name);

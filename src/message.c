@@ -211,7 +211,9 @@ append_members(StringInfo out, Jsonb *payload)
 /*
  * MessageAppendPayload
  *		Append the payload object with _tchu_meta as its last member, as
- *		celery-salt's dumps_message writes it.
+ *		celery-salt's dumps_message writes it: is_rpc, version,
+ *		correlation_id, then the W3C trace context, which celery-salt's own
+ *		publisher injects there when an OpenTelemetry span is current.
  */
 void
 MessageAppendPayload(StringInfo out, Jsonb *payload, const EventMeta *meta)
@@ -230,6 +232,16 @@ MessageAppendPayload(StringInfo out, Jsonb *payload, const EventMeta *meta)
 	{
 		appendBinaryStringInfo(out, ", \"correlation_id\": ", 20);
 		append_json_string(out, meta->correlation_id, strlen(meta->correlation_id));
+	}
+	if (meta->traceparent)
+	{
+		appendBinaryStringInfo(out, ", \"traceparent\": ", 17);
+		append_json_string(out, meta->traceparent, strlen(meta->traceparent));
+		if (meta->tracestate)
+		{
+			appendBinaryStringInfo(out, ", \"tracestate\": ", 16);
+			append_json_string(out, meta->tracestate, strlen(meta->tracestate));
+		}
 	}
 	appendBinaryStringInfo(out, "}}", 2);
 }

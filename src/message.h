@@ -26,6 +26,8 @@ typedef struct CeleryMessage
 	char		expires[40];	/* ISO-8601 or "" */
 	int			expiration_ms;	/* AMQP per-message TTL, 0 = none */
 	uint8		priority;
+	const char *traceparent;	/* W3C trace context headers, or NULL */
+	const char *tracestate;		/* NULL unless traceparent is set */
 } CeleryMessage;
 
 typedef struct EventMeta
@@ -33,6 +35,8 @@ typedef struct EventMeta
 	bool		is_rpc;
 	const char *version;		/* may be NULL */
 	const char *correlation_id; /* may be NULL */
+	const char *traceparent;	/* may be NULL */
+	const char *tracestate;		/* may be NULL; written only with traceparent */
 } EventMeta;
 
 extern void MessageAppendPayload(StringInfo out, Jsonb *payload,

@@ -64,11 +64,14 @@ typedef enum OutboxColumn
 	OC_VERSION,
 	OC_CORRELATION_ID,
 	OC_ENQUEUED_AT,
+	OC_TRACEPARENT,
+	OC_TRACESTATE,
 	OC_NCOLUMNS
 } OutboxColumn;
 
 static const char *const outbox_column_names[OC_NCOLUMNS] = {
-	"slot", "event_id", "id", "topic", "payload", "version", "correlation_id", "enqueued_at"
+	"slot", "event_id", "id", "topic", "payload", "version", "correlation_id", "enqueued_at",
+	"traceparent", "tracestate"
 };
 
 /*
@@ -357,15 +360,18 @@ warn_if_unserved(void)
  * OutboxEnqueue
  *		Insert one event the caller ran through EventIntake into the outbox
  *		in the current transaction, as the outbox's owner, and arrange the
- *		commit-time wake-up.  Returns the event id, palloc'd
- *		in the caller's context.
+ *		commit-time wake-up.  The event keeps the trace context in effect
+ *		now (celerysalt.traceparent and .tracestate, checked when they were
+ *		set; NULL columns when unset), whichever path enqueues it: publish,
+ *		follow action, replay.  Returns the event id, palloc'd in the
+ *		caller's context.
  */
 pg_uuid_t *
 OutboxEnqueue(const char *topic, Jsonb *payload, const char *version,
 			  const char *correlation_id)
 {
 	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
-	Datum		values[OC_NCOLUMNS];
+	Datum		values[OC_NCOLUMNS] = {0};
 	bool		nulls[OC_NCOLUMNS] = {false};
 	DatabaseSlot *dbslot = DbslotFind(MyDatabaseId);
 	int			slot = dbslot ? (int) pg_atomic_read_u32(&dbslot->insert_slot) : 0;
@@ -386,6 +392,18 @@ OutboxEnqueue(const char *topic, Jsonb *payload, const char *version,
 	values[OC_CORRELATION_ID] = correlation_id ? CStringGetTextDatum(correlation_id) : (Datum) 0;
 	nulls[OC_CORRELATION_ID] = correlation_id == NULL;
 	values[OC_ENQUEUED_AT] = TimestampTzGetDatum(GetCurrentTimestamp());
+	nulls[OC_TRACEPARENT] = nulls[OC_TRACESTATE] = true;
+
+	if (GucTraceparent() != NULL)
+	{
+		values[OC_TRACEPARENT] = CStringGetTextDatum(GucTraceparent());
+		nulls[OC_TRACEPARENT] = false;
+		if (GucTracestate() != NULL)
+		{
+			values[OC_TRACESTATE] = CStringGetTextDatum(GucTracestate());
+			nulls[OC_TRACESTATE] = false;
+		}
+	}
 
 	outbox_insert(slot, values, nulls);
 

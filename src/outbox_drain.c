@@ -154,7 +154,8 @@ DrainRead(int limit, MemoryContext cxt, OutboxEvent **events_out)
 	plan = plans_schema == schema ? read_plan : NULL;
 	if (plan == NULL)
 		plan = saved_plan(&read_plan, schema,
-						  psprintf("SELECT event_id, id, topic, payload, version, correlation_id, slot, ctid, enqueued_at"
+						  psprintf("SELECT event_id, id, topic, payload, version, correlation_id, slot, ctid, enqueued_at,"
+								   " traceparent, tracestate"
 								   " FROM %s ORDER BY event_id LIMIT $1",
 								   CatalogQualifiedName("_celerysalt_outbox")),
 						  1, argtypes);
@@ -185,6 +186,10 @@ DrainRead(int limit, MemoryContext cxt, OutboxEvent **events_out)
 		ev->slot = DatumGetInt16(SPI_getbinval(tup, desc, 7, &isnull));
 		ev->ctid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 8, &isnull));
 		ev->enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
+		d = SPI_getbinval(tup, desc, 10, &isnull);
+		ev->traceparent = isnull ? NULL : TextDatumGetCString(d);
+		d = SPI_getbinval(tup, desc, 11, &isnull);
+		ev->tracestate = isnull ? NULL : TextDatumGetCString(d);
 		MemoryContextSwitchTo(old);
 	}
 	rc = (int) SPI_processed;
@@ -206,16 +211,17 @@ move_sql(const char *partition, DrainTarget target)
 		case DRAIN_LOG:
 			return psprintf("WITH d AS (DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY($1) RETURNING *)"
 							" INSERT INTO %s (id, event_id, topic, version, correlation_id, payload,"
-							" enqueued_at, delivered_at, size)"
+							" enqueued_at, delivered_at, size, traceparent, tracestate)"
 							" SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
-							" pg_catalog.clock_timestamp(), pg_catalog.pg_column_size(payload) FROM d",
+							" pg_catalog.clock_timestamp(), pg_catalog.pg_column_size(payload),"
+							" traceparent, tracestate FROM d",
 							from, CatalogQualifiedName("celerysalt_events"));
 		case DRAIN_PARK:
 			return psprintf("WITH d AS (DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY($1) RETURNING *)"
 							" INSERT INTO %s AS u (id, event_id, topic, version, correlation_id, payload,"
-							" enqueued_at, returned_at)"
+							" enqueued_at, returned_at, traceparent, tracestate)"
 							" SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
-							" pg_catalog.clock_timestamp() FROM d"
+							" pg_catalog.clock_timestamp(), traceparent, tracestate FROM d"
 							" ON CONFLICT (id) DO UPDATE SET returned_at = EXCLUDED.returned_at",
 							from, CatalogQualifiedName("celerysalt_unroutable"));
 		case DRAIN_NTARGETS:
@@ -327,11 +333,11 @@ DrainRequeueUnroutable(int slot, int retention_s, bool requeue, int64 *expired)
 				 " (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
 				 " pg_catalog.make_interval(secs => $2)) RETURNING *)"
 				 " INSERT INTO %s (id, event_id, topic, version, correlation_id, payload,"
-				 " enqueued_at, failed_at, reason)"
+				 " enqueued_at, failed_at, reason, traceparent, tracestate)"
 				 " SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
 				 " pg_catalog.clock_timestamp(),"
 				 " pg_catalog.format('no queue was bound for topic %%s within celerysalt.unroutable_retention (%%s s); last returned at %%s',"
-				 " topic, $2, returned_at) FROM d",
+				 " topic, $2, returned_at), traceparent, tracestate FROM d",
 				 CatalogQualifiedName("celerysalt_unroutable"),
 				 CatalogQualifiedName("celerysalt_dead_letters")),
 		2, argtypes, values, NULL, false, 0);
@@ -345,8 +351,10 @@ DrainRequeueUnroutable(int slot, int retention_s, bool requeue, int64 *expired)
 	}
 	rc = SPI_execute_with_args(
 		psprintf("WITH d AS (DELETE FROM %s RETURNING *)"
-				 " INSERT INTO %s (slot, event_id, id, topic, payload, version, correlation_id, enqueued_at)"
-				 " SELECT $1, event_id, id, topic, payload, version, correlation_id, enqueued_at FROM d",
+				 " INSERT INTO %s (slot, event_id, id, topic, payload, version, correlation_id, enqueued_at,"
+				 " traceparent, tracestate)"
+				 " SELECT $1, event_id, id, topic, payload, version, correlation_id, enqueued_at,"
+				 " traceparent, tracestate FROM d",
 				 CatalogQualifiedName("celerysalt_unroutable"),
 				 CatalogQualifiedName("_celerysalt_outbox")),
 		1, argtypes, values, NULL, false, 0);
@@ -379,9 +387,9 @@ DrainDeadLetter(OutboxEvent *ev, const char *reason)
 	values[1] = CStringGetTextDatum(reason);
 	sql = psprintf("WITH d AS (DELETE FROM %s WHERE event_id OPERATOR(pg_catalog.=) $1 RETURNING *)"
 				   " INSERT INTO %s (id, event_id, topic, version, correlation_id, payload,"
-				   " enqueued_at, failed_at, reason)"
+				   " enqueued_at, failed_at, reason, traceparent, tracestate)"
 				   " SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
-				   " pg_catalog.clock_timestamp(), $2 FROM d",
+				   " pg_catalog.clock_timestamp(), $2, traceparent, tracestate FROM d",
 				   CatalogQualifiedName("_celerysalt_outbox"),
 				   CatalogQualifiedName("celerysalt_dead_letters"));
 	rc = SPI_execute_with_args(sql, 2, argtypes, values, NULL, false, 0);

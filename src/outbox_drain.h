@@ -24,6 +24,8 @@ typedef struct OutboxEvent
 	Jsonb	   *payload;
 	char	   *version;
 	char	   *correlation_id;
+	char	   *traceparent;	/* NULL when published without one */
+	char	   *tracestate;
 	int16		slot;
 	ItemPointerData ctid;		/* in its partition: deleted by ctid */
 	TimestampTz enqueued_at;

@@ -1042,9 +1042,14 @@ rpc_execute(FunctionCallInfo fcinfo, RpcResult *res, const char **topic_out,
 	meta.is_rpc = true;
 	meta.version = version ? version : "v1";
 	meta.correlation_id = NULL;
+	/* the caller's trace context (checked when set), as the outbox keeps it */
+	meta.traceparent = GucTraceparent();
+	meta.tracestate = GucTracestate();
 	initStringInfo(&payload_json);
 	MessageAppendPayload(&payload_json, payload, &meta);
 	MessageBuild(&msg, celerysalt_rpc_task, &task_uuid, 0, topic, payload_json.data);
+	msg.traceparent = meta.traceparent;
+	msg.tracestate = meta.tracestate;
 	strlcpy(res->task_id, msg.task_id, sizeof(res->task_id));
 	msg.priority = RPC_PRIORITY;
 	msg.expiration_ms = timeout_ms;

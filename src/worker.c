@@ -339,7 +339,8 @@ dead_letter_unsendable(OutboxEvent *events, int n)
 	for (int i = 0; i < n; i++)
 	{
 		char	   *problem = EventRowProblem(events[i].topic, events[i].payload,
-											  events[i].version, events[i].correlation_id);
+											  events[i].version, events[i].correlation_id,
+											  events[i].traceparent, events[i].tracestate);
 
 		if (problem != NULL)
 			dead_letter(&events[i], problem);
@@ -365,15 +366,23 @@ build_messages(OutboxEvent *events, int n, int *nmsgs)
 	initStringInfo(&payload);
 	for (int i = 0; i < n; i++)
 	{
-		EventMeta	meta = {false, events[i].version ? events[i].version : "v1",
-		events[i].correlation_id};
+		OutboxEvent *ev = &events[i];
+		/* a tracestate travels only with its traceparent */
+		const char *tracestate = ev->traceparent ? ev->tracestate : NULL;
+		EventMeta	meta = {false, ev->version ? ev->version : "v1",
+		ev->correlation_id, ev->traceparent, tracestate};
 		ListCell   *lc;
 
 		resetStringInfo(&payload);
-		MessageAppendPayload(&payload, events[i].payload, &meta);
+		MessageAppendPayload(&payload, ev->payload, &meta);
 		foreach(lc, tasks)
-			MessageBuild(&msgs[m++], lfirst(lc), &events[i].id,
-						 foreach_current_index(lc), events[i].topic, payload.data);
+		{
+			MessageBuild(&msgs[m], lfirst(lc), &ev->id,
+						 foreach_current_index(lc), ev->topic, payload.data);
+			msgs[m].traceparent = ev->traceparent;
+			msgs[m].tracestate = tracestate;
+			m++;
+		}
 	}
 	*nmsgs = m;
 	return msgs;

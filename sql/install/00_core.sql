@@ -16,7 +16,9 @@ CREATE TABLE _celerysalt_outbox (
     payload         jsonb       NOT NULL,
     version         text,
     correlation_id  text,
-    enqueued_at     timestamptz NOT NULL
+    enqueued_at     timestamptz NOT NULL,
+    traceparent     text,
+    tracestate      text
 ) PARTITION BY LIST (slot);
 -- Autovacuum is off: the worker truncates drained partitions, and a
 -- VACUUM holding its lock would only postpone that.
@@ -38,11 +40,17 @@ CREATE TABLE celerysalt_events (
     payload         jsonb       NOT NULL,
     enqueued_at     timestamptz NOT NULL,
     delivered_at    timestamptz NOT NULL,
-    size            integer     NOT NULL
+    size            integer     NOT NULL,
+    traceparent     text,
+    tracestate      text
 );
 CREATE INDEX celerysalt_events_delivered_at ON celerysalt_events (delivered_at);
 COMMENT ON TABLE celerysalt_events IS
     'Events confirmed by the broker, kept for celerysalt.delivered_retention; replay them with celerysalt_replay.';
+COMMENT ON COLUMN celerysalt_events.traceparent IS
+    'The W3C traceparent (celerysalt.traceparent) in effect when the event was published, sent in its message headers; NULL when none was set.';
+COMMENT ON COLUMN celerysalt_events.tracestate IS
+    'The W3C tracestate (celerysalt.tracestate) sent with traceparent; NULL when none was set.';
 
 -- ------------------------------------------------------------ dead letters
 CREATE TABLE celerysalt_dead_letters (
@@ -54,7 +62,9 @@ CREATE TABLE celerysalt_dead_letters (
     payload         jsonb       NOT NULL,
     enqueued_at     timestamptz NOT NULL,
     failed_at       timestamptz NOT NULL,
-    reason          text        NOT NULL
+    reason          text        NOT NULL,
+    traceparent     text,
+    tracestate      text
 );
 COMMENT ON TABLE celerysalt_dead_letters IS
     'Events the broker refused for good, with the reason; requeue them with celerysalt_dead_letter_retry.';
@@ -73,7 +83,9 @@ CREATE TABLE celerysalt_unroutable (
     correlation_id  text,
     payload         jsonb       NOT NULL,
     enqueued_at     timestamptz NOT NULL,
-    returned_at     timestamptz NOT NULL
+    returned_at     timestamptz NOT NULL,
+    traceparent     text,
+    tracestate      text
 );
 CREATE INDEX celerysalt_unroutable_topic ON celerysalt_unroutable (topic);
 COMMENT ON TABLE celerysalt_unroutable IS

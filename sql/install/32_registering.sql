@@ -410,8 +410,9 @@ SELECT e.id AS message_id,
        e.correlation_id,
        e.enqueued_at AS published_at,
        e.delivered_at,
-       e.size AS payload_size_bytes
+       e.size AS payload_size_bytes,
+       e.traceparent
   FROM @extschema@.celerysalt_events e
   LEFT JOIN @extschema@.celerysalt_schemas c ON c.topic = e.topic AND c.version = e.version;
 COMMENT ON VIEW celerysalt_catalog_events IS
-    'Delivered events (celerysalt_events, within celerysalt.delivered_retention) with their schema version, without payloads.';
+    'Delivered events (celerysalt_events, within celerysalt.delivered_retention) with their schema version and W3C traceparent, without payloads.';

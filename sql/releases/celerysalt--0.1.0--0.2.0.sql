@@ -943,3 +943,31 @@ $$;
 -- celerysalt_publish runs as its caller: the C code inserts into the outbox
 -- itself (no SQL), and reads the registry as the registry's owner.
 ALTER FUNCTION celerysalt_publish(text, jsonb, text, text) SECURITY INVOKER RESET search_path;
+
+-- ---------------------------------------------------------------- tracing
+-- Each event keeps the W3C trace context (celerysalt.traceparent,
+-- celerysalt.tracestate) in effect when it was published; the worker sends it
+-- in the message headers.  NULL when unset.
+ALTER TABLE _celerysalt_outbox ADD COLUMN traceparent text, ADD COLUMN tracestate text;
+ALTER TABLE celerysalt_events ADD COLUMN traceparent text, ADD COLUMN tracestate text;
+ALTER TABLE celerysalt_dead_letters ADD COLUMN traceparent text, ADD COLUMN tracestate text;
+ALTER TABLE celerysalt_unroutable ADD COLUMN traceparent text, ADD COLUMN tracestate text;
+COMMENT ON COLUMN celerysalt_events.traceparent IS
+    'The W3C traceparent (celerysalt.traceparent) in effect when the event was published, sent in its message headers; NULL when none was set.';
+COMMENT ON COLUMN celerysalt_events.tracestate IS
+    'The W3C tracestate (celerysalt.tracestate) sent with traceparent; NULL when none was set.';
+
+CREATE OR REPLACE VIEW celerysalt_catalog_events AS
+SELECT e.id AS message_id,
+       e.topic,
+       e.version AS schema_version,
+       (c.id IS NOT NULL) AS registered,
+       e.correlation_id,
+       e.enqueued_at AS published_at,
+       e.delivered_at,
+       e.size AS payload_size_bytes,
+       e.traceparent
+  FROM @extschema@.celerysalt_events e
+  LEFT JOIN @extschema@.celerysalt_schemas c ON c.topic = e.topic AND c.version = e.version;
+COMMENT ON VIEW celerysalt_catalog_events IS
+    'Delivered events (celerysalt_events, within celerysalt.delivered_retention) with their schema version and W3C traceparent, without payloads.';

@@ -40,6 +40,7 @@ build_venv() {
 		PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=120 \
 		"$VENV/bin/pip" install -q -r "$req" 2>&1 | grep -v '^WARNING: Location' || true
 	as_pg "$VENV/bin/python" -c 'import celery, celery_salt, tchu_tchu, kombu, psycopg, redis, pytest, pytest_timeout
+import opentelemetry.sdk.trace, opentelemetry.instrumentation.celery
 assert celery.__version__.startswith("5.7."), celery.__version__
 assert celery_salt.__version__ == "1.6.0", celery_salt.__version__'
 	touch "$VENV/.complete"   # only a venv that got this far is reused

@@ -17,6 +17,8 @@ only when used):
   ``setup_celery_queue`` never makes, and the handlers recorded in PostgreSQL.
 - ``celerysalt_pg.fleet``: ``ignore_foreign_dispatchers``, a mixed celery-salt /
   tchu-tchu fleet without "Received unregistered task".
+- ``celerysalt_pg.tracing``: ``set_traceparent``, the current OpenTelemetry span's
+  trace context for what a transaction publishes (docs/tracing.md).
 """
 
 __version__ = "0.2.0"
