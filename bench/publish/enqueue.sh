@@ -6,7 +6,7 @@
 #   floor 2: one INSERT statement per row from a PL/pgSQL loop into the same table (what an outbox
 #            written by a SQL or PL/pgSQL function costs);
 #   celerysalt_publish with the registry off (no schema registered for the topic) and on (a registered
-#            schema validated on every publish).
+#            schema validated on every publish), and with a W3C traceparent set (docs/tracing.md).
 # Each figure is beyond building the payload (measured alone and subtracted).  One command, as root:
 #   bash bench/publish/enqueue.sh            (BENCH_NO_BUILD=1 to use what is installed; BENCH_EVENTS=5000)
 # Runs PostgreSQL in single-user mode under valgrind on a throwaway data directory.
@@ -42,6 +42,7 @@ floor1=$(count "INSERT INTO floor_outbox (slot, id, topic, payload, version, enq
 floor2=$(count "DO \$\$ BEGIN FOR i IN 1..$N LOOP INSERT INTO floor_outbox (slot, id, topic, payload, version, enqueued_at) VALUES (0, gen_random_uuid(), 'bench.x', $PAYLOAD, 'v1', clock_timestamp()); END LOOP; END \$\$;")
 plain=$(count "SELECT count(celerysalt_publish('bench.x', $PAYLOAD, 'v1')) FROM generate_series(1, $N) i;")
 registered=$(count "SELECT count(celerysalt_publish('bench.registered', $PAYLOAD, 'v1')) FROM generate_series(1, $N) i;")
+traced=$(count "SET celerysalt.traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'; SELECT count(celerysalt_publish('bench.x', $PAYLOAD, 'v1')) FROM generate_series(1, $N) i;")
 per() { echo $(( ($1 - base) / N )); }
 echo
 echo "== CPU instructions per event in the publishing backend (callgrind, $N events, beyond building the payload)"
@@ -49,7 +50,8 @@ printf '%-64s %10s %8s\n' "" "instr." "/floor 1"
 for row in "floor 1: INSERT ... SELECT into a plain table (one plan)|$floor1" \
 	"floor 2: one INSERT per row from PL/pgSQL|$floor2" \
 	"celerysalt_publish, topic without a schema|$plain" \
-	"celerysalt_publish, registered schema validated|$registered"; do
+	"celerysalt_publish, registered schema validated|$registered" \
+	"celerysalt_publish, no schema, celerysalt.traceparent set|$traced"; do
 	name=${row%|*}; total=${row#*|}
 	awk -v n="$name" -v v="$(per "$total")" -v f="$(per "$floor1")" 'BEGIN { printf "%-64s %10d %8.2f\n", n, v, v / f }'
 done
