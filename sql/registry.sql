@@ -9,7 +9,7 @@ RESET client_min_messages;
 -- Earlier tests of this database published too: count from zero.
 TRUNCATE _celerysalt_publish_stats;
 
--- The pydantic 2 schema of wire-protocol.md §4.4 (a SaltEvent with a nested model).
+-- A pydantic 2 schema (model_json_schema() of a SaltEvent with a nested model).
 CREATE TEMP TABLE sample AS SELECT '{
   "$defs": {"Addr": {"properties": {"city": {"title": "City", "type": "string"}},
                      "required": ["city"], "title": "Addr", "type": "object"}},

@@ -3,7 +3,7 @@
  * rpc.c
  *		celerysalt_call(): send an RPC request to a celery-salt or tchu-tchu
  *		handler and wait for its answer in the Celery Redis result backend
- *		(../shared/wire-protocol.md §3.6), and celerysalt_call_envelope(),
+ *		(docs/wire-format.md#rpc-results-in-redis), and celerysalt_call_envelope(),
  *		which returns every outcome as data instead of raising.
  *
  * The request is published at once, outside the caller's transaction: the
@@ -500,7 +500,8 @@ decimal_syntax(const char *text, int len)
 
 /*
  * A kombu typed object {"__type__": T, "__value__": V} (tchu-tchu
- * responders, wire-protocol.md §2.7) as the plain JSON value it stands for.
+ * responders, docs/wire-format.md#result-records) as the plain JSON value it
+ * stands for.
  * A decimal that is not a finite number marks the answer malformed.
  */
 static bool
@@ -646,7 +647,7 @@ decode_response(RpcResult *res, JsonbValue *v, const char *at)
 }
 
 /*
- * Interpret a Celery result record (wire-protocol.md §3.3, §3.6 step 5),
+ * Interpret a Celery result record (docs/wire-format.md#result-records),
  * the bytes of a Redis reply, into res.  Leaves res->outcome RPC_PENDING
  * when it is not final (PENDING, STARTED, RETRY).  A reply that is not
  * server-encoded JSON text jsonb can hold is a malformed remote failure.

@@ -1,5 +1,5 @@
 """celerysalt_call against real celery-salt 1.6.0 and tchu-tchu 3.0.4 RPC
-handlers (wire-protocol.md 3): every outcome, cancellation, expiry of a
+handlers (docs/wire-format.md#rpc-requests): every outcome, cancellation, expiry of a
 request whose worker is down, and concurrent callers."""
 
 from __future__ import annotations
