@@ -9,7 +9,7 @@ RESET client_min_messages;
 -- Earlier tests of this database published too: count from zero.
 TRUNCATE _celerysalt_publish_stats;
 
--- The pydantic 2 schema of wire-protocol.md §4.4 (a SaltEvent with a nested model).
+-- A pydantic 2 schema (model_json_schema() of a SaltEvent with a nested model).
 CREATE TEMP TABLE sample AS SELECT '{
   "$defs": {"Addr": {"properties": {"city": {"title": "City", "type": "string"}},
                      "required": ["city"], "title": "Addr", "type": "object"}},
@@ -318,3 +318,29 @@ SELECT celerysalt_register_property_order('regress.codegen.rpc', 'v1', :'req', :
 SELECT property_order FROM celerysalt_schemas WHERE topic = 'regress.codegen.rpc';
 SELECT celerysalt_pydantic_model('regress.codegen.rpc');
 SELECT celerysalt_register_property_order('regress.codegen.none', 'v1', '{}');
+
+-- ------------------------------------------------------------ the graph
+-- Topic patterns as RabbitMQ matches them: "*" one word, "#" zero or more.
+SELECT p AS pattern, t AS topic, _celerysalt_topic_matches(p, t) AS matches
+  FROM (VALUES ('orders.#', 'orders'), ('orders.#', 'orders.placed'), ('orders.#', 'orders.placed.eu'),
+               ('orders.#', 'ordersx'), ('orders.#', 'x.orders'),
+               ('orders.*', 'orders.placed'), ('orders.*', 'orders'), ('orders.*', 'orders.placed.eu'),
+               ('*.placed', 'orders.placed'), ('*.placed', 'placed'), ('#', 'a.b.c'),
+               ('a.#.b', 'a.b'), ('a.#.b', 'a.x.y.b'), ('a.#.b', 'a.bx'), ('#.b', 'b'), ('#.b', 'a.b'),
+               ('a+b.#', 'a+b.c'), ('a+b.#', 'aab.c'), ('a.b*', 'a.bc'), ('a.b*', 'a.b*'),
+               ('a.(b|c)', 'a.b'), ('a.[b]', 'a.[b]')) v(p, t);
+-- Wildcard subscriptions are drawn from the topics they match (dashed, the
+-- pattern in the label), one matching nothing as its own dotted node; the
+-- RPC topic regress.codegen.rpc as a hexagon with bold "rpc" edges: its
+-- responder, a caller with 2 calls, a declared caller with none; declared
+-- publishers without events say "declared", never "0 published".
+SELECT celerysalt_track_subscriber('regress.*', 'audit', 'log_one_word'),
+       celerysalt_track_subscriber('nothing.here.#', 'audit', 'log_nothing'),
+       celerysalt_track_subscriber('regress.codegen.rpc', 'calc', 'add'),
+       celerysalt_track_publisher('regress.codegen.rpc', 'checkout'),
+       celerysalt_track_publisher('regress.codegen.rpc', 'kiosk');
+SET celerysalt.service_name = 'checkout';
+SELECT count(celerysalt_publish('regress.codegen.rpc', '{"a": 1, "b": 2}')) FROM generate_series(1, 2);
+RESET celerysalt.service_name;
+SELECT celerysalt_catalog_dot();
+SELECT celerysalt_catalog_dot() ~ ' 0 published' AS says_zero_published;

@@ -321,7 +321,7 @@ entry_i32(const char *key, int32 value)
 
 /*
  * Publish one message with Celery's protocol-2 properties and headers
- * (wire-protocol.md §1.4.1).  Returns the library status.
+ * (docs/wire-format.md#properties, #headers).  Returns the library status.
  */
 static int
 publish_one(BrokerConnection *conn, CeleryMessage *msg, bool mandatory)

@@ -36,5 +36,7 @@
 #define ERRCODE_RPC_REMOTE_FAILURE	MAKE_SQLSTATE('C','R','0','0','7')
 #define ERRCODE_RPC_TIMEOUT			MAKE_SQLSTATE('C','R','0','0','8')
 #define ERRCODE_RPC_INVALID_RESPONSE	MAKE_SQLSTATE('C','R','0','0','9')
+/* not an outcome: celerysalt.redis_url is not the services' result backend */
+#define ERRCODE_RPC_RESULT_BACKEND_MISMATCH	MAKE_SQLSTATE('C','R','0','1','0')
 
 #endif							/* CELERYSALT_H */

@@ -653,15 +653,23 @@ GucDefineAll(void)
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
-	/* A PGC_POSTMASTER parameter can only be defined at server start. */
-	if (process_shared_preload_libraries_in_progress)
-		DefineCustomIntVariable("celerysalt.max_databases",
-								"Sets how many databases can have a delivery worker at the same time.",
-								NULL,
-								&celerysalt_max_databases,
-								32, 1, 1024,
-								PGC_POSTMASTER, 0,
-								NULL, NULL, NULL);
+	/*
+	 * It sizes shared memory, so it is PGC_POSTMASTER; but PostgreSQL refuses
+	 * (FATAL) a PGC_POSTMASTER parameter defined after server start.  A
+	 * backend that loads the library without preloading has no shared memory
+	 * and no worker for it to size: it defines the parameter as PGC_SIGHUP
+	 * (same range and default; SET is refused, postgresql.conf and ALTER
+	 * SYSTEM are checked), so SHOW and typos behave as for every other one.
+	 */
+	DefineCustomIntVariable("celerysalt.max_databases",
+							"Sets how many databases can have a delivery worker at the same time.",
+							"Each worker also takes one of max_worker_processes.  Takes effect at "
+							"server start, with celerysalt in shared_preload_libraries.",
+							&celerysalt_max_databases,
+							32, 1, 1024,
+							process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 
 	DefineCustomEnumVariable("celerysalt.follow_action_errors",
 							 "Sets what happens when a follow-action rule cannot be evaluated or its event cannot be published.",

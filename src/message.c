@@ -2,8 +2,8 @@
  *
  * message.c
  *		The Celery / celery-salt / tchu-tchu message envelope
- *		(../shared/wire-protocol.md §1.4.1, §1.5, §2.10).  Pure: builds
- *		bytes, does no I/O.
+ *		(docs/wire-format.md: #body, #payload-and-_tchu_meta,
+ *		#one-message-per-dispatcher-task).  Pure: builds bytes, does no I/O.
  *
  * The payload is written the way Python's json.dumps writes it
  * (separators ", " and ": ", ensure_ascii, surrogate pairs), followed by

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * redis.c
- *		hiredis: connections to the Celery result backend, GET, SUBSCRIBE /
- *		UNSUBSCRIBE and pub/sub messages.  Every context is non-blocking and
+ *		hiredis: connections to the Celery result backend, GET, EXISTS,
+ *		SUBSCRIBE / UNSUBSCRIBE and pub/sub messages.  Every context is non-blocking and
  *		every wait sleeps on the backend's latch and the socket together with
  *		the caller's deadline, so query cancel, statement_timeout and
  *		termination end it at once and nothing outlives the deadline.
@@ -507,6 +507,33 @@ RedisGet(RedisLink *link, const char *key, TimestampTz deadline,
 		memcpy(*value, reply->str, *len);
 		(*value)[*len] = '\0';
 	}
+	freeReplyObject(reply);
+	return 1;
+}
+
+/*
+ * RedisExists
+ *		EXISTS key within deadline: 1 with *exists set, 0 when the deadline
+ *		passed, -1 on a failure described in error.
+ */
+int
+RedisExists(RedisLink *link, const char *key, TimestampTz deadline, bool *exists,
+			StringInfo error)
+{
+	const char *argv[2] = {"EXISTS", key};
+	redisReply *reply = NULL;
+	int			rc = round_trip(link, 2, argv, deadline, &reply, error, NULL);
+
+	*exists = false;
+	if (rc <= 0)
+		return rc;
+	if (reply->type != REDIS_REPLY_INTEGER)
+	{
+		appendStringInfoString(error, "Redis answered EXISTS with something other than an integer");
+		freeReplyObject(reply);
+		return -1;
+	}
+	*exists = reply->integer > 0;
 	freeReplyObject(reply);
 	return 1;
 }

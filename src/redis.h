@@ -2,7 +2,7 @@
  *
  * redis.h
  *		The Redis client (redis.c) used to read Celery results: connect,
- *		GET, SUBSCRIBE and waits for a published message, all non-blocking
+ *		GET, EXISTS, SUBSCRIBE and waits for a published message, all non-blocking
  *		and bounded by the caller's deadline.  Functions returning int give
  *		1 on success, 0 when the deadline passed, -1 on a failure.  Callers
  *		never see hiredis types.
@@ -34,5 +34,7 @@ extern int	RedisReadMessage(RedisLink *link, const char *channel, bool readable,
 							 char **message, size_t *len, StringInfo error);
 extern int	RedisGet(RedisLink *link, const char *key, TimestampTz deadline,
 					 char **value, size_t *len, StringInfo error);
+extern int	RedisExists(RedisLink *link, const char *key, TimestampTz deadline,
+						bool *exists, StringInfo error);
 
 #endif							/* CELERYSALT_REDIS_H */

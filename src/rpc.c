@@ -3,7 +3,7 @@
  * rpc.c
  *		celerysalt_call(): send an RPC request to a celery-salt or tchu-tchu
  *		handler and wait for its answer in the Celery Redis result backend
- *		(../shared/wire-protocol.md §3.6), and celerysalt_call_envelope(),
+ *		(docs/wire-format.md#rpc-results-in-redis), and celerysalt_call_envelope(),
  *		which returns every outcome as data instead of raising.
  *
  * The request is published at once, outside the caller's transaction: the
@@ -12,7 +12,12 @@
  * so an unroutable one comes back) without waiting for either; wait for the
  * subscription, GET the key once (an answer published before the
  * subscription took effect is not missed), then wait on the Redis and the
- * broker sockets together for the result message or a basic.return.  The
+ * broker sockets together for the result message or a basic.return.  An
+ * answer that came by pub/sub is looked up once more in celerysalt.redis_url's
+ * database: Celery stores the key before it publishes, and pub/sub ignores
+ * database numbers, so a missing key means celerysalt.redis_url is not the
+ * service's result backend (CR010), a setup that otherwise works until an
+ * answer is stored before the subscription takes effect.  The
  * publisher confirm and the UNSUBSCRIBE reply are consumed at the start of
  * the next call, off the critical path.  The request carries expires / expiration equal to the
  * timeout, so a worker that picks it up late never runs it.
@@ -89,6 +94,8 @@ typedef struct RpcResult
 	Jsonb	   *response;		/* success, business_error: the handler's value */
 	char	   *error;			/* text of the remote error, if any */
 	bool		malformed;		/* remote_failure: the answer itself is unusable */
+	bool		elsewhere;		/* the answer came by pub/sub, its key is not in
+								 * celerysalt.redis_url's database */
 	char		task_id[37];
 } RpcResult;
 
@@ -500,7 +507,8 @@ decimal_syntax(const char *text, int len)
 
 /*
  * A kombu typed object {"__type__": T, "__value__": V} (tchu-tchu
- * responders, wire-protocol.md §2.7) as the plain JSON value it stands for.
+ * responders, docs/wire-format.md#result-records) as the plain JSON value it
+ * stands for.
  * A decimal that is not a finite number marks the answer malformed.
  */
 static bool
@@ -646,7 +654,7 @@ decode_response(RpcResult *res, JsonbValue *v, const char *at)
 }
 
 /*
- * Interpret a Celery result record (wire-protocol.md §3.3, §3.6 step 5),
+ * Interpret a Celery result record (docs/wire-format.md#result-records),
  * the bytes of a Redis reply, into res.  Leaves res->outcome RPC_PENDING
  * when it is not final (PENDING, STARTED, RETRY).  A reply that is not
  * server-encoded JSON text jsonb can hold is a malformed remote failure.
@@ -889,6 +897,7 @@ converse(CeleryMessage *msg, const char *channel, TimestampTz deadline,
 	{
 		char	   *value = NULL;
 		size_t		len = 0;
+		bool		key_seen = false;	/* the key exists in our database */
 		int			rc;
 
 		rc = RedisSubscribeSend(rpc_sub, channel, deadline, &error);
@@ -911,8 +920,9 @@ converse(CeleryMessage *msg, const char *channel, TimestampTz deadline,
 			rc = RedisGet(rpc_cmd, channel, deadline, &value, &len, &error);
 			if (rc < 0)
 				call_failed("could not read the RPC result from Redis", &error);
+			key_seen = (rc > 0 && value != NULL);
 		}
-		if (rc > 0 && value != NULL)
+		if (key_seen)
 			interpret_record(value, len, res);
 
 		if (rc > 0 && res->outcome == RPC_PENDING)
@@ -925,6 +935,23 @@ converse(CeleryMessage *msg, const char *channel, TimestampTz deadline,
 			await_outcome(set, channel, deadline, res, &error);
 			FreeWaitEventSet(set);
 			set = NULL;
+
+			/*
+			 * An answer that came by pub/sub: Celery stored the key before
+			 * publishing it, so it must be in our database too.
+			 */
+			if (!key_seen && res->outcome != RPC_TIMEOUT && res->outcome != RPC_UNROUTABLE)
+			{
+				bool		exists = false;
+				int			grc = RedisExists(rpc_cmd, channel, deadline, &exists, &error);
+
+				if (grc < 0)
+					call_failed("could not read the RPC result from Redis", &error);
+				if (grc == 0)
+					drop_redis();	/* the deadline came first: keep the answer */
+				else if (!exists)
+					res->elsewhere = true;
+			}
 		}
 
 		if (rc == 0)
@@ -935,7 +962,7 @@ converse(CeleryMessage *msg, const char *channel, TimestampTz deadline,
 			drop_redis();
 		}
 		/* the next call skips its confirmation */
-		else if (!RedisUnsubscribeSend(rpc_sub, &error))
+		else if (rpc_sub != NULL && !RedisUnsubscribeSend(rpc_sub, &error))
 			drop_redis();
 	}
 	PG_CATCH();
@@ -946,6 +973,34 @@ converse(CeleryMessage *msg, const char *channel, TimestampTz deadline,
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+}
+
+/*
+ * Raise CR010: the answer of the call came by pub/sub, which Redis delivers
+ * whatever database the subscriber selected, but its key is not in the
+ * database celerysalt.redis_url names.  Such a setup works until an answer
+ * is stored before the subscription takes effect; that call then times out
+ * (CR008), so it fails every time instead, naming both settings.  The URL is
+ * never shown (it may hold a password): only its database number.
+ */
+static void
+raise_backend_mismatch(const char *topic, const char *channel, RpcResult *res)
+{
+	RedisUrl	url;
+	char	   *parse_error = NULL;
+	int			db = ConninfoParseRedis(celerysalt_redis_url, &url, &parse_error) ? url.db : 0;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_RPC_RESULT_BACKEND_MISMATCH),
+			 errmsg("the service answering RPC \"%s\" stores its results in another Redis database than celerysalt.redis_url",
+					topic),
+			 errdetail("The answer (outcome \"%s\") arrived on the Redis channel \"%s\", which reaches subscribers "
+					   "whatever database they selected, but database %d of celerysalt.redis_url has no key of that name. "
+					   "The request was run; its answer is not returned, because with these settings a call fails "
+					   "with CR008 whenever the answer is stored before the subscription takes effect.",
+					   outcome_names[res->outcome], channel, db),
+			 errhint("Set celerysalt.redis_url to the service's Celery result_backend URL (the same database number), "
+					 "and celerysalt.redis_key_prefix to its global_keyprefix.")));
 }
 
 /*
@@ -1062,6 +1117,8 @@ rpc_execute(FunctionCallInfo fcinfo, RpcResult *res, const char **topic_out,
 	if (ensure_connections(deadline, res))
 		converse(&msg, channel, deadline, res);
 	count_outcome(res->outcome, started);
+	if (res->elsewhere)
+		raise_backend_mismatch(topic, channel, res);
 
 	if (celerysalt_rpc_response_validator != NULL &&
 		(res->outcome == RPC_SUCCESS || res->outcome == RPC_BUSINESS_ERROR))
@@ -1161,7 +1218,7 @@ celerysalt_call(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_RPC_TIMEOUT),
 					 errmsg("RPC request to \"%s\" got no answer within the timeout", topic),
 					 errdetail("The request expires with the timeout, so a worker that takes it later will not run it."),
-					 errhint("Check that the service handling this topic is running.")));
+					 errhint("Check that the service handling this topic is running, and that celerysalt.redis_url names its Celery result_backend.")));
 			break;
 	}
 	PG_RETURN_NULL();

@@ -49,6 +49,7 @@ REVOKE ALL ON FUNCTION
     _celerysalt_py_models(jsonb, jsonb, text, text[]),
     celerysalt_pydantic_model(text, text),
     _celerysalt_dot_id(text),
+    _celerysalt_topic_matches(text, text),
     celerysalt_catalog_dot()
 FROM PUBLIC;
 

@@ -971,3 +971,135 @@ SELECT e.id AS message_id,
   LEFT JOIN @extschema@.celerysalt_schemas c ON c.topic = e.topic AND c.version = e.version;
 COMMENT ON VIEW celerysalt_catalog_events IS
     'Delivered events (celerysalt_events, within celerysalt.delivered_retention) with their schema version and W3C traceparent, without payloads.';
+
+-- Issue 18: the catalog graph links wildcard subscriptions to the topics they
+-- match (AMQP topic matching), draws RPC topics apart and says "declared" for
+-- a publisher that has published nothing.
+-- Whether AMQP binding pattern matches topic, as RabbitMQ routes: words
+-- separated by ".", "*" one word, "#" zero or more words; a word that is not
+-- exactly "*" or "#" is literal.  The topic is matched with a leading "."
+-- so that "#" can take its dot with it: a.#.b -> ^\.a(\.[^.]*)*\.b$.
+CREATE FUNCTION _celerysalt_topic_matches(pattern text, topic text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ('.' || topic) ~ ('^' || string_agg(
+               CASE w.word
+                   WHEN '*' THEN '\.[^.]*'
+                   WHEN '#' THEN '(\.[^.]*)*'
+                   ELSE '\.' || regexp_replace(w.word, '([.^$*+?()\[\]{}|\\])', '\\\1', 'g')
+               END, '' ORDER BY w.ord) || '$')
+      FROM unnest(string_to_array(pattern, '.')) WITH ORDINALITY AS w(word, ord)
+$$;
+
+-- Services (boxes) -> topics (ellipses; RPC topics hexagons) -> subscribing
+-- services.  A subscription to a wildcard pattern is drawn from every topic
+-- the pattern matches (dashed, the pattern in the label); a pattern that
+-- matches no topic the registry knows is drawn as its own dotted node.  A
+-- declared publisher that has published nothing is "declared" (dashed), one
+-- that has, "N published" ("N calls" for an RPC topic); edges of RPC topics
+-- are bold and say "rpc".
+CREATE OR REPLACE FUNCTION celerysalt_catalog_dot()
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH pubs AS (
+        SELECT p.topic, p.service, coalesce(sum(ps.published), 0)::bigint AS n
+          FROM (SELECT pb.topic, pb.service FROM @extschema@.celerysalt_publishers pb
+                UNION
+                SELECT ps.topic, ps.service FROM @extschema@._celerysalt_publish_stats ps) p
+          LEFT JOIN @extschema@._celerysalt_publish_stats ps
+                 ON ps.topic = p.topic AND ps.service = p.service
+         GROUP BY p.topic, p.service
+    ), subs AS (
+        SELECT s.topic, s.service, s.handler, s.topic ~ '(^|\.)[*#](\.|$)' AS pattern
+          FROM @extschema@.celerysalt_subscribers s
+    ), topics AS (
+        SELECT x.topic, c.versions, c.latest_version, c.deprecated_versions,
+               coalesce(c.mode = 'rpc', false) AS rpc
+          FROM (SELECT topic FROM @extschema@.celerysalt_catalog
+                UNION SELECT topic FROM pubs
+                UNION SELECT topic FROM subs WHERE NOT pattern) x
+          LEFT JOIN @extschema@.celerysalt_catalog c ON c.topic = x.topic
+    ), sub_edges AS (
+        -- concrete subscriptions, and patterns joined to the topics they match
+        SELECT t.topic AS node, 'topic:' || t.topic AS from_id, s.service, t.rpc,
+               CASE WHEN s.pattern THEN s.topic END AS via,
+               string_agg(s.handler, ', ' ORDER BY s.handler) AS handlers
+          FROM subs s
+          JOIN topics t ON CASE WHEN s.pattern THEN @extschema@._celerysalt_topic_matches(s.topic, t.topic)
+                                ELSE t.topic = s.topic END
+         GROUP BY t.topic, s.service, t.rpc, s.pattern, s.topic
+        UNION ALL
+        -- patterns that match no topic the registry knows
+        SELECT s.topic, 'pattern:' || s.topic, s.service, false, s.topic,
+               string_agg(s.handler, ', ' ORDER BY s.handler)
+          FROM subs s
+         WHERE s.pattern
+           AND NOT EXISTS (SELECT FROM topics t WHERE @extschema@._celerysalt_topic_matches(s.topic, t.topic))
+         GROUP BY s.topic, s.service
+    ), services AS (
+        SELECT service FROM pubs UNION SELECT service FROM subs
+    ), lines AS (
+        SELECT 1 AS part, service AS k1, '' AS k2, '' AS k3,
+               format('  %s [shape=box, style=rounded, label=%s];',
+                      @extschema@._celerysalt_dot_id('service:' || service),
+                      @extschema@._celerysalt_dot_id(service)) AS line
+          FROM services
+        UNION ALL
+        SELECT 2, topic, '', '',
+               format('  %s [shape=%s, label=%s%s];',
+                      @extschema@._celerysalt_dot_id('topic:' || topic),
+                      CASE WHEN rpc THEN 'hexagon' ELSE 'ellipse' END,
+                      @extschema@._celerysalt_dot_id(topic || E'\n' ||
+                          CASE WHEN rpc THEN 'rpc: ' ELSE '' END ||
+                          coalesce(array_to_string(versions, ', '), 'unregistered')),
+                      CASE WHEN versions IS NULL THEN ', style=dashed'
+                           WHEN latest_version = ANY (deprecated_versions) THEN ', color=gray'
+                           ELSE '' END)
+          FROM topics
+        UNION ALL
+        SELECT DISTINCT 2, node, '', '',
+               format('  %s [shape=ellipse, style=dotted, label=%s];',
+                      @extschema@._celerysalt_dot_id(from_id),
+                      @extschema@._celerysalt_dot_id(node || E'\npattern, matches no known topic'))
+          FROM sub_edges WHERE from_id LIKE 'pattern:%'
+        UNION ALL
+        SELECT 3, p.service, p.topic, '',
+               format('  %s -> %s [label=%s%s];',
+                      @extschema@._celerysalt_dot_id('service:' || p.service),
+                      @extschema@._celerysalt_dot_id('topic:' || p.topic),
+                      @extschema@._celerysalt_dot_id(
+                          CASE WHEN t.rpc THEN 'rpc, ' ELSE '' END ||
+                          CASE WHEN p.n = 0 THEN 'declared'
+                               WHEN t.rpc THEN p.n || CASE WHEN p.n = 1 THEN ' call' ELSE ' calls' END
+                               ELSE p.n || ' published' END),
+                      CASE WHEN p.n = 0 AND t.rpc THEN ', style="dashed,bold"'
+                           WHEN p.n = 0 THEN ', style=dashed'
+                           WHEN t.rpc THEN ', style=bold'
+                           ELSE '' END)
+          FROM pubs p JOIN topics t ON t.topic = p.topic
+        UNION ALL
+        SELECT 4, node, service, coalesce(via, ''),
+               format('  %s -> %s [label=%s%s];',
+                      @extschema@._celerysalt_dot_id(from_id),
+                      @extschema@._celerysalt_dot_id('service:' || service),
+                      @extschema@._celerysalt_dot_id(
+                          CASE WHEN rpc THEN 'rpc: ' ELSE '' END || handlers ||
+                          coalesce(E'\n(' || via || ')', '')),
+                      CASE WHEN via IS NOT NULL AND rpc THEN ', style="dashed,bold"'
+                           WHEN via IS NOT NULL THEN ', style=dashed'
+                           WHEN rpc THEN ', style=bold'
+                           ELSE '' END)
+          FROM sub_edges
+    )
+    SELECT E'digraph celerysalt {\n  rankdir=LR;\n  node [fontname="Helvetica"];\n  edge [fontname="Helvetica", fontsize=10];\n'
+           || coalesce(string_agg(line, E'\n' ORDER BY part, k1, k2, k3) || E'\n', '')
+           || '}'
+      FROM lines
+$$;
+COMMENT ON FUNCTION celerysalt_catalog_dot() IS
+    'A Graphviz (dot) graph of publishing services -> topics (with versions; RPC topics drawn apart) -> subscribing services, wildcard subscriptions drawn from the topics they match.';
+REVOKE ALL ON FUNCTION _celerysalt_topic_matches(text, text) FROM PUBLIC;

@@ -336,7 +336,7 @@ class Amqp:
         """Declare queue `name` bound to tchu_events with each routing key.
 
         A celery-salt >= 1.5.15 service queue needs arguments={"x-max-priority": 10}
-        (wire-protocol.md 2.9), a tchu-tchu one none."""
+        (docs/wire-format.md#pitfalls-of-the-python-libraries), a tchu-tchu one none."""
         ch = self.channel
         ch.exchange_declare(EXCHANGE, "topic", durable=True, auto_delete=False)
         ch.queue_declare(queue=name, durable=durable, exclusive=False, auto_delete=auto_delete,

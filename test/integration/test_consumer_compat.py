@@ -5,7 +5,7 @@ The session cluster publishes one message per task name
 (celerysalt.dispatcher_tasks = 'celery_salt.dispatch_event,
 tchu_tchu.dispatch_event'); the celery-salt copy's task id is the event id,
 the tchu-tchu copy's is uuid5(event id, 'tchu_tchu.dispatch_event').
-References are to ../shared/wire-protocol.md.
+docs/wire-format.md describes the message checked here.
 """
 
 from __future__ import annotations
@@ -117,8 +117,8 @@ def test_result_records_and_task_ids(pg, workers, topics, records, salt_results,
     assert rec["task_id"] == entry["task_id"]
     assert rec["raw"]["_tchu_meta"] == {"is_rpc": False, "version": "v1", "correlation_id": "result-check"}
 
-    # tchu-tchu copy: task id = uuid5(event id, task name) (2.10: distinct
-    # ids per copy), result under its own key in the tchu worker's backend.
+    # tchu-tchu copy: task id = uuid5(event id, task name) (distinct ids per
+    # copy: docs/wire-format.md#one-message-per-dispatcher-task), result under its own key in the tchu worker's backend.
     tres = tchu_results.wait_result(tid)
     assert tres["status"] == "SUCCESS", tres
     assert tres["task_id"] == tid
@@ -259,7 +259,7 @@ def test_stock_queues_as_the_rig_expects(amqp, workers):
 
 def test_message_properties_headers_and_body(pg, amqp, topics, run_id):
     """One message per task name, captured from a plain queue bound to the
-    topic, checked against 1.4.1 / 8 (checklist)."""
+    topic, checked against docs/wire-format.md (#properties, #headers, #body, #payload-and-_tchu_meta)."""
     cap = amqp.declare_queue(f"csit_cap_{run_id}", [topics.capture], durable=False)
     payload = {"user_id": 42, "email": "ada@example.com", "name": "Zoë ☃ 😀",
                "nested": {"k": [1, {"z": None}], "t": True}}

@@ -1,5 +1,5 @@
 """celerysalt_call against real celery-salt 1.6.0 and tchu-tchu 3.0.4 RPC
-handlers (wire-protocol.md 3): every outcome, cancellation, expiry of a
+handlers (docs/wire-format.md#rpc-requests): every outcome, cancellation, expiry of a
 request whose worker is down, and concurrent callers."""
 
 from __future__ import annotations
@@ -106,6 +106,31 @@ def test_success_with_nested_data(rpc):
             "result": 5.0, "nested": {"list": [1, "two", {"three": None}], "ok": True}}
         env = call(c, f"{rpc.prefix}.add", {"a": 1, "b": 1}, envelope=True)
         assert env["outcome"] == "success" and env["response"]["result"] == 2.0 and env["error"] is None
+
+
+def test_redis_url_naming_another_database_is_refused(rpc):
+    """celerysalt.redis_url names database 12 while the celery-salt service
+    stores its results in database 11.  Pub/sub ignores databases, so the
+    answer still arrives, and the call used to succeed until an answer was
+    stored before the SUBSCRIBE took effect (then CR008).  Now every such
+    call fails with CR010, naming the settings; the envelope raises too."""
+    with connect(rpc, db=TCHU_RESULT_DB) as c:
+        for payload in ({"a": 2, "b": 3}, {"a": -1, "b": 3}):   # a success and a business error
+            d = call_error(c, f"{rpc.prefix}.add", payload)
+            assert d.sqlstate == "CR010", (d.sqlstate, d.message_primary)
+            assert "celerysalt.redis_url" in d.message_primary
+            assert f"database {TCHU_RESULT_DB} of celerysalt.redis_url" in d.message_detail
+            assert "celery-task-meta-" in d.message_detail
+            assert "result_backend" in d.message_hint and "redis_key_prefix" in d.message_hint
+        assert '"business_error"' in d.message_detail
+        with pytest.raises(psycopg.Error) as info:
+            call(c, f"{rpc.prefix}.add", {"a": 1, "b": 1}, envelope=True)
+        assert info.value.diag.sqlstate == "CR010"
+        # what fails fast without an answer is unaffected: no queue bound
+        assert call_error(c, f"{rpc.prefix}.unbound.{rpc.run_id}", {"x": 1}).sqlstate == "CR004"
+    # the same service, with the database it uses
+    with connect(rpc) as c:
+        assert call(c, f"{rpc.prefix}.add", {"a": 2, "b": 3})["result"] == 5.0
 
 
 def test_business_error_with_error_model(rpc):

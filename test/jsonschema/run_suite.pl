@@ -21,7 +21,7 @@ use File::Find;
 use Getopt::Long;
 
 my $here = dirname(__FILE__);
-my $suite = $ENV{JSONSCHEMA_TEST_SUITE} // '/work/shared/jsonschema-test-suite';
+my $suite = $ENV{JSONSCHEMA_TEST_SUITE} // "$here/suite";
 my $exclusions = "$here/suite_exclusions.txt";
 my $verbose = 0;
 GetOptions('suite=s' => \$suite, 'exclusions=s' => \$exclusions, 'verbose' => \$verbose)

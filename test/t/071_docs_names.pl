@@ -47,6 +47,114 @@ for my $guc (sort keys %named)
 my %row = map { $_ => 1 } $text{'docs/configuration.md'} =~ /^\| `(celerysalt\.\w+)` \|/mg;
 ok($row{$_}, "setting $_ has a row in docs/configuration.md") for sort keys %defined;
 
+# --- each row of docs/configuration.md against pg_settings: type and unit,
+# default, range, context; the byte and name limits of string settings
+# against what ALTER SYSTEM accepts.  README's table against the same.
+my %base = (ms => 1, s => 1000, min => 60_000, h => 3_600_000, d => 86_400_000,
+	B => 1, kB => 1024, MB => 1024**2, GB => 1024**3);
+# a documented value ("1s", "10min", "1MB", "500") in the setting's unit
+sub in_unit
+{
+	my ($v, $unit) = @_;
+	my ($n, $u) = $v =~ /^(-?\d+)\s*([a-zA-Z]*)$/ or return "unparsable '$v'";
+	return $n if $u eq '';
+	return "unknown unit in '$v'" unless $base{$u} && ($unit eq 'ms' || $unit eq 's' || $unit eq 'B');
+	my $f = $base{$u} / ($unit eq 's' ? 1000 : 1);
+	return $n * $f;
+}
+sub default_of
+{
+	my ($cell) = @_;
+	return '' if $cell =~ /^empty\b/;
+	return $1 if $cell =~ /^`([^`]*)`/;
+	return (split /[\s,]/, $cell)[0];
+}
+sub alter_system
+{
+	my ($guc, $value) = @_;
+	(my $lit = $value) =~ s/'/''/g;
+	my ($rc, $out, $err) = $node->psql('postgres',
+		"\\set VERBOSITY verbose\nALTER SYSTEM SET $guc = '$lit';\nALTER SYSTEM RESET $guc;");
+	return $rc == 0 && $err !~ /ERROR/ ? 'ok' : $err =~ /ERROR:  (\w{5}):/ ? $1 : $err;
+}
+my %setting;
+for (split /\n/, $node->safe_psql('postgres', q{
+	SELECT concat_ws(E'\x1f', name, vartype, coalesce(unit, ''), coalesce(min_val, ''),
+	                 coalesce(max_val, ''), coalesce(boot_val, ''), context,
+	                 coalesce(array_to_string(enumvals, ','), ''))
+	  FROM pg_settings WHERE name LIKE 'celerysalt.%'}))
+{
+	my @f = split /\x1f/, $_, -1;
+	$setting{ $f[0] } = { vartype => $f[1], unit => $f[2], min => $f[3], max => $f[4],
+		boot => $f[5], context => $f[6], enumvals => $f[7] };
+}
+my %doc_type;
+for my $line ($text{'docs/configuration.md'} =~ /^(\| `celerysalt\.\w+` \|.*)$/mg)
+{
+	my (undef, @cell) = map { s/^\s+|\s+$//gr } split /(?<!\\)\|/, $line;
+	my ($name, $type, $default, $range, $context) = @cell;
+	$name =~ s/`//g;
+	my $s = $setting{$name};
+	ok($s, "$name of docs/configuration.md is in pg_settings") or next;
+	$doc_type{$name} = $type;
+	my ($word) = $type =~ /^(\w+)/;
+	my %unit = (ms => 'ms', s => 's', bytes => 'B');
+	my $vartype = $unit{$word} || $word =~ /^(integer|levels)$/ ? 'integer'
+	  : $word =~ /^(string|path|list)$/ ? 'string' : $word;
+	is($s->{vartype}, $vartype, "$name: documented type '$type' is $vartype");
+	is($s->{unit}, $unit{$word} // '', "$name: documented unit '$word'");
+	if ($vartype eq 'enum')
+	{
+		is(join(',', $type =~ /`([^`]+)`/g), $s->{enumvals}, "$name: documented values are the enum's");
+	}
+	my $d = default_of($default);
+	is($vartype eq 'integer' ? in_unit($d, $s->{unit}) : $d, $s->{boot}, "$name: documented default '$default'");
+	my ($ctx) = $context =~ /^(\w+)/;
+	is($ctx, $s->{context}, "$name: documented context '$context'");
+	if ($vartype eq 'integer')
+	{
+		my ($lo, $hi) = $range =~ /^`([^`]+)` – `([^`]+)`/;
+		ok(defined $hi, "$name: range '$range' gives a minimum and a maximum") or next;
+		is(in_unit($lo, $s->{unit}), $s->{min}, "$name: documented minimum '$lo'");
+		is(in_unit($hi, $s->{unit}), $s->{max}, "$name: documented maximum '$hi'");
+	}
+	elsif ($vartype eq 'string' && $range =~ /`\d/)
+	{
+		my ($lo, $hi, $what);
+		if ($range =~ /^`(\d+)` – `(\d+)` (bytes|names)$/) { ($lo, $hi, $what) = ($1, $2, $3) }
+		elsif ($range =~ /^< `(\d+)` bytes$/) { ($lo, $hi, $what) = (0, $1 - 1, 'bytes') }
+		elsif ($range =~ /^exactly `(\d+)` names?$/) { ($lo, $hi, $what) = ($1, $1, 'names') }
+		ok(defined $what, "$name: range '$range' is understood") or next;
+		my $make = $what eq 'bytes' ? sub { 'x' x $_[0] }
+		  : sub { join(',', map { "celery_salt.task$_" } 1 .. $_[0]) };
+		is(alter_system($name, $make->($hi)), 'ok', "$name: $hi $what are accepted");
+		is(alter_system($name, $make->($hi + 1)), '22023', "$name: " . ($hi + 1) . " $what are refused");
+		is(alter_system($name, $make->($lo - 1)), '22023', "$name: " . ($lo - 1) . " $what are refused")
+		  if $lo > 0;
+	}
+	else
+	{
+		is($range, '—', "$name: a $vartype setting without a range says '—'")
+		  unless $vartype eq 'string';
+	}
+}
+# README's table: name(s) | default(s) | meaning
+for my $line ($text{'README.md'} =~ /^(\| `celerysalt\.\w+`.*)$/mg)
+{
+	my (undef, $names, $defaults) = map { s/^\s+|\s+$//gr } split /(?<!\\)\|/, $line;
+	my @n = $names =~ /`(celerysalt\.\w+)`/g;
+	my @d = @n > 1 ? split(/,\s*/, $defaults) : ($defaults);
+	@d = (@d) x @n if @d == 1;
+	is(scalar @d, scalar @n, "README: one default per setting in '$names'") or next;
+	for my $i (0 .. $#n)
+	{
+		my $s = $setting{ $n[$i] } or next;
+		my $v = default_of($d[$i]);
+		is($s->{vartype} eq 'integer' ? in_unit($v, $s->{unit}) : $v, $s->{boot},
+			"README: default of $n[$i] '$d[$i]'");
+	}
+}
+
 # --- SQL names
 my %object;
 $object{$_} = 'function' for split /\n/, $node->safe_psql('postgres', q{

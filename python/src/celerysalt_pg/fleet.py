@@ -6,7 +6,7 @@ in a mixed fleet): both copies carry the event's topic as routing key, so a
 queue bound to the topic receives both.  A stock worker runs the copy for its
 own library's dispatcher and rejects the other as "Received unregistered task",
 with a traceback in its log and a ``FAILURE``/``NotRegistered`` record in its
-result backend (wire-protocol.md §0.2 item 1).
+result backend (docs/wire-format.md#one-message-per-dispatcher-task).
 
 One line after the service's queue setup makes the other copy a no-op::
 

@@ -14,7 +14,7 @@ declaration order of fields for generated models), looks up the
 schema of each ``@subscribe(topic)`` there (``celerysalt_get_schema``: a
 subscriber needs no copy of the publisher's classes) and records its handlers
 (``celerysalt_track_subscriber``).  The interface is the duck-typed one of
-``celery_salt.core.registry.InMemorySchemaRegistry`` (wire-protocol.md §4.1):
+``celery_salt.core.registry.InMemorySchemaRegistry`` (docs/wire-format.md#registry-semantics):
 ``register_schema``, ``get_schema``, ``track_subscriber``.
 
 Errors are celery-salt's own classes, with the SQLSTATE, message, detail and

@@ -5,7 +5,7 @@ never bind a service's queue to its handler topics: its receivers are nested
 functions connected weakly to Celery's signals, garbage-collected before the
 worker starts, and the worker's queue list is cached before they would run.
 On a fresh broker such a service's queue is bound with routing key
-``<queue_name>`` only and gets no event (wire-protocol.md §0.2 item 2, §2.9).
+``<queue_name>`` only and gets no event (docs/wire-format.md#pitfalls-of-the-python-libraries).
 
 Call ``bind_tchu_queue`` right after tchu-tchu's documented setup::
 

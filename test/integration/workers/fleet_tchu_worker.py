@@ -1,7 +1,7 @@
 """A tchu-tchu 3.0.4 service set up the way tchu-tchu documents it
 (setup_celery_queue with its subscriber modules) plus celerysalt_pg's
 bind_tchu_queue, which does the binding setup_celery_queue never does
-(wire-protocol.md 2.9), and, with CSIT_REGISTRY_DSN, records the handlers in
+(docs/wire-format.md#pitfalls-of-the-python-libraries), and, with CSIT_REGISTRY_DSN, records the handlers in
 celerysalt_subscribers.  With CSIT_IGNORE_FOREIGN=1 it also calls
 ignore_foreign_dispatchers (the mixed-fleet line).  Nothing here or in the
 test binds by hand.  Handlers: fleet_tchu_handlers.py.

@@ -1,6 +1,6 @@
 """A stock celery-salt 1.6.0 service that starts after events for it were
 published: setup_salt_queue(app, queue_name=...) declares its queue and binds
-its handler's topic when the worker starts (wire-protocol.md 2.9), the way
+its handler's topic when the worker starts (docs/wire-format.md#pitfalls-of-the-python-libraries), the way
 every new subscriber service comes up.
 
 Environment: CSIT_BROKER_URL, CSIT_RESULT_BACKEND, CSIT_QUEUE, CSIT_LATE_TOPIC,

@@ -1,4 +1,4 @@
-"""A stock celery-salt 1.6.0 service answering RPC calls (wire-protocol.md 3).
+"""A stock celery-salt 1.6.0 service answering RPC calls (docs/wire-format.md#rpc-requests).
 
 Topics under CSIT_TOPIC_PREFIX:
   .add     request/response/error models declared (@event, .response, .error)

@@ -1,6 +1,6 @@
 """A stock celery-salt 1.6.0 service, configured the documented way:
 setup_salt_queue(app, queue_name=...) (its queue gets x-max-priority 10 and
-every handler topic bound, wire-protocol.md 2.9), a Redis result backend
+every handler topic bound, docs/wire-format.md#pitfalls-of-the-python-libraries), a Redis result backend
 with result_serializer=json, schemas registered with celery-salt's own
 @event decorator at import time (2.4, 2.5), and @subscribe handlers that
 record what they receive (record.py).

@@ -1,6 +1,6 @@
 """A stock tchu-tchu 3.0.4 service configured with its own helper,
 setup_celery_queue().  That helper never binds the handler topics
-(wire-protocol.md 0.2 item 2, 2.9), so the test rig declares this worker's
+(docs/wire-format.md#pitfalls-of-the-python-libraries), so the test rig declares this worker's
 queue (durable, no arguments) and its tchu_events bindings before starting
 it.  Handlers are tchu-tchu @subscribe functions recording what they
 receive (record.py); they live in this module so they are registered
