@@ -24,6 +24,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The official JSON Schema Test Suite is test data kept outside the repository:
+# find it (or download it) from the checkout, for TAP test 010 in the copy below.
+if suite=$(bash "$here/test/jsonschema/locate_suite.sh"); then
+	export JSONSCHEMA_TEST_SUITE=$suite
+fi
+
 # initdb refuses to run as root: run the suites as postgres in a copy it owns.
 cp -a "$here/." "$WORK/"
 rm -rf "$WORK/artifacts" "$WORK/.git"

@@ -20,7 +20,7 @@
 #    celerysalt_validation_errors and celerysalt_schema_errors), then the
 #    regression files in ASAN_REGRESS (default: sql/jsonschema.sql and
 #    sql/follow_actions.sql) and the official JSON Schema Test Suite
-#    (vendored in test/jsonschema/suite; JSONSCHEMA_TEST_SUITE=DIR for another);
+#    (found by test/jsonschema/locate_suite.sh; JSONSCHEMA_TEST_SUITE=DIR for another);
 # 5. fails on any ASan/LSan report that names the extension, on a crash, or
 #    on a fuzz finding.
 #
@@ -132,8 +132,8 @@ for t in ${ASAN_REGRESS:-jsonschema follow_actions}; do
 		echo "sql/$t.sql: differs from expected (see $ROOT/$t.diff)"; head -30 "$ROOT/$t.diff"; fail=1
 	fi
 done
-# the suite copied with the tree, unless JSONSCHEMA_TEST_SUITE names another
-SUITE=${SUITE:-$ROOT/build/test/jsonschema/suite}
+# the suite beside the checkout or downloaded (locate_suite.sh), unless JSONSCHEMA_TEST_SUITE names another
+SUITE=${SUITE:-$(bash "$SRC/test/jsonschema/locate_suite.sh")}
 as_pg perl "$ROOT/build/test/jsonschema/run_suite.pl" --suite "$SUITE" -- "${PSQL[@]}" | grep 'cases:' ||
 	{ echo "official suite: unexpected failures (or not found at $SUITE)"; fail=1; }
 

@@ -21,7 +21,8 @@ use File::Find;
 use Getopt::Long;
 
 my $here = dirname(__FILE__);
-my $suite = $ENV{JSONSCHEMA_TEST_SUITE} // "$here/suite";
+my $suite = $ENV{JSONSCHEMA_TEST_SUITE} // `bash $here/locate_suite.sh`;
+chomp $suite;
 my $exclusions = "$here/suite_exclusions.txt";
 my $verbose = 0;
 GetOptions('suite=s' => \$suite, 'exclusions=s' => \$exclusions, 'verbose' => \$verbose)

@@ -4,8 +4,9 @@
 # test/jsonschema/run_suite.pl, which loads every case with one COPY and
 # validates them in one query; this wrapper provides the server.
 #
-# The suite is vendored in test/jsonschema/suite (licence, commit and what
-# was kept: its README.md); JSONSCHEMA_TEST_SUITE points at another copy.
+# The suite is test data kept outside the repository, at the commit in
+# test/jsonschema/suite.commit: test/jsonschema/locate_suite.sh finds it
+# (JSONSCHEMA_TEST_SUITE, a copy beside the checkout, or a download).
 use strict;
 use warnings;
 
@@ -15,9 +16,11 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $suite = $ENV{JSONSCHEMA_TEST_SUITE} // dirname(__FILE__) . '/../jsonschema/suite';
-# vendored: never skipped
-BAIL_OUT("JSON Schema Test Suite not found at $suite") unless -d "$suite/tests";
+my $locate = dirname(__FILE__) . '/../jsonschema/locate_suite.sh';
+my $suite = `bash $locate`;
+chomp $suite;
+# never skipped: a missing suite fails the run, with locate_suite.sh's reason
+BAIL_OUT("JSON Schema Test Suite not found: see test/jsonschema/locate_suite.sh") unless $? == 0 && -d "$suite/tests";
 note('suite commit ' . (-f "$suite/COMMIT" ? slurp_file("$suite/COMMIT") : 'unknown'));
 
 my $runner = dirname(__FILE__) . '/../jsonschema/run_suite.pl';

@@ -86,6 +86,10 @@ for my $f (@files)
 {
 	next if $f eq $self;
 	my $text = slurp_file($f);
+	# the one exception: the locator of the JSON Schema Test Suite, test data
+	# its maintainers keep outside the repository, looks where the machines
+	# this project is tested on keep it (and downloads it elsewhere)
+	$text =~ s{(?:\.\./)+shared\S*|/work/\S*}{}g if $f eq 'test/jsonschema/locate_suite.sh';
 	my $line = 0;
 	for my $l (split /\n/, $text)
 	{
