@@ -43,7 +43,7 @@ import kombu
 import psycopg
 import psycopg.sql
 
-PGBIN = "/usr/lib/postgresql/15/bin"
+PGBIN = os.environ.get("CSIT_PG_BINDIR", "/usr/lib/postgresql/15/bin")
 RABBIT_BIN = "/usr/lib/rabbitmq/bin"
 SERVICE_USER = "postgres"
 EXCHANGE = "tchu_events"
