@@ -284,15 +284,15 @@ BrokerConnect(StringInfo error)
 	{
 		appendStringInfo(error, "could not log in to broker at %s:%d as user \"%s\"",
 						 url.host, url.port, url.user);
-		describe_reply(error, "", reply);
 		/* TLS 1.3 reports a refused client certificate only now */
 		if (url.tls && reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
 			reply.library_error == AMQP_STATUS_SSL_ERROR)
 		{
-			appendStringInfoString(error, " (");
+			appendStringInfoString(error, ": ");
 			TlsAppendFailure(error, NULL, 0);
-			appendStringInfoChar(error, ')');
 		}
+		else
+			describe_reply(error, "", reply);
 		amqp_destroy_connection(state);
 		return NULL;
 	}

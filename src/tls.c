@@ -366,8 +366,7 @@ TlsAppendFailure(StringInfo error, struct ssl_st *ssl, int ret)
 		if (ERR_GET_REASON(e) == SSL_R_WRONG_VERSION_NUMBER ||
 			ERR_GET_REASON(e) == SSL_R_PACKET_LENGTH_TOO_LONG)
 			appendStringInfoString(error, " (the server does not speak TLS on this port)");
-		else if (strstr(reason, "certificate required") != NULL ||
-				 strstr(reason, "handshake failure") != NULL)
+		else if (strstr(reason, "handshake failure") != NULL)
 			appendStringInfoString(error, " (the server may require a client certificate)");
 	}
 	else if (code == SSL_ERROR_ZERO_RETURN)
