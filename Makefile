@@ -33,7 +33,9 @@ PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
 
 PG_CPPFLAGS += -I$(srcdir)/src
 PG_CFLAGS   += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror
-SHLIB_LINK  += -lrabbitmq -lhiredis
+# OpenSSL: the TLS of rediss:// (redis.c, tls.c) and the set-up of amqps://
+# (librabbitmq-c, built with OpenSSL on Debian, hands out its SSL_CTX).
+SHLIB_LINK  += -lrabbitmq -lhiredis -lssl -lcrypto
 
 ifeq ($(SANITIZE),address)
 PG_CFLAGS  += -fsanitize=address -fno-omit-frame-pointer

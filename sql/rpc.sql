@@ -56,7 +56,6 @@ SELECT state, message, detail FROM try($q$SET celerysalt.rpc_task = 'a, b'$q$);
 -- Redis URLs parse as redis-py parses them (issue 12, item 7d): user
 -- information up to the LAST '@', percent-decoding, db from the path or
 -- ?db=.  The details never repeat any part of the URL.
-SELECT state, detail FROM try($q$SET celerysalt.redis_url = 'rediss://:secret@host:6380/0'$q$);
 SELECT state, detail FROM try($q$SET celerysalt.redis_url = 'redis://secret@host/0'$q$);
 SELECT state, detail FROM try($q$SET celerysalt.redis_url = 'redis://:se/cret@host/0'$q$);
 SELECT state, detail FROM try($q$SET celerysalt.redis_url = 'redis://host/0?password=secret'$q$);

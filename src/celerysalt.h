@@ -5,7 +5,7 @@
  *		the names an event carries and the SQLSTATEs of remote outcomes.
  *		Each component has its own header (guc.h, dbslot.h, catalog.h,
  *		event.h, outbox.h, message.h, processes.h, registry.h, conninfo.h,
- *		broker.h, redis.h, follow.h, jsonschema.h).
+ *		tls.h, broker.h, redis.h, follow.h, jsonschema.h).
  *
  *-------------------------------------------------------------------------
  */

@@ -344,7 +344,8 @@ ConninfoInstallLogHook(void)
 
 /*
  * ConninfoParseAmqp
- *		Split an amqp:// URL as librabbitmq-c (which connects) splits it.
+ *		Split an amqp:// or amqps:// URL as librabbitmq-c (which connects)
+ *		splits it; out->tls for amqps://.
  *		Strings in *out are palloc'd.  out->has_password says whether the URL
  *		gave a non-empty password (else librabbitmq-c's default, "guest", is
  *		in out->password, as kombu does).  On failure returns false with
@@ -359,17 +360,12 @@ ConninfoParseAmqp(const char *url, AmqpUrl *out, char **error)
 	char	   *copy = pstrdup(url);
 	int			rc;
 
-	if (strncmp(url, "amqps://", 8) == 0)
-	{
-		*error = "TLS (amqps://) is not supported by this build.";
-		return false;
-	}
 	amqp_default_connection_info(&defaults);
 	amqp_default_connection_info(&info);
 	rc = amqp_parse_url(copy, &info);
 	if (rc != AMQP_STATUS_OK)
 	{
-		*error = "The broker URL is not a valid amqp:// URL.";
+		*error = "The broker URL is not a valid amqp:// or amqps:// URL.";
 		return false;
 	}
 	out->host = pstrdup(info.host);
@@ -379,6 +375,8 @@ ConninfoParseAmqp(const char *url, AmqpUrl *out, char **error)
 	out->password = pstrdup(info.password);
 	/* the parser leaves the default's pointer unless the URL gave one */
 	out->has_password = info.password != defaults.password && info.password[0] != '\0';
+	/* amqps:// (default port 5671): the broker client opens TLS, never TCP */
+	out->tls = info.ssl != 0;
 	pfree(copy);
 	return true;
 }
@@ -451,15 +449,83 @@ parse_db(const char *text)
 }
 
 /*
+ * One of redis-py's TLS query parameters of a rediss:// URL (name[0..len),
+ * value decoded, NULL if it decoded to a NUL byte) into out; false with
+ * *error set, which repeats no part of the URL.  ssl_cert_reqs takes
+ * Python's names too, as Celery's documentation writes them.
+ */
+static bool
+tls_parameter(RedisUrl *out, const char *name, size_t len, char *value, char **error)
+{
+#define NAME_IS(n) (len == strlen(n) && strncmp(name, n, len) == 0)
+	if (value == NULL)
+	{
+		*error = "A TLS parameter of the Redis URL contains an encoded NUL byte.";
+		return false;
+	}
+	if (NAME_IS("ssl_cert_reqs"))
+	{
+		if (pg_strcasecmp(value, "required") == 0 || pg_strcasecmp(value, "cert_required") == 0 ||
+			pg_strcasecmp(value, "optional") == 0 || pg_strcasecmp(value, "cert_optional") == 0)
+			out->tls_verify = TLS_VERIFY_FULL;
+		else if (pg_strcasecmp(value, "none") == 0 || pg_strcasecmp(value, "cert_none") == 0)
+			out->tls_verify = TLS_VERIFY_NONE;
+		else
+		{
+			*error = "The Redis URL's ssl_cert_reqs must be required, optional or none (or CERT_REQUIRED, CERT_OPTIONAL, CERT_NONE).";
+			return false;
+		}
+	}
+	else if (NAME_IS("ssl_check_hostname"))
+	{
+		/* redis-py's to_bool: these are false, anything else is true */
+		out->tls_check_hostname =
+			!(pg_strcasecmp(value, "0") == 0 || pg_strcasecmp(value, "f") == 0 ||
+			  pg_strcasecmp(value, "false") == 0 || pg_strcasecmp(value, "n") == 0 ||
+			  pg_strcasecmp(value, "no") == 0);
+	}
+	else if (NAME_IS("ssl_ca_certs") || NAME_IS("ssl_certfile") || NAME_IS("ssl_keyfile"))
+	{
+		if (value[0] == '\0')
+		{
+			*error = "The Redis URL's ssl_ca_certs, ssl_certfile and ssl_keyfile must name a file.";
+			return false;
+		}
+		if (NAME_IS("ssl_ca_certs"))
+			out->tls_ca_file = value;
+		else if (NAME_IS("ssl_certfile"))
+			out->tls_cert_file = value;
+		else
+			out->tls_key_file = value;
+	}
+	else if (NAME_IS("ssl_password"))
+	{
+		*error = "The Redis URL has ssl_password: private keys protected by a passphrase are not supported (and a passphrase does not belong in a URL).";
+		return false;
+	}
+	else
+	{
+		*error = "The Redis URL has a TLS parameter that is not supported: use ssl_cert_reqs, ssl_check_hostname, ssl_ca_certs, ssl_certfile, ssl_keyfile, or the celerysalt.redis_tls_* settings.";
+		return false;
+	}
+	return true;
+#undef NAME_IS
+}
+
+/*
  * ConninfoParseRedis
- *		redis://[[user]:password@]host[:port][/db][?db=N], parsed as redis-py
+ *		redis[s]://[[user]:password@]host[:port][/db][?db=N], parsed as redis-py
  *		parses it (urllib.parse): the authority ends at the first '/', '?' or
  *		'#'; the user information runs up to the LAST '@' of the authority and
  *		splits at its first ':' into user name and password; user name,
  *		password, host and database are percent-decoded (a password holding
  *		'@', ':', '/', '?' or '#' is written %40, %3A, %2F, %3F, %23); a
- *		"db" query parameter overrides the path; other query parameters
- *		(redis-py connection options) are ignored.  [::1] is an IPv6 host.
+ *		"db" query parameter overrides the path; rediss:// (TLS) takes
+ *		redis-py's TLS parameters ssl_cert_reqs, ssl_check_hostname,
+ *		ssl_ca_certs, ssl_certfile and ssl_keyfile (the ssl_* parameters are
+ *		refused with redis://, and others than these with rediss://); other
+ *		query parameters (redis-py connection options) are ignored.  [::1] is
+ *		an IPv6 host.
  *
  *		Strings are palloc'd.  On failure *error says why, never repeating
  *		any part of the URL.
@@ -478,14 +544,20 @@ ConninfoParseRedis(const char *url, RedisUrl *out, char **error)
 
 	memset(out, 0, sizeof(*out));
 	out->port = 6379;
-	if (strncmp(url, "redis://", 8) != 0)
+	out->tls_verify = -1;
+	out->tls_check_hostname = -1;
+	if (strncmp(url, "redis://", 8) == 0)
+		auth = url + 8;
+	else if (strncmp(url, "rediss://", 9) == 0)
 	{
-		*error = strncmp(url, "rediss://", 9) == 0
-			? "TLS (rediss://) is not supported by this build: reach a TLS-only Redis through a local TLS tunnel (for example stunnel) with a redis:// URL."
-			: "The Redis URL must start with redis://.";
+		out->tls = true;
+		auth = url + 9;
+	}
+	else
+	{
+		*error = "The Redis URL must start with redis:// or rediss://.";
 		return false;
 	}
-	auth = url + 8;
 	auth_end = auth + strcspn(auth, "/?#");
 
 	for (p = auth; p < auth_end; p++)
@@ -591,7 +663,19 @@ ConninfoParseRedis(const char *url, RedisUrl *out, char **error)
 				*error = "The Redis URL has a user name or password in its query string: write redis://user:password@host, or use celerysalt.redis_password_file.";
 				return false;
 			}
-			if (name_len == 2 && strncmp(q, "db", 2) == 0 && eq != NULL && eq + 1 < item_end)
+			if (name_len > 4 && strncmp(q, "ssl_", 4) == 0)
+			{
+				char	   *value = eq ? percent_decode(eq + 1, item_end - eq - 1) : pstrdup("");
+
+				if (!out->tls)
+				{
+					*error = "The Redis URL has TLS parameters (ssl_...) but the scheme redis://: write rediss:// for TLS.";
+					return false;
+				}
+				if (!tls_parameter(out, q, name_len, value, error))
+					return false;
+			}
+			else if (name_len == 2 && strncmp(q, "db", 2) == 0 && eq != NULL && eq + 1 < item_end)
 			{
 				char	   *text = percent_decode(eq + 1, item_end - eq - 1);
 

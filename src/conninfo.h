@@ -10,6 +10,8 @@
 
 #include "lib/stringinfo.h"
 
+#include "tls.h"
+
 typedef struct AmqpUrl
 {
 	char	   *host;
@@ -18,6 +20,7 @@ typedef struct AmqpUrl
 	char	   *user;
 	char	   *password;		/* never printed */
 	bool		has_password;	/* the URL gave a non-empty password */
+	bool		tls;			/* amqps://: TLS, never plain TCP */
 } AmqpUrl;
 
 typedef struct RedisUrl
@@ -27,6 +30,13 @@ typedef struct RedisUrl
 	int			db;
 	char	   *user;			/* NULL unless given (Redis 6 ACL) */
 	char	   *password;		/* NULL unless given; never printed */
+	bool		tls;			/* rediss://: TLS, never plain TCP */
+	/* redis-py's TLS query parameters (rediss:// only); -1 / NULL: not given */
+	int			tls_verify;		/* a TlsVerify from ssl_cert_reqs */
+	int			tls_check_hostname; /* ssl_check_hostname: 0 or 1 */
+	char	   *tls_ca_file;	/* ssl_ca_certs */
+	char	   *tls_cert_file;	/* ssl_certfile */
+	char	   *tls_key_file;	/* ssl_keyfile */
 } RedisUrl;
 
 extern bool ConninfoParseAmqp(const char *url, AmqpUrl *out, char **error);

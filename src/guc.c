@@ -28,6 +28,7 @@
 #include "jsonschema/jsonschema.h"
 #include "redis.h"
 #include "guc.h"
+#include "tls.h"
 #include "event.h"
 #include "trace_context.h"
 
@@ -60,6 +61,21 @@ int			celerysalt_format_dialect = FORMAT_DIALECT_PYDANTIC;
 char	   *celerysalt_service_name = NULL;
 char	   *celerysalt_traceparent = NULL;
 char	   *celerysalt_tracestate = NULL;
+char	   *celerysalt_broker_tls_ca_file = NULL;
+char	   *celerysalt_broker_tls_cert_file = NULL;
+char	   *celerysalt_broker_tls_key_file = NULL;
+int			celerysalt_broker_tls_verify = TLS_VERIFY_FULL;
+char	   *celerysalt_redis_tls_ca_file = NULL;
+char	   *celerysalt_redis_tls_cert_file = NULL;
+char	   *celerysalt_redis_tls_key_file = NULL;
+int			celerysalt_redis_tls_verify = TLS_VERIFY_FULL;
+
+static const struct config_enum_entry tls_verify_options[] = {
+	{"full", TLS_VERIFY_FULL, false},
+	{"ca", TLS_VERIFY_CA, false},
+	{"none", TLS_VERIFY_NONE, false},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry format_dialect_options[] = {
 	{"pydantic", FORMAT_DIALECT_PYDANTIC, false},
@@ -152,11 +168,11 @@ parse_redis_url(const char *url, char **password, char **error)
 
 static UrlSetting broker_url_setting = {
 	"celerysalt.broker_url", "celerysalt.broker_password_file",
-	"amqp://user@host:port/vhost", parse_broker_url
+	"amqp[s]://user@host:port/vhost", parse_broker_url
 };
 static UrlSetting redis_url_setting = {
 	"celerysalt.redis_url", "celerysalt.redis_password_file",
-	"redis://host:port/db", parse_redis_url
+	"redis[s]://host:port/db", parse_redis_url
 };
 
 /* The GUC variables: what PostgreSQL shows, password masked. */
@@ -484,6 +500,50 @@ GucDefineAll(void)
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
+	/*
+	 * TLS of amqps:// (broker) and rediss:// (RPC's Redis), one set per
+	 * service as Celery has broker_use_ssl and redis_backend_use_ssl: the
+	 * two often trust different CAs and present different client
+	 * certificates.  Each applies only to a URL whose scheme asks for TLS.
+	 * The file settings are superuser-only, as the password files are.
+	 */
+	DefineCustomStringVariable("celerysalt.broker_tls_ca_file",
+							   "Sets the file of CA certificates that RabbitMQ servers' TLS certificates are verified against.",
+							   "Used with amqps:// URLs; empty means the system's CA store.",
+							   &celerysalt_broker_tls_ca_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("celerysalt.broker_tls_cert_file",
+							   "Sets the TLS client certificate presented to RabbitMQ servers.",
+							   "Used with amqps:// URLs; empty means no client certificate.",
+							   &celerysalt_broker_tls_cert_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("celerysalt.broker_tls_key_file",
+							   "Sets the private key file of the TLS client certificate presented to RabbitMQ servers.",
+							   "Empty means the key is in the certificate file; group and others must not be able to read it.",
+							   &celerysalt_broker_tls_key_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("celerysalt.broker_tls_verify",
+							 "Sets what is verified of a RabbitMQ server's TLS certificate.",
+							 "full: a chain to a trusted CA and the host name; ca: the chain only; "
+							 "none: nothing (encrypted, not authenticated).",
+							 &celerysalt_broker_tls_verify,
+							 TLS_VERIFY_FULL,
+							 tls_verify_options,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+
 	DefineCustomStringVariable("celerysalt.exchange",
 							   "Sets the topic exchange events are published to.",
 							   NULL,
@@ -518,6 +578,44 @@ GucDefineAll(void)
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+
+	/* as celerysalt.redis_url: a superuser may set them per session */
+	DefineCustomStringVariable("celerysalt.redis_tls_ca_file",
+							   "Sets the file of CA certificates that Redis servers' TLS certificates are verified against.",
+							   "Used with rediss:// URLs; empty means the system's CA store.",
+							   &celerysalt_redis_tls_ca_file,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("celerysalt.redis_tls_cert_file",
+							   "Sets the TLS client certificate presented to Redis servers.",
+							   "Used with rediss:// URLs; empty means no client certificate.",
+							   &celerysalt_redis_tls_cert_file,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("celerysalt.redis_tls_key_file",
+							   "Sets the private key file of the TLS client certificate presented to Redis servers.",
+							   "Empty means the key is in the certificate file; group and others must not be able to read it.",
+							   &celerysalt_redis_tls_key_file,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("celerysalt.redis_tls_verify",
+							 "Sets what is verified of a Redis server's TLS certificate.",
+							 "full: a chain to a trusted CA and the host name; ca: the chain only; "
+							 "none: nothing (encrypted, not authenticated).",
+							 &celerysalt_redis_tls_verify,
+							 TLS_VERIFY_FULL,
+							 tls_verify_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("celerysalt.redis_key_prefix",
 							   "Sets the prefix of Celery result keys (result_backend_transport_options global_keyprefix).",

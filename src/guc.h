@@ -38,6 +38,14 @@ extern char *celerysalt_traceparent;
 extern char *celerysalt_tracestate;
 extern int	celerysalt_follow_action_errors;
 extern int	celerysalt_format_dialect;
+extern char *celerysalt_broker_tls_ca_file;
+extern char *celerysalt_broker_tls_cert_file;
+extern char *celerysalt_broker_tls_key_file;
+extern int	celerysalt_broker_tls_verify;
+extern char *celerysalt_redis_tls_ca_file;
+extern char *celerysalt_redis_tls_cert_file;
+extern char *celerysalt_redis_tls_key_file;
+extern int	celerysalt_redis_tls_verify;
 
 /* celerysalt.format_dialect */
 typedef enum FormatDialect

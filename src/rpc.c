@@ -185,8 +185,10 @@ ensure_connections(TimestampTz deadline, RpcResult *res)
 	{
 		/* settle the previous call's confirm, then make sure the link is sound */
 		if (settings_changed(&rpc_broker_signature,
-							 psprintf("%s\n%s\n%s", celerysalt_broker_url,
-									  celerysalt_broker_password_file, celerysalt_exchange)))
+							 psprintf("%s\n%s\n%s\n%s\n%s\n%s\n%d", celerysalt_broker_url,
+									  celerysalt_broker_password_file, celerysalt_exchange,
+									  celerysalt_broker_tls_ca_file, celerysalt_broker_tls_cert_file,
+									  celerysalt_broker_tls_key_file, celerysalt_broker_tls_verify)))
 			drop_broker();
 		if (rpc_broker != NULL &&
 			(lower_broker_timeout(deadline) == 0 ||
@@ -217,10 +219,13 @@ ensure_connections(TimestampTz deadline, RpcResult *res)
 				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
 				 errmsg("could not connect to the broker for an RPC call"),
 				 errdetail_internal("%s", error.data),
-				 errhint("Check celerysalt.broker_url and that RabbitMQ is running.")));
+				 errhint("Check celerysalt.broker_url (for amqps://, also the celerysalt.broker_tls_* settings) and that RabbitMQ is running.")));
 
 	if (settings_changed(&rpc_redis_signature,
-						 psprintf("%s\n%s", celerysalt_redis_url, celerysalt_redis_password_file)) ||
+						 psprintf("%s\n%s\n%s\n%s\n%s\n%d", celerysalt_redis_url,
+								  celerysalt_redis_password_file, celerysalt_redis_tls_ca_file,
+								  celerysalt_redis_tls_cert_file, celerysalt_redis_tls_key_file,
+								  celerysalt_redis_tls_verify)) ||
 		(rpc_cmd != NULL && !RedisLinkAlive(rpc_cmd, true)) ||
 		(rpc_sub != NULL && !RedisLinkAlive(rpc_sub, false)))
 		drop_redis();
@@ -240,7 +245,7 @@ ensure_connections(TimestampTz deadline, RpcResult *res)
 				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
 				 errmsg("could not connect to Redis for an RPC call"),
 				 errdetail_internal("%s", error.data),
-				 errhint("Check celerysalt.redis_url: it must name the workers' result backend.")));
+				 errhint("Check celerysalt.redis_url (for rediss://, also the celerysalt.redis_tls_* settings): it must name the workers' result backend.")));
 	}
 	pfree(error.data);
 	return true;

@@ -116,8 +116,10 @@ worker_detach(int code, Datum arg)
 static char *
 connection_signature(void)
 {
-	return psprintf("%s\n%s\n%s", celerysalt_broker_url,
-					celerysalt_broker_password_file, celerysalt_exchange);
+	return psprintf("%s\n%s\n%s\n%s\n%s\n%s\n%d", celerysalt_broker_url,
+					celerysalt_broker_password_file, celerysalt_exchange,
+					celerysalt_broker_tls_ca_file, celerysalt_broker_tls_cert_file,
+					celerysalt_broker_tls_key_file, celerysalt_broker_tls_verify);
 }
 
 static void

@@ -5,7 +5,7 @@ export PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 export DEBIAN_FRONTEND=noninteractive
 
 DEBIAN_PACKAGES="postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-contrib
-	librabbitmq-dev libhiredis-dev libipc-run-perl socat make gcc
+	librabbitmq-dev libhiredis-dev libssl-dev openssl libipc-run-perl socat make gcc
 	clang-14 llvm-14 python3-venv rabbitmq-server redis-server procps"
 
 setup_machine() {
