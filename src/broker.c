@@ -143,18 +143,17 @@ set_timeval(struct timeval *tv, int ms)
 
 /*
  * BrokerConnect
- *		Open a connection configured by the celerysalt.broker_* settings,
- *		with channel 1 in confirm mode and the exchange declared.  Returns
- *		NULL and describes the failure in error (no credentials) when the
- *		broker cannot be used.  The connection is malloc'd: free it with
- *		BrokerDisconnect.
+ *		Open a connection to one broker node (broker_failover.c picks it) with
+ *		the password of celerysalt.broker_password_file if set, else the
+ *		node's, with channel 1 in confirm mode and the exchange declared.
+ *		Returns NULL and describes the failure in error (no credentials)
+ *		when the node cannot be used.  The connection is malloc'd: free it
+ *		with BrokerDisconnect.
  */
 BrokerConnection *
-BrokerConnect(StringInfo error)
+BrokerConnect(const AmqpUrl *url, StringInfo error)
 {
-	AmqpUrl	url;
-	char	   *parse_error = NULL;
-	char	   *password;
+	const char *password;
 	amqp_connection_state_t state;
 	amqp_socket_t *socket;
 	struct timeval tv;
@@ -164,12 +163,7 @@ BrokerConnect(StringInfo error)
 	int			fd;
 	char		host[128];
 
-	if (!ConninfoParseAmqp(celerysalt_broker_url, &url, &parse_error))
-	{
-		appendStringInfoString(error, parse_error);
-		return NULL;
-	}
-	password = url.password;
+	password = url->password;
 	if (celerysalt_broker_password_file && celerysalt_broker_password_file[0])
 	{
 		password = ConninfoReadSecretFile(celerysalt_broker_password_file, "broker", error);
@@ -192,14 +186,14 @@ BrokerConnect(StringInfo error)
 	}
 
 	set_timeval(&tv, celerysalt_broker_timeout_ms);
-	rc = amqp_socket_open_noblock(socket, url.host, url.port, &tv);
+	rc = amqp_socket_open_noblock(socket, url->host, url->port, &tv);
 	if (rc != AMQP_STATUS_OK)
 	{
 		appendStringInfo(error, "could not connect to broker at %s:%d: %s",
-						 url.host, url.port, amqp_error_string2(rc));
+						 url->host, url->port, amqp_error_string2(rc));
 		amqp_destroy_connection(state);
 		if (rc == AMQP_STATUS_SOCKET_ERROR)
-			append_connect_errno(error, url.host, url.port);
+			append_connect_errno(error, url->host, url->port);
 		return NULL;
 	}
 
@@ -210,12 +204,12 @@ BrokerConnect(StringInfo error)
 	amqp_set_handshake_timeout(state, &tv);
 	amqp_set_rpc_timeout(state, &tv);
 
-	reply = amqp_login(state, url.vhost, 0, BROKER_FRAME_MAX, 0,
-					   AMQP_SASL_METHOD_PLAIN, url.user, password);
+	reply = amqp_login(state, url->vhost, 0, BROKER_FRAME_MAX, 0,
+					   AMQP_SASL_METHOD_PLAIN, url->user, password);
 	if (reply.reply_type != AMQP_RESPONSE_NORMAL)
 	{
 		appendStringInfo(error, "could not log in to broker at %s:%d as user \"%s\"",
-						 url.host, url.port, url.user);
+						 url->host, url->port, url->user);
 		describe_reply(error, "", reply);
 		amqp_destroy_connection(state);
 		return NULL;
@@ -240,7 +234,7 @@ BrokerConnect(StringInfo error)
 	if (reply.reply_type != AMQP_RESPONSE_NORMAL)
 	{
 		describe_reply(error, psprintf("could not set up channel on broker %s:%d (exchange \"%s\")",
-									   url.host, url.port, celerysalt_exchange),
+									   url->host, url->port, celerysalt_exchange),
 					   reply);
 		amqp_connection_close(state, AMQP_REPLY_SUCCESS);
 		amqp_destroy_connection(state);
