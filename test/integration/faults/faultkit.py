@@ -43,7 +43,8 @@ import kombu
 import psycopg
 import psycopg.sql
 
-PGBIN = "/usr/lib/postgresql/15/bin"
+# the PostgreSQL under test, as in rig.py (a private install sets CSIT_PG_BINDIR)
+PGBIN = os.environ.get("CSIT_PG_BINDIR", "/usr/lib/postgresql/15/bin")
 RABBIT_BIN = "/usr/lib/rabbitmq/bin"
 SERVICE_USER = "postgres"
 EXCHANGE = "tchu_events"
@@ -206,7 +207,7 @@ class RabbitNode:
     def url(self, password=None, port=None):
         pw = self.password if password is None else password
         cred = f"{self.user}:{pw}" if pw != "" else self.user
-        return f"amqp://{cred}@{self.host}:{port or self.port}/%2F"
+        return f"amqp://{cred}@{self.host}:{port or self.port}//"
 
 # ------------------------------------------------------------------- proxy
 
