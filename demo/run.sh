@@ -25,7 +25,7 @@ port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$DEMO'
 shared_preload_libraries = 'celerysalt'
-celerysalt.broker_url = '${CELERYSALT_BROKER_URL:-amqp://guest:guest@127.0.0.1:5672/%2F}'
+celerysalt.broker_url = '${CELERYSALT_BROKER_URL:-amqp://guest:guest@127.0.0.1:5672//}'
 CONF
 pg /usr/lib/postgresql/15/bin/pg_ctl -D "$DEMO/data" -l "$DEMO/server.log" -w start >/dev/null
 psql() { command psql -X -h "$DEMO" -p "$port" -U postgres -d postgres "$@"; }

@@ -226,18 +226,17 @@ broker_open_socket(amqp_connection_state_t state, const AmqpUrl *url,
 
 /*
  * BrokerConnect
- *		Open a connection configured by the celerysalt.broker_* settings,
- *		with channel 1 in confirm mode and the exchange declared.  Returns
- *		NULL and describes the failure in error (no credentials) when the
- *		broker cannot be used.  The connection is malloc'd: free it with
- *		BrokerDisconnect.
+ *		Open a connection to one broker node (broker_failover.c picks it) with
+ *		the password of celerysalt.broker_password_file if set, else the
+ *		node's, with channel 1 in confirm mode and the exchange declared.
+ *		Returns NULL and describes the failure in error (no credentials)
+ *		when the node cannot be used.  The connection is malloc'd: free it
+ *		with BrokerDisconnect.
  */
 BrokerConnection *
-BrokerConnect(StringInfo error)
+BrokerConnect(const AmqpUrl *url, StringInfo error)
 {
-	AmqpUrl	url;
-	char	   *parse_error = NULL;
-	char	   *password;
+	const char *password;
 	amqp_connection_state_t state;
 	struct timeval tv;
 	amqp_rpc_reply_t reply;
@@ -245,12 +244,7 @@ BrokerConnect(StringInfo error)
 	int			fd;
 	char		host[128];
 
-	if (!ConninfoParseAmqp(celerysalt_broker_url, &url, &parse_error))
-	{
-		appendStringInfoString(error, parse_error);
-		return NULL;
-	}
-	password = url.password;
+	password = url->password;
 	if (celerysalt_broker_password_file && celerysalt_broker_password_file[0])
 	{
 		password = ConninfoReadSecretFile(celerysalt_broker_password_file, "broker", error);
@@ -265,7 +259,7 @@ BrokerConnect(StringInfo error)
 		return NULL;
 	}
 	set_timeval(&tv, celerysalt_broker_timeout_ms);
-	if (!broker_open_socket(state, &url, &tv, error))
+	if (!broker_open_socket(state, url, &tv, error))
 	{
 		amqp_destroy_connection(state);
 		return NULL;
@@ -278,14 +272,14 @@ BrokerConnect(StringInfo error)
 	amqp_set_handshake_timeout(state, &tv);
 	amqp_set_rpc_timeout(state, &tv);
 
-	reply = amqp_login(state, url.vhost, 0, BROKER_FRAME_MAX, 0,
-					   AMQP_SASL_METHOD_PLAIN, url.user, password);
+	reply = amqp_login(state, url->vhost, 0, BROKER_FRAME_MAX, 0,
+					   AMQP_SASL_METHOD_PLAIN, url->user, password);
 	if (reply.reply_type != AMQP_RESPONSE_NORMAL)
 	{
 		appendStringInfo(error, "could not log in to broker at %s:%d as user \"%s\"",
-						 url.host, url.port, url.user);
+						 url->host, url->port, url->user);
 		/* TLS 1.3 reports a refused client certificate only now */
-		if (url.tls && reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+		if (url->tls && reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
 			reply.library_error == AMQP_STATUS_SSL_ERROR)
 		{
 			appendStringInfoString(error, ": ");
@@ -316,7 +310,7 @@ BrokerConnect(StringInfo error)
 	if (reply.reply_type != AMQP_RESPONSE_NORMAL)
 	{
 		describe_reply(error, psprintf("could not set up channel on broker %s:%d (exchange \"%s\")",
-									   url.host, url.port, celerysalt_exchange),
+									   url->host, url->port, celerysalt_exchange),
 					   reply);
 		amqp_connection_close(state, AMQP_REPLY_SUCCESS);
 		amqp_destroy_connection(state);

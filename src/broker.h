@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * broker.h
- *		The RabbitMQ client (broker.c): connection, confirmed batch publish,
- *		URL parsing.  Callers never see librabbitmq-c types.
+ *		The RabbitMQ client (broker.c): connection to one node, confirmed
+ *		batch publish.  Callers never see librabbitmq-c types; which node to
+ *		connect to is broker_failover.c's.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,7 +26,7 @@ typedef enum BrokerStatus
 
 typedef struct BrokerConnection BrokerConnection;
 
-extern BrokerConnection *BrokerConnect(StringInfo error);
+extern BrokerConnection *BrokerConnect(const AmqpUrl *node, StringInfo error);
 extern void BrokerDisconnect(BrokerConnection *conn);
 extern void BrokerAbort(BrokerConnection *conn);
 extern BrokerStatus BrokerPublishBatch(BrokerConnection *conn,

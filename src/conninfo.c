@@ -2,12 +2,12 @@
  *
  * conninfo.c
  *		Connection information for RabbitMQ and Redis, and keeping its
- *		secrets secret: amqp:// URLs parsed as librabbitmq-c (and kombu)
- *		parse them, redis:// URLs as redis-py parses them, password files,
- *		masking of passwords in URLs and texts, and the emit_log_hook that
- *		keeps them out of the server log.  Reads no setting: the settings'
- *		check hooks (guc.c), the broker client and the result-backend client
- *		call it.
+ *		secrets secret: amqp:// URLs (one node, or several joined by ";")
+ *		read as kombu and py-amqp read them, redis:// URLs as redis-py parses
+ *		them, password files, masking of passwords in URLs and texts, and
+ *		the emit_log_hook that keeps them out of the server log.  Reads no
+ *		setting: the settings' check hooks (guc.c), the broker client and
+ *		the result-backend client call it.
  *
  * ConninfoRedactText replaces the password of every URL in a text with "***".  The
  * emit_log_hook applies it to every part of every message (message, detail,
@@ -28,8 +28,7 @@
 
 #include <errno.h>
 
-#include <amqp.h>
-
+#include "mb/pg_wchar.h"
 #include "storage/fd.h"
 
 #include "tcop/tcopprot.h"
@@ -65,24 +64,56 @@ is_redis_scheme(const char *s, int len)
 		(len == 6 && pg_strncasecmp(s, "rediss", 6) == 0);
 }
 
+/*
+ * The schemes kombu reads as RabbitMQ: pyamqp and librabbitmq are its
+ * aliases of amqp, amqps is amqp over TLS.
+ */
+static const char *const amqp_schemes[] = {"amqp", "amqps", "pyamqp", "librabbitmq"};
+
+/*
+ * If one of amqp_schemes followed by "://" starts at s (and ends before
+ * end), the length of both, and the scheme's name in *name (if not NULL);
+ * else 0.  The scheme is read case-insensitively, as urllib does.
+ */
+static int
+amqp_scheme_at(const char *s, const char *end, const char **name)
+{
+	for (size_t i = 0; i < lengthof(amqp_schemes); i++)
+	{
+		int			len = strlen(amqp_schemes[i]);
+
+		if (end - s >= len + 3 && pg_strncasecmp(s, amqp_schemes[i], len) == 0 &&
+			strncmp(s + len, "://", 3) == 0)
+		{
+			if (name != NULL)
+				*name = amqp_schemes[i];
+			return len + 3;
+		}
+	}
+	return 0;
+}
+
 static bool
 is_known_scheme(const char *s, int len)
 {
-	return is_redis_scheme(s, len) ||
-		(len == 4 && pg_strncasecmp(s, "amqp", 4) == 0) ||
-		(len == 5 && pg_strncasecmp(s, "amqps", 5) == 0);
+	if (is_redis_scheme(s, len))
+		return true;
+	for (size_t i = 0; i < lengthof(amqp_schemes); i++)
+		if (len == (int) strlen(amqp_schemes[i]) && pg_strncasecmp(s, amqp_schemes[i], len) == 0)
+			return true;
+	return false;
 }
 
 /*
  * Append s[0..len) to buf with the password of the URL in it replaced.
  *
- * A URL here is a scheme followed by ":/" (or one of amqp, amqps, redis,
- * rediss followed by ":" alone, which the parsers refuse but a user may
+ * A URL here is a scheme followed by ":/" (or one of the amqp or redis
+ * schemes followed by ":" alone, which the parsers refuse but a user may
  * type), then the user information up to the LAST "@" of the piece.  The
  * password is everything after the first ":" of the user information; for
  * redis:// and rediss:// user information without ":" is a password too.
  * Taking the last "@" and the first ":" masks at least what any parser
- * (librabbitmq-c, kombu, redis-py) would take as the password, also for
+ * (kombu, redis-py, this file's) would take as the password, also for
  * URLs that none of them accepts.
  *
  * With strict, a piece whose password would span a line break, a quote or a
@@ -90,7 +121,7 @@ is_known_scheme(const char *s, int len)
  * DO body): return false and append nothing; the caller splits it further.
  */
 static bool
-append_masked(StringInfo buf, const char *s, int len, bool strict)
+append_masked_one(StringInfo buf, const char *s, int len, bool strict)
 {
 	const char *end = s + len;
 	const char *at = NULL;
@@ -148,6 +179,149 @@ append_masked(StringInfo buf, const char *s, int len, bool strict)
 	appendStringInfoString(buf, REDACTED);
 	appendBinaryStringInfo(buf, at, end - at);
 	return true;
+}
+
+
+/*
+ * The ";" of s[0..end) at or after p that starts the next node of an amqp
+ * node list: one followed (after spaces) by an amqp scheme and "://"; end
+ * if there is none.
+ */
+static const char *
+next_node_split(const char *p, const char *end)
+{
+	for (; p < end; p++)
+	{
+		const char *q = p + 1;
+
+		if (*p != ';')
+			continue;
+		while (q < end && (*q == ' ' || *q == '\t'))
+			q++;
+		if (amqp_scheme_at(q, end, NULL) > 0)
+			return p;
+	}
+	return end;
+}
+
+/*
+ * Whether node s[0..end) (starting with its scheme, after any spaces) reads
+ * as a URL of its own: it has user information ("@"), or its authority has
+ * no ":" or only a numeric port after it.  A node like "amqp://user:pass"
+ * is rather the start of a password holding ";amqp://".
+ */
+static bool
+plausible_node(const char *s, const char *end)
+{
+	const char *auth;
+	const char *auth_end;
+	const char *colon;
+
+	while (s < end && (*s == ' ' || *s == '\t'))
+		s++;
+	auth = s + amqp_scheme_at(s, end, NULL);
+	if (memchr(s, '@', end - s) != NULL)
+		return true;
+	auth_end = auth;
+	while (auth_end < end && *auth_end != '/' && *auth_end != '?' && *auth_end != '#')
+		auth_end++;
+	if (auth < auth_end && *auth == '[')
+	{
+		const char *close = memchr(auth, ']', auth_end - auth);
+
+		if (close == NULL)
+			return false;
+		auth = close + 1;
+	}
+	colon = memchr(auth, ':', auth_end - auth);
+	if (colon == NULL)
+		return true;
+	for (const char *p = colon + 1; p < auth_end; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return true;
+}
+
+/*
+ * Append s[0..len) to buf with the password of every node masked, when the
+ * piece holds an amqp node list (kombu's failover form
+ * "amqp://u:p@a//;amqp://u:q@b//"): kombu splits such a list at every ";",
+ * so no password of it holds one, and each node is masked on its own.
+ * Returns -1 (nothing appended) when the piece is not such a list or a
+ * node of it does not read as a URL of its own: the caller then masks the
+ * piece as one URL, from the first password to the last "@", which hides
+ * more.  Otherwise as append_masked_one.
+ */
+static int
+append_masked_list(StringInfo buf, const char *s, int len, bool strict)
+{
+	const char *end = s + len;
+	const char *first = NULL;
+	const char *node;
+	StringInfoData out;
+
+	/* the piece's first "scheme://" must be an amqp one */
+	for (const char *p = s; p + 3 <= end && first == NULL; p++)
+	{
+		const char *start = p;
+
+		if (p[0] != ':' || p[1] != '/' || p[2] != '/')
+			continue;
+		while (start > s && is_scheme_char(start[-1]))
+			start--;
+		while (start < p && !is_alpha(*start))
+			start++;
+		if (start == p || amqp_scheme_at(start, end, NULL) == 0)
+			return -1;
+		first = start;
+	}
+	if (first == NULL || next_node_split(first, end) == end)
+		return -1;
+	for (node = first;;)
+	{
+		const char *split = next_node_split(node, end);
+
+		if (!plausible_node(node, split))
+			return -1;
+		if (split == end)
+			break;
+		node = split + 1;
+	}
+
+	initStringInfo(&out);
+	appendBinaryStringInfo(&out, s, first - s);
+	for (node = first;;)
+	{
+		const char *split = next_node_split(node, end);
+
+		if (!append_masked_one(&out, node, split - node, strict))
+		{
+			pfree(out.data);
+			return 0;
+		}
+		if (split == end)
+			break;
+		appendStringInfoChar(&out, ';');
+		node = split + 1;
+	}
+	appendBinaryStringInfo(buf, out.data, out.len);
+	pfree(out.data);
+	return 1;
+}
+
+/*
+ * Append s[0..len) to buf with the password of the URL in it, or of each
+ * node of an amqp node list, replaced by "***".  With strict, see
+ * append_masked_one.
+ */
+static bool
+append_masked(StringInfo buf, const char *s, int len, bool strict)
+{
+	int			rc = append_masked_list(buf, s, len, strict);
+
+	if (rc >= 0)
+		return rc == 1;
+	return append_masked_one(buf, s, len, strict);
 }
 
 /*
@@ -340,55 +514,7 @@ ConninfoInstallLogHook(void)
 	emit_log_hook = redact_emit_log_hook;
 }
 
-/* ------------------------------------------------------------ amqp:// */
-
-/*
- * ConninfoParseAmqp
- *		Split an amqp:// or amqps:// URL as librabbitmq-c (which connects)
- *		splits it; out->tls for amqps://.
- *		Strings in *out are palloc'd.  out->has_password says whether the URL
- *		gave a non-empty password (else librabbitmq-c's default, "guest", is
- *		in out->password, as kombu does).  On failure returns false with
- *		*error set to a message that does not repeat the URL (it may hold a
- *		password).
- */
-bool
-ConninfoParseAmqp(const char *url, AmqpUrl *out, char **error)
-{
-	struct amqp_connection_info info;
-	struct amqp_connection_info defaults;
-	char	   *copy = pstrdup(url);
-	int			rc;
-
-	amqp_default_connection_info(&defaults);
-	amqp_default_connection_info(&info);
-	rc = amqp_parse_url(copy, &info);
-	if (rc != AMQP_STATUS_OK)
-	{
-		*error = "The broker URL is not a valid amqp:// or amqps:// URL.";
-		return false;
-	}
-	out->host = pstrdup(info.host);
-	out->port = info.port;
-	out->vhost = pstrdup(info.vhost);
-	out->user = pstrdup(info.user);
-	out->password = pstrdup(info.password);
-	/* the parser leaves the default's pointer unless the URL gave one */
-	out->has_password = info.password != defaults.password && info.password[0] != '\0';
-	/* amqps:// (default port 5671): the broker client opens TLS, never TCP */
-	out->tls = info.ssl != 0;
-	pfree(copy);
-	return true;
-}
-
-/* The URL with any password replaced by "***", for logs and views. */
-char *
-ConninfoRedactAmqp(const char *url)
-{
-	return ConninfoRedactUrl(url);
-}
-
-/* ----------------------------------------------------------- redis:// */
+/* ------------------------------------------------------ percent-decoding */
 
 /* Value of hex digit c, or -1. */
 static int
@@ -431,6 +557,279 @@ percent_decode(const char *s, size_t len)
 	out[n] = '\0';
 	return out;
 }
+
+/* ------------------------------------------------------------ amqp:// */
+
+#define AMQP_PORT			5672
+#define AMQPS_PORT			5671
+
+/*
+ * s[0..len) percent-decoded into *out, palloc'd; false (with *error saying
+ * what of who is wrong) when it decodes to a NUL byte or to bytes that are
+ * not UTF-8 (Python's unquote, which kombu uses, would replace them).
+ */
+static bool
+decode_part(const char *s, size_t len, char **out, const char *who, const char *what,
+			char **error)
+{
+	*out = percent_decode(s, len);
+	if (*out == NULL)
+	{
+		*error = psprintf("%s has an encoded NUL byte in its %s.", who, what);
+		return false;
+	}
+	if (pg_encoding_verifymbstr(PG_UTF8, *out, strlen(*out)) != (int) strlen(*out))
+	{
+		*error = psprintf("%s has bytes in its %s that are not UTF-8 once percent-decoded.", who, what);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Parse one node's URL s[0..end) as kombu's url_to_parts reads it (urllib
+ * with http semantics), then fill in what it leaves out as py-amqp does:
+ *
+ *	scheme://[user[:password]@][host][:port][/vhost][?query][#fragment]
+ *
+ * The authority ends at the first "/", "?" or "#"; the user information runs
+ * up to its LAST "@" and splits at its first ":"; user, password, host and
+ * vhost are percent-decoded; the vhost is the path without its first "/"
+ * ("//" and "/%2F" are "/").  An empty or absent user or password is
+ * "guest", an empty host "localhost", which py-amqp connects to as
+ * 127.0.0.1; port 0 or none and an empty vhost are not given
+ * (out->port_given, out->vhost_given) and take the defaults: 5672 (5671 for
+ * amqps) and "/".  who names the node in error messages.
+ */
+static bool
+parse_amqp_node(const char *s, const char *end, const char *who, AmqpUrl *out,
+				char **error)
+{
+	const char *scheme;
+	const char *auth;
+	const char *auth_end;
+	const char *at = NULL;
+	const char *host;
+	const char *host_end;
+	const char *port_text = NULL;
+	const char *p;
+	int			len;
+
+	memset(out, 0, sizeof(*out));
+	for (p = s; p < end; p++)
+		if ((unsigned char) *p <= ' ' || *p == '\x7f')
+		{
+			*error = psprintf("%s holds a space or a control character (percent-encode it, a space as %%20).", who);
+			return false;
+		}
+	len = amqp_scheme_at(s, end, &scheme);
+	if (len == 0)
+	{
+		*error = psprintf("%s must start with amqp://, amqps://, pyamqp:// or librabbitmq:// (celerysalt delivers to RabbitMQ; "
+						  "each node of a \";\" list is a whole URL).", who);
+		return false;
+	}
+	out->scheme = pstrdup(scheme);
+	out->redacted = ConninfoRedactUrl(pnstrdup(s, end - s));
+	auth = s + len;
+	for (auth_end = auth; auth_end < end; auth_end++)
+		if (*auth_end == '/' || *auth_end == '?' || *auth_end == '#')
+			break;
+
+	/* user information: up to the last "@", split at its first ":" */
+	for (p = auth; p < auth_end; p++)
+		if (*p == '@')
+			at = p;
+	host = auth;
+	if (at != NULL)
+	{
+		const char *colon = memchr(auth, ':', at - auth);
+		const char *user_end = colon ? colon : at;
+
+		if (!decode_part(auth, user_end - auth, &out->user, who, "user name", error))
+			return false;
+		if (colon != NULL && !decode_part(colon + 1, at - colon - 1, &out->password, who, "password", error))
+			return false;
+		host = at + 1;
+	}
+	if (out->user == NULL || out->user[0] == '\0')
+		out->user = pstrdup("guest");
+	out->has_password = out->password != NULL && out->password[0] != '\0';
+	if (!out->has_password)
+		out->password = pstrdup("guest");
+
+	/*
+	 * host[:port] or [v6]:port.  urllib refuses an authority with "[" but no
+	 * "]" or the reverse, wherever they are (also in a password).
+	 */
+	if ((memchr(auth, '[', auth_end - auth) != NULL) != (memchr(auth, ']', auth_end - auth) != NULL))
+	{
+		*error = psprintf("%s has an unbalanced \"[\" or \"]\" (write an IPv6 host as [address]:port, "
+						  "and percent-encode them in a password as %%5B, %%5D).", who);
+		return false;
+	}
+	if (memchr(auth, '[', auth_end - auth) != NULL)
+	{
+		/* brackets anywhere in the authority: urllib wants [v6] as host */
+		const char *close = host < auth_end ? memchr(host, ']', auth_end - host) : NULL;
+		bool		colon = false;
+
+		p = host;
+		if (close != NULL && *host == '[')
+			for (p = host + 1; p < close && *p != '%'; p++)
+			{
+				if (*p == ':')
+					colon = true;
+				else if (!isxdigit((unsigned char) *p) && *p != '.')
+					break;
+			}
+		if (close == NULL || *host != '[' || !colon || (p < close && *p != '%') ||
+			(close + 1 < auth_end && close[1] != ':'))
+		{
+			*error = psprintf("%s has an invalid IPv6 host (write [address]:port, and percent-encode "
+							  "\"[\" and \"]\" in a password as %%5B, %%5D).", who);
+			return false;
+		}
+		if (close + 1 < auth_end)
+			port_text = close + 2;
+		host_end = close;
+		host++;
+	}
+	else
+	{
+		host_end = memchr(host, ':', auth_end - host);
+		if (host_end == NULL)
+			host_end = auth_end;
+		else
+			port_text = host_end + 1;
+	}
+	if (port_text != NULL && port_text < auth_end)
+	{
+		long		port = 0;
+
+		for (p = port_text; p < auth_end; p++)
+		{
+			if (*p < '0' || *p > '9' || port > 65535)
+				break;
+			port = port * 10 + (*p - '0');
+		}
+		if (p != auth_end || port > 65535)
+		{
+			*error = psprintf("%s has an invalid port (or an unencoded \"/\", \"?\", \"#\" or \";\" in its password: "
+							  "percent-encode them as %%2F, %%3F, %%23, %%3B).", who);
+			return false;
+		}
+		out->port = (int) port;
+		out->port_given = port != 0;	/* kombu reads port 0 as none */
+	}
+	/* amqps:// (default port 5671): the broker client opens TLS, never TCP */
+	out->tls = strcmp(scheme, "amqps") == 0;
+	if (!out->port_given)
+		out->port = out->tls ? AMQPS_PORT : AMQP_PORT;
+
+	/* urllib lowers the host name (not an IPv6 zone), then kombu decodes it */
+	{
+		char	   *lowered = pnstrdup(host, host_end - host);
+
+		for (char *c = lowered; *c && *c != '%'; c++)
+			*c = pg_ascii_tolower((unsigned char) *c);
+		if (!decode_part(lowered, strlen(lowered), &out->host, who, "host", error))
+			return false;
+	}
+	if (out->host[0] == '\0' || strcmp(out->host, "localhost") == 0)
+		out->host = pstrdup("127.0.0.1");	/* py-amqp's reading of localhost */
+
+	/* path: the vhost; query: kombu's connection options */
+	p = auth_end;
+	if (p < end && *p == '/')
+	{
+		const char *path = p + 1;
+
+		while (p < end && *p != '?' && *p != '#')
+			p++;
+		if (!decode_part(path, p - path, &out->vhost, who, "virtual host", error))
+			return false;
+		out->vhost_given = out->vhost[0] != '\0';
+	}
+	if (p < end && *p == '?' && p + 1 < end && p[1] != '#')
+	{
+		*error = psprintf("%s has query parameters (\"?...\"), which celerysalt does not read; remove them "
+						  "(the celerysalt.broker_* settings configure the connection).", who);
+		return false;
+	}
+	if (!out->vhost_given)
+		out->vhost = pstrdup("/");
+	return true;
+}
+
+/*
+ * ConninfoParseAmqpNodes
+ *		The nodes of a broker URL, as kombu's Connection reads it: the URL is
+ *		split at every ";" into nodes tried in turn (failover), each a whole
+ *		URL with its own scheme (spaces around a node are ignored).  A node
+ *		after the first that names no port or no virtual host takes those
+ *		of the node before it, as kombu carries them over when it switches
+ *		to the next node; user and password are never carried over.
+ *
+ *		Returns a palloc'd array of *nnodes nodes (strings palloc'd too;
+ *		has_password says whether the URL gave a node a non-empty password,
+ *		else its password is "guest", as kombu's), or NULL with *error set to
+ *		a message that does not repeat the URL (it may hold passwords).
+ *		An amqps:// node (port 5671 unless given) is TLS (out->tls).
+ */
+AmqpUrl *
+ConninfoParseAmqpNodes(const char *url, int *nnodes, char **error)
+{
+	AmqpUrl    *nodes;
+	int			n = 1;
+	int			i = 0;
+	const char *p = url;
+
+	for (const char *c = url; *c; c++)
+		n += (*c == ';');
+	nodes = palloc0(sizeof(AmqpUrl) * n);
+	for (;;)
+	{
+		const char *end = strchr(p, ';');
+		const char *start = p;
+		const char *who = n == 1 ? "The broker URL" : psprintf("Node %d of the broker URL", i + 1);
+
+		if (end == NULL)
+			end = p + strlen(p);
+		p = end;
+		while (start < end && (*start == ' ' || *start == '\t'))
+			start++;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		if (start == end)
+		{
+			*error = n == 1 ? "The broker URL must not be empty."
+				: psprintf("%s is empty (a stray \";\").", who);
+			return NULL;
+		}
+		if (!parse_amqp_node(start, end, who, &nodes[i], error))
+			return NULL;
+		if (i > 0 && !nodes[i].port_given)
+			nodes[i].port = nodes[i - 1].port;
+		if (i > 0 && !nodes[i].vhost_given)
+			nodes[i].vhost = nodes[i - 1].vhost;
+		i++;
+		if (*p == '\0')
+			break;
+		p++;
+	}
+	*nnodes = n;
+	return nodes;
+}
+
+/* The URL with the password of every node replaced by "***", for logs and views. */
+char *
+ConninfoRedactAmqp(const char *url)
+{
+	return ConninfoRedactUrl(url);
+}
+
+/* ----------------------------------------------------------- redis:// */
 
 /* A database number (decimal text, already decoded); -1 if invalid. */
 static int

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * conninfo.h
- *		amqp:// and redis:// URLs, password files and redaction (conninfo.c).
+ *		amqp:// (one node or a ";" list) and redis:// URLs, password files
+ *		and redaction (conninfo.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -12,8 +13,10 @@
 
 #include "tls.h"
 
+/* One RabbitMQ node of celerysalt.broker_url. */
 typedef struct AmqpUrl
 {
+	char	   *scheme;			/* amqp, amqps, pyamqp or librabbitmq */
 	char	   *host;
 	int			port;
 	char	   *vhost;
@@ -21,6 +24,9 @@ typedef struct AmqpUrl
 	char	   *password;		/* never printed */
 	bool		has_password;	/* the URL gave a non-empty password */
 	bool		tls;			/* amqps://: TLS, never plain TCP */
+	bool		port_given;		/* else the default or the previous node's */
+	bool		vhost_given;	/* else "/" or the previous node's */
+	char	   *redacted;		/* the node's URL as written, password "***" */
 } AmqpUrl;
 
 typedef struct RedisUrl
@@ -39,7 +45,7 @@ typedef struct RedisUrl
 	char	   *tls_key_file;	/* ssl_keyfile */
 } RedisUrl;
 
-extern bool ConninfoParseAmqp(const char *url, AmqpUrl *out, char **error);
+extern AmqpUrl *ConninfoParseAmqpNodes(const char *url, int *nnodes, char **error);
 extern char *ConninfoRedactAmqp(const char *url);
 extern bool ConninfoParseRedis(const char *url, RedisUrl *out, char **error);
 extern char *ConninfoReadSecretFile(const char *path, const char *what, StringInfo error);

@@ -163,6 +163,7 @@ DbslotClaim(Oid dboid)
 			slot->worker_pid = 0;
 			slot->worker_latch = NULL;
 			slot->broker_connected = false;
+			slot->broker_node[0] = '\0';
 			slot->extension_missing = false;
 			slot->start_failed = false;
 			slot->paused_until = 0;
@@ -279,6 +280,7 @@ DbslotReadState(DatabaseSlot *slot, DbslotState *state)
 	SpinLockAcquire(&slot->mutex);
 	state->worker_pid = slot->worker_pid;
 	state->broker_connected = slot->broker_connected;
+	memcpy(state->broker_node, slot->broker_node, sizeof(state->broker_node));
 	state->extension_missing = slot->extension_missing;
 	state->start_failed = slot->start_failed;
 	state->worker_started_at = slot->worker_started_at;

@@ -27,6 +27,7 @@ typedef struct DbslotHistogram
 } DbslotHistogram;
 
 #define DBSLOT_ERROR_LEN 256		/* last_error, NUL included */
+#define DBSLOT_NODE_LEN 256		/* broker_node, NUL included */
 
 /* RPC outcomes counted per database (rpc.c's RpcOutcome, pending excluded). */
 #define DBSLOT_RPC_OUTCOMES 9
@@ -59,6 +60,8 @@ typedef struct DatabaseSlot
 
 	slock_t		mutex;
 	bool		broker_connected;
+	char		broker_node[DBSLOT_NODE_LEN];	/* the node connected to, password
+												 * masked; "" when not connected */
 	bool		extension_missing;	/* last probe found no extension */
 	bool		start_failed;	/* the launcher found no background worker
 								 * slot (max_worker_processes) */
@@ -76,6 +79,7 @@ typedef struct DbslotState
 {
 	pid_t		worker_pid;
 	bool		broker_connected;
+	char		broker_node[DBSLOT_NODE_LEN];
 	bool		extension_missing;
 	bool		start_failed;
 	TimestampTz worker_started_at;

@@ -127,26 +127,37 @@ typedef struct UrlSetting
 {
 	const char *name;			/* celerysalt.broker_url */
 	const char *password_file;	/* its password-file setting */
-	const char *form;			/* "amqp://user@host:port/vhost" */
+	const char *form;			/* "amqp://user@host:port//" */
 	/* parse url; on success *password is NULL or the non-empty password */
 	bool		(*parse) (const char *url, char **password, char **error);
+	/* url with every password in it masked */
+	char	   *(*redact) (const char *url);
 	char	   *masked[SECRET_CACHE_SIZE];	/* TopMemoryContext, newest first */
 	char	   *real[SECRET_CACHE_SIZE];
 } UrlSetting;
 
+/*
+ * A broker URL may list several nodes, each with its own password: report
+ * the first one given, or "***" if any node's is (a masked value given
+ * back).
+ */
 static bool
 parse_broker_url(const char *url, char **password, char **error)
 {
-	AmqpUrl	u;
+	AmqpUrl    *nodes;
+	int			n;
 
-	if (url[0] == '\0')
+	nodes = ConninfoParseAmqpNodes(url, &n, error);
+	if (nodes == NULL)
+		return false;
+	*password = NULL;
+	for (int i = 0; i < n; i++)
 	{
-		*error = "The broker URL must not be empty.";
-		return false;
+		if (!nodes[i].has_password)
+			continue;
+		if (*password == NULL || strcmp(nodes[i].password, "***") == 0)
+			*password = nodes[i].password;
 	}
-	if (!ConninfoParseAmqp(url, &u, error))
-		return false;
-	*password = u.has_password ? u.password : NULL;
 	return true;
 }
 
@@ -168,11 +179,12 @@ parse_redis_url(const char *url, char **password, char **error)
 
 static UrlSetting broker_url_setting = {
 	"celerysalt.broker_url", "celerysalt.broker_password_file",
-	"amqp[s]://user@host:port/vhost", parse_broker_url
+	"amqp[s]://user@host:port/vhost (vhost \"/\" is written //; join a cluster's nodes with \";\")",
+	parse_broker_url, ConninfoRedactAmqp
 };
 static UrlSetting redis_url_setting = {
 	"celerysalt.redis_url", "celerysalt.redis_password_file",
-	"redis[s]://host:port/db", parse_redis_url
+	"redis[s]://host:port/db", parse_redis_url, ConninfoRedactUrl
 };
 
 /* The GUC variables: what PostgreSQL shows, password masked. */
@@ -267,7 +279,7 @@ check_url_setting(UrlSetting *s, char **newval, void **extra, GucSource source)
 	if (password != NULL)
 	{
 		redact_reported_activity();
-		masked = ConninfoRedactUrl(*newval);
+		masked = s->redact(*newval);
 		if (strcmp(password, "***") == 0)
 		{
 			/* the masked value given back: only a parallel worker does that */
@@ -287,7 +299,7 @@ check_url_setting(UrlSetting *s, char **newval, void **extra, GucSource source)
 		}
 		else if (strcmp(masked, *newval) == 0)
 		{
-			/* cannot happen: ConninfoRedactUrl masks what the parsers take */
+			/* cannot happen: the redaction masks what the parsers take */
 			GUC_check_errmsg("invalid value for parameter \"%s\"", s->name);
 			GUC_check_errdetail("The password in the URL cannot be located.");
 			return false;
@@ -483,10 +495,11 @@ GucDefineAll(void)
 {
 	DefineCustomStringVariable("celerysalt.broker_url",
 							   "Sets the RabbitMQ server events are delivered to.",
-							   "amqp://user[:password]@host[:port]/vhost; prefer "
+							   "amqp://user[:password]@host[:port]/vhost, as Celery's broker_url (vhost \"/\" is "
+							   "written //); the nodes of a cluster joined by \";\" are tried in turn. Prefer "
 							   "celerysalt.broker_password_file for the password.",
 							   &broker_url_shown,
-							   "amqp://guest@127.0.0.1:5672/%2F",
+							   "amqp://guest@127.0.0.1:5672//",
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   check_broker_url, assign_broker_url, NULL);

@@ -56,6 +56,7 @@
 #include "utils/timestamp.h"
 
 #include "broker.h"
+#include "broker_failover.h"
 #include "redis.h"
 #include "guc.h"
 #include "event.h"
@@ -190,19 +191,35 @@ ensure_connections(TimestampTz deadline, RpcResult *res)
 									  celerysalt_broker_tls_ca_file, celerysalt_broker_tls_cert_file,
 									  celerysalt_broker_tls_key_file, celerysalt_broker_tls_verify)))
 			drop_broker();
-		if (rpc_broker != NULL &&
-			(lower_broker_timeout(deadline) == 0 ||
-			 !BrokerSettle(rpc_broker, &error) || !BrokerConnectionAlive(rpc_broker)))
+		if (rpc_broker != NULL && lower_broker_timeout(deadline) == 0)
 			drop_broker();
-		resetStringInfo(&error);
-		if (rpc_broker == NULL)
+		else if (rpc_broker != NULL &&
+				 (!BrokerSettle(rpc_broker, &error) || !BrokerConnectionAlive(rpc_broker)))
 		{
-			if (lower_broker_timeout(deadline) > 0)
-				rpc_broker = BrokerConnect(&error);
-			/* a failure in the last moments is the lowered bound running out */
-			if (rpc_broker == NULL)
-				in_time = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline) > 50;
+			/* the node dropped the link: the next one is tried first */
+			drop_broker();
+			(void) BrokerFailoverNext();
 		}
+		resetStringInfo(&error);
+
+		/*
+		 * Each node of celerysalt.broker_url once, in order from the one
+		 * that worked last, within what is left of the call.
+		 */
+		for (int tried = 0; rpc_broker == NULL && tried < BrokerFailoverNodeCount(); tried++)
+		{
+			if (lower_broker_timeout(deadline) == 0)
+				break;
+			if (tried > 0)
+				appendStringInfoString(&error, "; ");
+			rpc_broker = BrokerFailoverConnect(&error);
+			if (rpc_broker == NULL)
+				(void) BrokerFailoverNext();
+			CHECK_FOR_INTERRUPTS();
+		}
+		/* a failure in the last moments is the lowered bound running out */
+		if (rpc_broker == NULL)
+			in_time = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline) > 50;
 	}
 	PG_FINALLY();
 	{
@@ -828,10 +845,13 @@ await_outcome(WaitEventSet *set, const char *channel, TimestampTz deadline,
 		if (broker_readable)
 		{
 			bool		returned = false;
+			BrokerStatus status = BrokerReadEvents(rpc_broker, &returned, error);
 
-			if (BrokerReadEvents(rpc_broker, &returned, error) != BROKER_OK)
+			if (status != BROKER_OK)
 			{
 				drop_broker();
+				if (status == BROKER_FAILED)
+					(void) BrokerFailoverNext();	/* the next call tries another node first */
 				call_failed("lost the broker connection during an RPC call", error);
 			}
 			if (returned)
@@ -911,6 +931,7 @@ converse(CeleryMessage *msg, const char *channel, TimestampTz deadline,
 		if (rc > 0 && !BrokerSend(rpc_broker, msg, true, &error))
 		{
 			drop_broker();
+			(void) BrokerFailoverNext();	/* the next call tries another node first */
 			call_failed("could not send the RPC request to the broker", &error);
 		}
 		if (rc > 0)

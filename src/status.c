@@ -32,16 +32,17 @@ PG_FUNCTION_INFO_V1(_celerysalt_cluster_state);
 /*
  * _celerysalt_worker_state() RETURNS record
  *		The current database's worker: pid, broker_connected, broker (URL
- *		without password), delivered_total, dead_lettered_total,
+ *		without passwords), delivered_total, dead_lettered_total,
  *		last_delivery_at, last_error, last_error_at, worker_started_at,
- *		returned_total (absent in 0.1.0's definition).
+ *		returned_total and broker_node (the node connected to, without
+ *		password); 0.1.0's definition ends before returned_total.
  */
 Datum
 _celerysalt_worker_state(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
-	Datum		values[10];
-	bool		nulls[10] = {0};
+	Datum		values[11];
+	bool		nulls[11] = {0};
 	DatabaseSlot *slot;
 
 	RequirePreload();
@@ -52,7 +53,7 @@ _celerysalt_worker_state(PG_FUNCTION_ARGS)
 	values[2] = CStringGetTextDatum(ConninfoRedactAmqp(celerysalt_broker_url));
 	if (slot == NULL)
 	{
-		for (int i = 0; i < 10; i++)
+		for (int i = 0; i < 11; i++)
 			nulls[i] = (i != 2);
 		values[1] = BoolGetDatum(false);
 		nulls[1] = false;
@@ -76,9 +77,11 @@ _celerysalt_worker_state(PG_FUNCTION_ARGS)
 		values[8] = TimestampTzGetDatum(st.worker_started_at);
 		nulls[8] = (st.worker_pid == 0 || st.worker_started_at == 0);
 		values[9] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->returned_total));
+		values[10] = CStringGetTextDatum(st.broker_node);
+		nulls[10] = !(st.broker_connected && st.worker_pid != 0 && st.broker_node[0] != '\0');
 	}
 	/* 0.1.0's definition has no returned_total: fill what it declares */
-	if (desc->natts < 9 || desc->natts > 10)
+	if (desc->natts < 9 || desc->natts > 11)
 		elog(ERROR, "_celerysalt_worker_state: unexpected result type");
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
@@ -118,7 +121,8 @@ no_worker_reason(Form_pg_database db, bool served, DatabaseSlot *slot, const Dbs
  *		One row per database of the cluster: database, served (listed in
  *		celerysalt.databases), worker_pid, broker_connected, delivered_total,
  *		dead_lettered_total, returned_total, last_delivery_at, last_error,
- *		last_error_at, reason (why it has no worker, NULL when it has one).
+ *		last_error_at, reason (why it has no worker, NULL when it has one),
+ *		broker_node (the broker node its worker is connected to).
  */
 Datum
 _celerysalt_cluster_state(PG_FUNCTION_ARGS)
@@ -136,8 +140,8 @@ _celerysalt_cluster_state(PG_FUNCTION_ARGS)
 	{
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tuple);
 		DatabaseSlot *slot = DbslotFind(db->oid);
-		Datum		values[11];
-		bool		nulls[11] = {0};
+		Datum		values[12];
+		bool		nulls[12] = {0};
 		const char *reason;
 		bool		served;
 		DbslotState st;
@@ -150,7 +154,7 @@ _celerysalt_cluster_state(PG_FUNCTION_ARGS)
 		reason = no_worker_reason(db, served, slot, &st);
 		values[0] = CStringGetTextDatum(NameStr(db->datname));
 		values[1] = BoolGetDatum(served);
-		for (int i = 2; i < 10; i++)
+		for (int i = 2; i < 12; i++)
 			nulls[i] = true;
 		if (slot != NULL)
 		{
@@ -168,6 +172,8 @@ _celerysalt_cluster_state(PG_FUNCTION_ARGS)
 			nulls[8] = (st.last_error[0] == '\0');
 			values[9] = TimestampTzGetDatum(st.last_error_at);
 			nulls[9] = (st.last_error_at == 0);
+			values[11] = CStringGetTextDatum(st.broker_node);
+			nulls[11] = !(st.broker_connected && st.worker_pid != 0 && st.broker_node[0] != '\0');
 		}
 		values[10] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
 		nulls[10] = (reason == NULL);

@@ -44,6 +44,7 @@
 #include "utils/timestamp.h"
 
 #include "broker.h"
+#include "broker_failover.h"
 #include "guc.h"
 #include "dbslot.h"
 #include "catalog.h"
@@ -71,7 +72,8 @@ typedef struct WorkerState
 	/* broker outage handling */
 	TimestampTz reconnect_at;
 	int			reconnect_delay_ms;
-	char		logged_error[256];	/* last error logged, "" = healthy */
+	bool		outage_logged;	/* a failure was logged since the last connect */
+	char		connected_node[256];	/* the node last connected to (redacted) */
 
 	/* settings that force a reconnect when changed */
 	char	   *conn_signature;
@@ -109,6 +111,7 @@ worker_detach(int code, Datum arg)
 	slot->worker_pid = 0;
 	slot->worker_latch = NULL;
 	slot->broker_connected = false;
+	slot->broker_node[0] = '\0';
 	SpinLockRelease(&slot->mutex);
 }
 
@@ -122,39 +125,80 @@ connection_signature(void)
 					celerysalt_broker_tls_key_file, celerysalt_broker_tls_verify);
 }
 
+/* Show in the status views whether (and to which node) the worker is connected. */
 static void
 set_connected(bool connected)
 {
+	const char *node = connected ? BrokerFailoverNode() : "";
+
 	SpinLockAcquire(&ws.dbslot->mutex);
 	ws.dbslot->broker_connected = connected;
+	strlcpy(ws.dbslot->broker_node, node, sizeof(ws.dbslot->broker_node));
 	SpinLockRelease(&ws.dbslot->mutex);
 }
 
 /*
  * Record a broker failure: status view, one log line per change of state
- * (not per retry), capped exponential backoff.
+ * of each node (not per retry), then the next attempt.  node_failed: the
+ * node could not be reached or dropped the connection, so the next node of
+ * celerysalt.broker_url is tried, at once while some node of this round
+ * has not failed yet (kombu's failover); otherwise (a refusal by a working
+ * node, or every node failed) after a capped exponential backoff.
  */
 static void
-broker_failed(const char *message)
+broker_failed(const char *message, bool node_failed)
 {
+	int			nnodes = BrokerFailoverNodeCount();
+	char	   *node = pstrdup(BrokerFailoverNode());
+	bool		new_error;
+	bool		pause;
+
 	set_connected(false);
 	DbslotSetWorkerError(ws.dbslot, message);
 	BrokerAbort(ws.broker);
 	ws.broker = NULL;
 
-	if (strncmp(ws.logged_error, message, sizeof(ws.logged_error) - 1) != 0)
-	{
+	new_error = BrokerFailoverErrorIsNew(message);
+	pause = node_failed ? BrokerFailoverNext() : true;
+	if (pause)
+		ws.reconnect_delay_ms = ws.reconnect_delay_ms == 0 ? RECONNECT_MIN_MS
+			: Min(ws.reconnect_delay_ms * 2, celerysalt_reconnect_max_delay_ms);
+
+	if (new_error && nnodes == 1)
 		ereport(LOG,
 				(errmsg("celerysalt cannot deliver events: %s", message),
 				 errdetail("Events stay in the outbox; the worker retries with a pause of up to %d ms.",
 						   celerysalt_reconnect_max_delay_ms)));
-		strlcpy(ws.logged_error, message, sizeof(ws.logged_error));
-	}
+	else if (new_error && !pause)
+		ereport(LOG,
+				(errmsg("celerysalt cannot deliver events: %s", message),
+				 errdetail("Broker node %s. Events stay in the outbox; the worker tries node %s now.",
+						   node, BrokerFailoverNode())));
+	else if (new_error)
+		ereport(LOG,
+				(errmsg("celerysalt cannot deliver events: %s", message),
+				 errdetail("Broker node %s. Events stay in the outbox; the worker tries node %s after a pause of %d ms.",
+						   node, BrokerFailoverNode(), ws.reconnect_delay_ms)));
+	ws.outage_logged |= new_error;
+	pfree(node);
 
-	ws.reconnect_delay_ms = ws.reconnect_delay_ms == 0 ? RECONNECT_MIN_MS
-		: Min(ws.reconnect_delay_ms * 2, celerysalt_reconnect_max_delay_ms);
-	ws.reconnect_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-												  ws.reconnect_delay_ms);
+	ws.reconnect_at = pause ? TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														  ws.reconnect_delay_ms)
+		: 0;
+}
+
+/*
+ * The connection works: a batch was confirmed, or there was nothing to
+ * publish.  Only then do the backoff and the node's logged failure start
+ * afresh: a node that accepts connections but never confirms (a quorum
+ * queue that lost its majority) is retried with a growing pause and logged
+ * once, not at every attempt.
+ */
+static void
+broker_healthy(void)
+{
+	ws.reconnect_delay_ms = 0;
+	BrokerFailoverHealthy();
 }
 
 /* Connect if needed and due.  Returns whether a connection is ready. */
@@ -162,6 +206,7 @@ static bool
 ensure_broker(void)
 {
 	StringInfoData error;
+	const char *node;
 
 	if (ws.broker != NULL)
 		return true;
@@ -169,20 +214,30 @@ ensure_broker(void)
 		return false;
 
 	initStringInfo(&error);
-	ws.broker = BrokerConnect(&error);
+	ws.broker = BrokerFailoverConnect(&error);
 	if (ws.broker == NULL)
 	{
-		broker_failed(error.data);
+		broker_failed(error.data, true);
 		pfree(error.data);
 		return false;
 	}
 	pfree(error.data);
 
-	if (ws.logged_error[0] != '\0')
-		ereport(LOG,
-				(errmsg("celerysalt connected to the broker again; delivering the waiting events")));
-	ws.logged_error[0] = '\0';
-	ws.reconnect_delay_ms = 0;
+	node = BrokerFailoverNode();
+	if (ws.outage_logged ||
+		(ws.connected_node[0] != '\0' && strcmp(ws.connected_node, node) != 0))
+	{
+		if (BrokerFailoverNodeCount() == 1)
+			ereport(LOG,
+					(errmsg("celerysalt connected to the broker again; delivering the waiting events")));
+		else
+			ereport(LOG,
+					(errmsg("celerysalt connected to the broker again; delivering the waiting events"),
+					 errdetail("Broker node %s.", node)));
+	}
+	strlcpy(ws.connected_node, node, sizeof(ws.connected_node));
+	ws.outage_logged = false;
+	/* the backoff is reset by broker_healthy: connecting is not delivering */
 	if (ws.connected_once)
 		pg_atomic_fetch_add_u64(&ws.dbslot->reconnects_total, 1);
 	ws.connected_once = true;
@@ -415,6 +470,8 @@ deliver_batch(void)
 	n = DrainRead(limit, ws.batch_cxt, &events);
 	if (n == DRAIN_GONE)
 		exit_extension_gone();
+	if (n == 0)
+		broker_healthy();
 	if (n <= 0)
 		return n;
 	n = dead_letter_unsendable(events, n);
@@ -449,6 +506,7 @@ deliver_batch(void)
 				for (int m = 0; m < nmsgs; m++)
 					returned[m / per_event] |= returned_msgs[m];
 			}
+			broker_healthy();
 			finish_batch(events, n, returned);	/* exits if the extension is gone */
 			if (ws.isolate_remaining > 0)
 				ws.isolate_remaining--;
@@ -456,7 +514,8 @@ deliver_batch(void)
 			return n;
 
 		case BROKER_FAILED:
-			broker_failed(error.data);
+			/* lost the node: this batch goes to the next one */
+			broker_failed(error.data, true);
 			return -1;
 
 		case BROKER_REJECTED:
@@ -477,7 +536,7 @@ deliver_batch(void)
 				ws.isolate_remaining = n;
 				return -1;
 			}
-			broker_failed(error.data);
+			broker_failed(error.data, false);
 			if (ws.rejected_event_id == events[0].event_id)
 				ws.rejected_count++;
 			else
@@ -567,6 +626,7 @@ reload_config(void)
 		BrokerDisconnect(ws.broker);
 		ws.broker = NULL;
 		set_connected(false);
+		ws.connected_node[0] = '\0';	/* a new node is no failover */
 		ws.reconnect_at = 0;
 		ws.reconnect_delay_ms = 0;
 		pfree(ws.conn_signature);

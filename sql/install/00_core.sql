@@ -195,7 +195,7 @@ CREATE FUNCTION _celerysalt_worker_state(
     OUT delivered_total bigint, OUT dead_lettered_total bigint,
     OUT last_delivery_at timestamptz, OUT last_error text,
     OUT last_error_at timestamptz, OUT worker_started_at timestamptz,
-    OUT returned_total bigint)
+    OUT returned_total bigint, OUT broker_node text)
 AS 'MODULE_PATHNAME', '_celerysalt_worker_state'
 LANGUAGE C VOLATILE;
 
@@ -212,7 +212,8 @@ SELECT w.worker_pid,
        w.last_error_at,
        w.worker_started_at,
        (SELECT pg_catalog.count(*) FROM @extschema@.celerysalt_unroutable) AS unroutable,
-       w.returned_total
+       w.returned_total,
+       w.broker_node
   FROM @extschema@._celerysalt_worker_state() w,
        LATERAL (SELECT pg_catalog.count(*) AS pending, pg_catalog.min(enqueued_at) AS oldest_enqueued_at
                   FROM @extschema@._celerysalt_outbox) o;
@@ -223,7 +224,7 @@ CREATE FUNCTION _celerysalt_cluster_state(
     OUT database text, OUT served boolean, OUT worker_pid integer, OUT broker_connected boolean,
     OUT delivered_total bigint, OUT dead_lettered_total bigint, OUT returned_total bigint,
     OUT last_delivery_at timestamptz, OUT last_error text, OUT last_error_at timestamptz,
-    OUT reason text)
+    OUT reason text, OUT broker_node text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', '_celerysalt_cluster_state'
 LANGUAGE C VOLATILE;
@@ -232,6 +233,15 @@ CREATE VIEW celerysalt_cluster_status AS
 SELECT * FROM @extschema@._celerysalt_cluster_state();
 COMMENT ON VIEW celerysalt_cluster_status IS
     'Every database of the cluster: served by celerysalt.databases or not, its worker, counters, last error, and why it has no worker.';
+
+CREATE FUNCTION celerysalt_broker_nodes(broker_url text,
+    OUT node integer, OUT scheme text, OUT hostname text, OUT port integer,
+    OUT virtual_host text, OUT userid text, OUT has_password boolean, OUT url text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'celerysalt_broker_nodes'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION celerysalt_broker_nodes(text) IS
+    'How celerysalt reads a broker URL (as Celery and kombu do): one row per node of a ";" list, in the order they are tried, passwords never shown.';
 
 CREATE FUNCTION celerysalt_metrics()
 RETURNS text

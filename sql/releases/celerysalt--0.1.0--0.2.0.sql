@@ -1103,3 +1103,68 @@ $$;
 COMMENT ON FUNCTION celerysalt_catalog_dot() IS
     'A Graphviz (dot) graph of publishing services -> topics (with versions; RPC topics drawn apart) -> subscribing services, wildcard subscriptions drawn from the topics they match.';
 REVOKE ALL ON FUNCTION _celerysalt_topic_matches(text, text) FROM PUBLIC;
+
+-- broker failover: the status views show the broker node the worker is
+-- connected to (broker_node); celerysalt_broker_nodes shows how a broker URL
+-- is read into nodes
+DROP VIEW celerysalt_status;
+DROP FUNCTION _celerysalt_worker_state();
+CREATE FUNCTION _celerysalt_worker_state(
+    OUT worker_pid integer, OUT broker_connected boolean, OUT broker text,
+    OUT delivered_total bigint, OUT dead_lettered_total bigint,
+    OUT last_delivery_at timestamptz, OUT last_error text,
+    OUT last_error_at timestamptz, OUT worker_started_at timestamptz,
+    OUT returned_total bigint, OUT broker_node text)
+AS 'MODULE_PATHNAME', '_celerysalt_worker_state'
+LANGUAGE C VOLATILE;
+
+CREATE VIEW celerysalt_status AS
+SELECT w.worker_pid,
+       w.broker_connected,
+       w.broker,
+       o.pending,
+       pg_catalog.now() - o.oldest_enqueued_at AS oldest_pending_age,
+       w.delivered_total,
+       w.last_delivery_at,
+       (SELECT pg_catalog.count(*) FROM @extschema@.celerysalt_dead_letters) AS dead_letters,
+       w.last_error,
+       w.last_error_at,
+       w.worker_started_at,
+       (SELECT pg_catalog.count(*) FROM @extschema@.celerysalt_unroutable) AS unroutable,
+       w.returned_total,
+       w.broker_node
+  FROM @extschema@._celerysalt_worker_state() w,
+       LATERAL (SELECT pg_catalog.count(*) AS pending, pg_catalog.min(enqueued_at) AS oldest_enqueued_at
+                  FROM @extschema@._celerysalt_outbox) o;
+COMMENT ON VIEW celerysalt_status IS
+    'Delivery state of this database: worker, broker connection, pending events, totals and the last error.';
+
+DROP VIEW celerysalt_cluster_status;
+DROP FUNCTION _celerysalt_cluster_state();
+CREATE FUNCTION _celerysalt_cluster_state(
+    OUT database text, OUT served boolean, OUT worker_pid integer, OUT broker_connected boolean,
+    OUT delivered_total bigint, OUT dead_lettered_total bigint, OUT returned_total bigint,
+    OUT last_delivery_at timestamptz, OUT last_error text, OUT last_error_at timestamptz,
+    OUT reason text, OUT broker_node text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', '_celerysalt_cluster_state'
+LANGUAGE C VOLATILE;
+
+CREATE VIEW celerysalt_cluster_status AS
+SELECT * FROM @extschema@._celerysalt_cluster_state();
+COMMENT ON VIEW celerysalt_cluster_status IS
+    'Every database of the cluster: served by celerysalt.databases or not, its worker, counters, last error, and why it has no worker.';
+
+REVOKE ALL ON FUNCTION _celerysalt_worker_state() FROM PUBLIC;
+REVOKE ALL ON FUNCTION _celerysalt_cluster_state() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _celerysalt_worker_state(), _celerysalt_cluster_state() TO celerysalt_reader;
+GRANT SELECT ON celerysalt_status, celerysalt_cluster_status TO celerysalt_reader;
+
+CREATE FUNCTION celerysalt_broker_nodes(broker_url text,
+    OUT node integer, OUT scheme text, OUT hostname text, OUT port integer,
+    OUT virtual_host text, OUT userid text, OUT has_password boolean, OUT url text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'celerysalt_broker_nodes'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION celerysalt_broker_nodes(text) IS
+    'How celerysalt reads a broker URL (as Celery and kombu do): one row per node of a ";" list, in the order they are tried, passwords never shown.';

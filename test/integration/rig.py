@@ -31,8 +31,8 @@ WORKERS_DIR = HERE / "workers"
 
 PG_BINDIR = Path(os.environ.get("CSIT_PG_BINDIR", "/usr/lib/postgresql/15/bin"))
 BROKER_URL = os.environ.get("CSIT_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
-# The extension's own URL syntax (librabbitmq): vhost "/" is written %2F.
-EXT_BROKER_URL = os.environ.get("CSIT_EXT_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+# The extension reads celerysalt.broker_url as Celery reads broker_url: the same spelling.
+EXT_BROKER_URL = os.environ.get("CSIT_EXT_BROKER_URL", BROKER_URL)
 REDIS_HOST = os.environ.get("CSIT_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("CSIT_REDIS_PORT", "6379"))
 EXCHANGE = "tchu_events"

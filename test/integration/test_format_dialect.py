@@ -85,7 +85,7 @@ def pydantic_accepts(field: str, value: str) -> bool:
 
 @pytest.fixture
 def fmt_pg(pg_factory):
-    cluster = pg_factory(conf={"celerysalt.broker_url": "amqp://guest:guest@127.0.0.1:1/%2F"})
+    cluster = pg_factory(conf={"celerysalt.broker_url": "amqp://guest:guest@127.0.0.1:1//"})
     cluster.execute("SELECT celerysalt_register_schema(%s, %s::jsonb)",
                     (TOPIC, json.dumps(Shift.model_json_schema())))
     return cluster

@@ -161,7 +161,7 @@ def exploit_schema(marker_path: str) -> dict:
 
 @pytest.fixture
 def roles_pg(pg_factory):
-    cluster = pg_factory(conf={"celerysalt.broker_url": "amqp://guest:guest@127.0.0.1:1/%2F"})
+    cluster = pg_factory(conf={"celerysalt.broker_url": "amqp://guest:guest@127.0.0.1:1//"})
     for role, member_of in ((ADMIN, "celerysalt_admin"), (READER, "celerysalt_reader")):
         cluster.execute(f"CREATE ROLE {role} LOGIN IN ROLE {member_of}")
         cluster.execute(f"GRANT CREATE ON SCHEMA public TO {role}")

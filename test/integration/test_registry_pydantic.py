@@ -96,7 +96,7 @@ SAMPLES = [
 @pytest.fixture
 def registry_pg(pg_factory):
     """A cluster of its own (no broker needed: events only wait in the outbox)."""
-    cluster = pg_factory(conf={"celerysalt.broker_url": "amqp://guest:guest@127.0.0.1:1/%2F"})
+    cluster = pg_factory(conf={"celerysalt.broker_url": "amqp://guest:guest@127.0.0.1:1//"})
     schema = OrderPlaced.model_json_schema()
     cluster.execute("SELECT celerysalt_register_schema(%s, %s::jsonb, description => %s)",
                     (TOPIC, json.dumps(schema), "An order was placed"))

@@ -15,7 +15,7 @@ my $node = PostgreSQL::Test::Cluster->new('secret_show');
 $node->init;
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'celerysalt'
-celerysalt.broker_url = 'amqp://guest:guest\@127.0.0.1:5672/%2F'
+celerysalt.broker_url = 'amqp://guest:guest\@127.0.0.1:5672//'
 celerysalt.redis_url = 'redis://:$redis_secret\@127.0.0.1:6379/0'
 celerysalt.poll_interval = '200ms'
 celerysalt.reconnect_max_delay = '500ms'
@@ -48,10 +48,10 @@ sub check_shown
 	my ($ret, $out, $err) = $node->psql('postgres', $as_mon,
 		extra_params => [ '-U', 'mon' ]);
 	is($ret, 0, "$label: pg_monitor member reads the settings") or diag($err);
-	like($out, qr{^amqp://guest:\*\*\*\@127\.0\.0\.1:5672/%2F$}m, "$label: SHOW broker_url masked");
+	like($out, qr{^amqp://guest:\*\*\*\@127\.0\.0\.1:5672//$}m, "$label: SHOW broker_url masked");
 	like($out, qr{^redis://:\*\*\*\@127\.0\.0\.1:6379/0$}m, "$label: SHOW redis_url masked");
 	like($out,
-		qr{^celerysalt\.broker_url\|amqp://guest:\*\*\*\@127\.0\.0\.1:5672/%2F\|amqp://guest:\*\*\*\@127\.0\.0\.1:5672/%2F\|amqp://guest\@127\.0\.0\.1:5672/%2F$}m,
+		qr{^celerysalt\.broker_url\|amqp://guest:\*\*\*\@127\.0\.0\.1:5672//\|amqp://guest:\*\*\*\@127\.0\.0\.1:5672//\|amqp://guest\@127\.0\.0\.1:5672//$}m,
 		"$label: pg_settings setting, reset_val and boot_val of broker_url masked");
 	like($out,
 		qr{^celerysalt\.redis_url\|redis://:\*\*\*\@127\.0\.0\.1:6379/0\|redis://:\*\*\*\@127\.0\.0\.1:6379/0\|}m,
@@ -95,7 +95,7 @@ like($plan, qr/Workers Launched: 1/, 'a parallel worker starts with the masked s
 
 # ALTER SYSTEM with a password, then reload: still masked, worker still in.
 $node->safe_psql('postgres',
-	"ALTER SYSTEM SET celerysalt.broker_url = 'amqp://guest:guest\@127.0.0.1:5672/%2F'");
+	"ALTER SYSTEM SET celerysalt.broker_url = 'amqp://guest:guest\@127.0.0.1:5672//'");
 $node->reload;
 check_shown('after ALTER SYSTEM and reload');
 

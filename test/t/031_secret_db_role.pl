@@ -15,7 +15,7 @@ my $node = PostgreSQL::Test::Cluster->new('secret_db_role');
 $node->init;
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'celerysalt'
-celerysalt.broker_url = 'amqp://guest:guest\@127.0.0.1:5672/%2F'
+celerysalt.broker_url = 'amqp://guest:guest\@127.0.0.1:5672//'
 });
 $node->start;
 $node->safe_psql('postgres', q{
@@ -67,7 +67,7 @@ refused('postgres', "ALTER ROLE plain SET celerysalt.redis_url = 'redis://:Super
 
 # broker_url is a sighup setting: never per database or per role.
 my ($ret, $out, $err) = $node->psql('appdb',
-	"\\set VERBOSITY verbose\nALTER DATABASE appdb SET celerysalt.broker_url = 'amqp://u:BrokerDbPw10\@h/%2F'");
+	"\\set VERBOSITY verbose\nALTER DATABASE appdb SET celerysalt.broker_url = 'amqp://u:BrokerDbPw10\@h//'");
 like($err, qr/55P02: parameter "celerysalt\.broker_url" cannot be changed now/, 'broker_url: ALTER DATABASE SET refused');
 push @secrets, 'BrokerDbPw10';
 

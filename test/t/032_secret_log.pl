@@ -15,7 +15,7 @@ my $node = PostgreSQL::Test::Cluster->new('secret_log');
 $node->init;
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'celerysalt'
-celerysalt.broker_url = 'amqp://guest:guest\@127.0.0.1:5672/%2F'
+celerysalt.broker_url = 'amqp://guest:guest\@127.0.0.1:5672//'
 celerysalt.poll_interval = '200ms'
 celerysalt.reconnect_max_delay = '500ms'
 log_statement = 'all'
@@ -53,7 +53,7 @@ sub run_as
 my ($ret, $err);
 
 # A plain role tries both settings: refused, and both statements are logged.
-($ret, $err) = run_as('plain', "SET celerysalt.broker_url = 'amqp://u:PlainSet1\@h/%2F'",
+($ret, $err) = run_as('plain', "SET celerysalt.broker_url = 'amqp://u:PlainSet1\@h//'",
 	'PlainSet1', 'plain: SET broker_url');
 like($err, qr/55P02/, 'plain: SET broker_url refused');
 ($ret, $err) = run_as('plain', "SET celerysalt.redis_url = 'redis://:PlainSet2\@h:6379/0'",
@@ -123,29 +123,45 @@ like($err, qr/22023: invalid value for parameter "celerysalt\.broker_url"\n/, 's
 	'SuperSet13', 'superuser: SET');
 isnt($ret, 0, 'superuser: SET with a password refused');
 
-# ALTER SYSTEM with a wrong password and another host: logged statement, and
-# the reload's "parameter ... changed to" line; then back, a successful reload.
+# A list of nodes (broker failover) that does not parse: no node's password
+# is repeated.
+($ret, $err) = run_as('postgres',
+	"ALTER SYSTEM SET celerysalt.broker_url = 'amqp://a:MultiBad15\@h1//;amqp://b:MultiBad16\@h2:x//'",
+	'MultiBad1', 'superuser: ALTER SYSTEM with an unparsable node list');
+like($err, qr/22023: invalid value for parameter "celerysalt\.broker_url"\nDETAIL:  Node 2 of the broker URL has an invalid port/,
+	'superuser: unparsable node list refused, naming the node');
+
+# ALTER SYSTEM with a wrong password and a second node that is down: logged
+# statement, and the reload's "parameter ... changed to" line with each
+# node's password masked; then back, a successful reload.
 ok($node->poll_query_until('postgres', 'SELECT broker_connected FROM celerysalt_status'),
 	'worker connected');
 ($ret, $err) = run_as('postgres',
-	"ALTER SYSTEM SET celerysalt.broker_url = 'amqp://guest:WrongPw14\@localhost:5672/%2F'",
+	"ALTER SYSTEM SET celerysalt.broker_url = 'amqp://guest:WrongPw14\@localhost:5672//;amqp://u2:SecondPw17\@127.0.0.1:1//'",
 	'WrongPw14', 'superuser: ALTER SYSTEM');
+push @secrets, 'SecondPw17';
 is($ret, 0, 'superuser: ALTER SYSTEM with a password accepted');
 $node->reload;
+# (the first node refuses the login, the second one is down: last_error
+# shows whichever failed last)
 ok($node->poll_query_until('postgres',
-	"SELECT last_error LIKE '%could not log in%' FROM celerysalt_status"),
+	"SELECT last_error LIKE '%127.0.0.1:1:%' FROM celerysalt_status"),
+	'the worker tried both nodes');
+like(slurp_file($node->logfile), qr/celerysalt cannot deliver events: could not log in to broker at 127\.0\.0\.1:5672 as user "guest"/,
 	'the worker uses the new (wrong) password');
 # (log_statement off for this one, so the duration line repeats the statement)
 ($ret, $err) = run_as('postgres',
-	"SET log_statement = 'none';\nALTER SYSTEM SET celerysalt.broker_url = 'amqp://guest:guest\@127.0.0.1:5672/%2F'",
+	"SET log_statement = 'none';\nALTER SYSTEM SET celerysalt.broker_url = 'amqp://guest:guest\@127.0.0.1:5672//'",
 	'guest:guest', 'superuser: ALTER SYSTEM back');
 $node->reload;
 ok($node->poll_query_until('postgres', 'SELECT broker_connected FROM celerysalt_status'),
 	'worker connected again after a successful reload');
 
 my $log = slurp_file($node->logfile);
-like($log, qr/parameter "celerysalt\.broker_url" changed to "amqp:\/\/guest:\*\*\*\@localhost:5672\/%2F"/,
-	'the reload line is there, masked');
+like($log, qr/parameter "celerysalt\.broker_url" changed to "amqp:\/\/guest:\*\*\*\@localhost:5672\/\/;amqp:\/\/u2:\*\*\*\@127\.0\.0\.1:1\/\/"/,
+	'the reload line is there, every node masked');
+like($log, qr/DETAIL:  Broker node amqp:\/\/u2:\*\*\*\@127\.0\.0\.1:1\/\/\. Events stay in the outbox; the worker tries node amqp:\/\/guest:\*\*\*\@localhost:5672\/\/ after a pause/,
+	'the worker names the failing node, masked');
 like($log, qr/statement: ALTER SYSTEM SET celerysalt\.broker_url = 'amqp:\/\/guest:\*\*\*\@localhost/,
 	'the log_statement line is there, masked');
 like($log, qr/STATEMENT:  SET celerysalt\.redis_url = 'amqp:\/guest:\*\*\*\@host'/,

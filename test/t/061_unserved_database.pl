@@ -16,7 +16,7 @@ $node->init;
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'celerysalt'
 celerysalt.databases = 'served, bare'
-celerysalt.broker_url = 'amqp://guest:guest\@127.0.0.1:1/%2F'
+celerysalt.broker_url = 'amqp://guest:guest\@127.0.0.1:1//'
 });
 $node->start;
 for my $db ('served', 'unserved')

@@ -17,7 +17,7 @@ $primary->init(allows_streaming => 1);
 # the primary cannot reach a broker: everything it commits waits in its outbox
 $primary->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'celerysalt'
-celerysalt.broker_url = 'amqp://guest:guest\@127.0.0.1:1/%2F'
+celerysalt.broker_url = 'amqp://guest:guest\@127.0.0.1:1//'
 celerysalt.unroutable = 'drop'
 celerysalt.poll_interval = '100ms'
 });
@@ -30,7 +30,7 @@ $standby->init_from_backup($primary, 'base', has_streaming => 1);
 # the standby's broker is the real one (127.0.0.1:5672 guest/guest); no
 # queue is bound for the test topic, so the broker drops what it confirms
 $standby->append_conf('postgresql.conf', qq{
-celerysalt.broker_url = 'amqp://guest:guest\@127.0.0.1:5672/%2F'
+celerysalt.broker_url = 'amqp://guest:guest\@127.0.0.1:5672//'
 });
 $standby->start;
 $primary->append_conf('postgresql.conf', "synchronous_standby_names = 'standby'\n");

@@ -207,7 +207,7 @@ class RabbitNode:
     def url(self, password=None, port=None):
         pw = self.password if password is None else password
         cred = f"{self.user}:{pw}" if pw != "" else self.user
-        return f"amqp://{cred}@{self.host}:{port or self.port}/%2F"
+        return f"amqp://{cred}@{self.host}:{port or self.port}//"
 
 # ------------------------------------------------------------------- proxy
 
