@@ -191,7 +191,7 @@ broker_open_socket(amqp_connection_state_t state, const AmqpUrl *url,
 		 * host name check, run after the handshake, knows only DNS names).
 		 * Its peer check stays on as a second look at the result.
 		 */
-		if (!TlsConfigureContext(amqp_ssl_socket_get_context(socket), &opts, url->host, error))
+		if (!TlsConfigureContext(amqp_ssl_socket_get_context(socket), &opts, url->host_written, error))
 			return false;
 		amqp_ssl_socket_set_verify_peer(socket, opts.verify != TLS_VERIFY_NONE);
 		amqp_ssl_socket_set_verify_hostname(socket, false);
@@ -209,7 +209,7 @@ broker_open_socket(amqp_connection_state_t state, const AmqpUrl *url,
 	rc = amqp_socket_open_noblock(socket, url->host, url->port, tv);
 	if (rc != AMQP_STATUS_OK)
 	{
-		appendStringInfo(error, "could not connect to broker at %s:%d: ", url->host, url->port);
+		appendStringInfo(error, "could not connect to broker at %s:%d: ", url->host_written, url->port);
 		if (rc == AMQP_STATUS_SSL_CONNECTION_FAILED || rc == AMQP_STATUS_SSL_ERROR ||
 			rc == AMQP_STATUS_SSL_PEER_VERIFY_FAILED)
 			TlsAppendFailure(error, NULL, 0);
@@ -277,7 +277,7 @@ BrokerConnect(const AmqpUrl *url, StringInfo error)
 	if (reply.reply_type != AMQP_RESPONSE_NORMAL)
 	{
 		appendStringInfo(error, "could not log in to broker at %s:%d as user \"%s\"",
-						 url->host, url->port, url->user);
+						 url->host_written, url->port, url->user);
 		/* TLS 1.3 reports a refused client certificate only now */
 		if (url->tls && reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
 			reply.library_error == AMQP_STATUS_SSL_ERROR)
@@ -310,7 +310,7 @@ BrokerConnect(const AmqpUrl *url, StringInfo error)
 	if (reply.reply_type != AMQP_RESPONSE_NORMAL)
 	{
 		describe_reply(error, psprintf("could not set up channel on broker %s:%d (exchange \"%s\")",
-									   url->host, url->port, celerysalt_exchange),
+									   url->host_written, url->port, celerysalt_exchange),
 					   reply);
 		amqp_connection_close(state, AMQP_REPLY_SUCCESS);
 		amqp_destroy_connection(state);

@@ -736,8 +736,10 @@ parse_amqp_node(const char *s, const char *end, const char *who, AmqpUrl *out,
 		if (!decode_part(lowered, strlen(lowered), &out->host, who, "host", error))
 			return false;
 	}
+	/* TLS verifies the name as written; py-amqp connects to localhost as 127.0.0.1 */
+	out->host_written = out->host[0] == '\0' ? pstrdup("localhost") : out->host;
 	if (out->host[0] == '\0' || strcmp(out->host, "localhost") == 0)
-		out->host = pstrdup("127.0.0.1");	/* py-amqp's reading of localhost */
+		out->host = pstrdup("127.0.0.1");
 
 	/* path: the vhost; query: kombu's connection options */
 	p = auth_end;

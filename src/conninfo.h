@@ -24,6 +24,9 @@ typedef struct AmqpUrl
 	char	   *password;		/* never printed */
 	bool		has_password;	/* the URL gave a non-empty password */
 	bool		tls;			/* amqps://: TLS, never plain TCP */
+	char	   *host_written;	/* the host as written ("localhost" for none):
+								 * what messages show and the name a TLS
+								 * certificate must carry */
 	bool		port_given;		/* else the default or the previous node's */
 	bool		vhost_given;	/* else "/" or the previous node's */
 	char	   *redacted;		/* the node's URL as written, password "***" */
