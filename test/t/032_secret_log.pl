@@ -147,7 +147,7 @@ $node->reload;
 ok($node->poll_query_until('postgres',
 	"SELECT last_error LIKE '%127.0.0.1:1:%' FROM celerysalt_status"),
 	'the worker tried both nodes');
-like(slurp_file($node->logfile), qr/celerysalt cannot deliver events: could not log in to broker at 127\.0\.0\.1:5672 as user "guest"/,
+like(slurp_file($node->logfile), qr/celerysalt cannot deliver events: could not log in to broker at localhost:5672 as user "guest"/,
 	'the worker uses the new (wrong) password');
 # (log_statement off for this one, so the duration line repeats the statement)
 ($ret, $err) = run_as('postgres',
