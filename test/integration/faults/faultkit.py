@@ -43,7 +43,8 @@ import kombu
 import psycopg
 import psycopg.sql
 
-PGBIN = "/usr/lib/postgresql/15/bin"
+# the PostgreSQL whose celerysalt is tested (run.sh passes CSIT_PG_BINDIR, as for rig.py)
+PGBIN = os.environ.get("CSIT_PG_BINDIR", "/usr/lib/postgresql/15/bin")
 RABBIT_BIN = "/usr/lib/rabbitmq/bin"
 SERVICE_USER = "postgres"
 EXCHANGE = "tchu_events"
@@ -433,6 +434,7 @@ class PgCluster:
 
 DEFAULT_SETTINGS = {
     "celerysalt.batch_size": 500,
+    "celerysalt.publish_window": 4,
     "celerysalt.poll_interval": "'200ms'",
     "celerysalt.broker_timeout": "'2s'",
     "celerysalt.reconnect_max_delay": "'1s'",
