@@ -59,3 +59,12 @@ SELECT pg_temp.wait_delivered('regress.delivery.dead', 1) AS delivered;
 
 -- Nothing left behind.
 SELECT pending FROM celerysalt_status;
+
+-- The worker keeps a window of publish_window batches of batch_size events
+-- between read and finish: defaults, ranges, and reload-only.
+SELECT name, setting, min_val, max_val, context FROM pg_settings
+ WHERE name IN ('celerysalt.batch_size', 'celerysalt.publish_window') ORDER BY name;
+\set VERBOSITY terse
+SET celerysalt.publish_window = 2;
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default

@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * broker.h
- *		The RabbitMQ client (broker.c): connection to one node, confirmed
- *		batch publish.  Callers never see librabbitmq-c types; which node to
- *		connect to is broker_failover.c's.
+ *		The RabbitMQ client (broker.c): connection to one node (which one is
+ *		broker_failover.c's), batches published without waiting and
+ *		confirmed as the broker's answers stream in, one-message publishing
+ *		for RPC.  Callers never see librabbitmq-c types.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,22 +18,44 @@
 
 typedef enum BrokerStatus
 {
-	BROKER_OK,					/* every message confirmed */
+	BROKER_OK,					/* no failure */
 	BROKER_FAILED,				/* connection lost or timed out: retry later */
-	BROKER_REJECTED,			/* broker refused the batch (nack, channel
+	BROKER_REJECTED				/* broker refused a message (nack, channel
 								 * error): the connection must be reopened */
-	BROKER_RETURNED				/* a mandatory message was unroutable */
 } BrokerStatus;
 
 typedef struct BrokerConnection BrokerConnection;
 
+/*
+ * A batch of messages published with BrokerPublishAsync, confirmed message
+ * by message as BrokerPoll reads the broker's answers.  The caller owns it;
+ * the connection links it (next) while some message of it is unconfirmed.
+ * Callers read unconfirmed, nacked, returned and nreturned.
+ */
+typedef struct BrokerBatch
+{
+	CeleryMessage *msgs;		/* task ids identify returned messages */
+	int			nmsgs;
+	uint64		first_tag;		/* delivery tag of msgs[0] */
+	int			unconfirmed;	/* neither acked nor nacked yet */
+	bool		nacked;			/* the broker refused at least one */
+	bool	   *returned;		/* [nmsgs] came back: no queue was bound */
+	int			nreturned;
+	/* private to broker.c */
+	bool	   *confirmed;		/* [nmsgs] acked or nacked */
+	int			confirmed_upto; /* msgs[0 .. confirmed_upto - 1] confirmed */
+	struct BrokerBatch *next;
+} BrokerBatch;
+
 extern BrokerConnection *BrokerConnect(const AmqpUrl *node, StringInfo error);
 extern void BrokerDisconnect(BrokerConnection *conn);
 extern void BrokerAbort(BrokerConnection *conn);
-extern BrokerStatus BrokerPublishBatch(BrokerConnection *conn,
+extern BrokerStatus BrokerPublishAsync(BrokerConnection *conn, BrokerBatch *batch,
 									   CeleryMessage *msgs, int nmsgs,
-									   bool mandatory, bool *returned_msgs,
-									   StringInfo error);
+									   bool mandatory, StringInfo error);
+extern BrokerStatus BrokerPoll(BrokerConnection *conn, int *confirmed,
+							   StringInfo error);
+extern bool BrokerAwaitingConfirms(BrokerConnection *conn);
 extern bool BrokerConnectionAlive(BrokerConnection *conn);
 extern bool BrokerSend(BrokerConnection *conn, CeleryMessage *msg, bool mandatory,
 					   StringInfo error);

@@ -43,6 +43,7 @@ char	   *celerysalt_redis_password_file = NULL;
 char	   *celerysalt_redis_key_prefix = NULL;
 char	   *celerysalt_rpc_task = NULL;
 int			celerysalt_batch_size = 500;
+int			celerysalt_publish_window = 4;
 int			celerysalt_poll_interval_ms = 1000;
 int			celerysalt_broker_timeout_ms = 5000;
 int			celerysalt_reconnect_max_delay_ms = 30000;
@@ -656,10 +657,19 @@ GucDefineAll(void)
 							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("celerysalt.batch_size",
-							"Sets how many events the worker publishes before it awaits the broker's confirms.",
+							"Sets how many events the worker reads from the outbox and publishes as one batch.",
 							NULL,
 							&celerysalt_batch_size,
 							500, 1, 10000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("celerysalt.publish_window",
+							"Sets how many batches the worker keeps between reading them and removing them from the outbox.",
+							"While the broker confirms one batch the worker publishes the next ones. "
+							"After a crash or a lost connection at most this many batches are published again.",
+							&celerysalt_publish_window,
+							4, 1, 16,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
@@ -672,8 +682,8 @@ GucDefineAll(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("celerysalt.broker_timeout",
-							"Sets the time limit for connecting to the broker and for each confirm wait.",
-							NULL,
+							"Sets the time limit for connecting to the broker and for each of its confirms.",
+							"The worker drops a connection on which the broker confirmed nothing for this long while messages wait.",
 							&celerysalt_broker_timeout_ms,
 							5000, 100, 600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,

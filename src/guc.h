@@ -21,6 +21,7 @@ extern char *celerysalt_redis_password_file;
 extern char *celerysalt_redis_key_prefix;
 extern char *celerysalt_rpc_task;
 extern int	celerysalt_batch_size;
+extern int	celerysalt_publish_window;
 extern int	celerysalt_poll_interval_ms;
 extern int	celerysalt_broker_timeout_ms;
 extern int	celerysalt_reconnect_max_delay_ms;

@@ -21,6 +21,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "nodes/parsenodes.h"
 #include "pgstat.h"
 #include "storage/lmgr.h"
 #include "utils/array.h"
@@ -91,11 +92,14 @@ DrainEnd(void)
 }
 
 /*
- * A saved plan, prepared on first use.  All plans are forgotten when the
- * extension's schema changes (dropped and created again).
+ * A saved plan, prepared on first use, with cursor_options (0, or
+ * CURSOR_OPT_CUSTOM_PLAN to plan each execution with its parameter values).
+ * All plans are forgotten when the extension's schema changes (dropped and
+ * created again).
  */
 static SPIPlanPtr
-saved_plan(SPIPlanPtr *plan, Oid schema, const char *sql, int nargs, Oid *argtypes)
+saved_plan(SPIPlanPtr *plan, Oid schema, const char *sql, int nargs, Oid *argtypes,
+		   int cursor_options)
 {
 	if (plans_schema != schema)
 	{
@@ -113,7 +117,7 @@ saved_plan(SPIPlanPtr *plan, Oid schema, const char *sql, int nargs, Oid *argtyp
 	}
 	if (*plan == NULL)
 	{
-		*plan = SPI_prepare(sql, nargs, argtypes);
+		*plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
 		if (*plan == NULL)
 			elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
 		SPI_keepplan(*plan);
@@ -121,14 +125,28 @@ saved_plan(SPIPlanPtr *plan, Oid schema, const char *sql, int nargs, Oid *argtyp
 	return *plan;
 }
 
+static int
+key_cmp(const void *a, const void *b)
+{
+	uint64		x = *(const uint64 *) a;
+	uint64		y = *(const uint64 *) b;
+
+	return x < y ? -1 : x > y;
+}
+
 /*
  * DrainRead
- *		Read up to limit committed events in enqueue order into cxt.  Returns
- *		the number read, -1 when the outbox is locked (DROP EXTENSION under
- *		way), DRAIN_GONE when the extension is not installed.
+ *		Read up to limit committed events in enqueue order into cxt, leaving
+ *		out the nskip rows whose DrainEventKey is in skip (sorted ascending):
+ *		the worker's batches still in flight, which are still in the outbox
+ *		and, as commits arrive out of event_id order, may lie anywhere among
+ *		the rows read.  Returns the number read, -1 when the outbox is locked
+ *		(DROP EXTENSION under way), DRAIN_GONE when the extension is not
+ *		installed.
  */
 int
-DrainRead(int limit, MemoryContext cxt, OutboxEvent **events_out)
+DrainRead(int limit, const uint64 *skip, int nskip, MemoryContext cxt,
+		  OutboxEvent **events_out)
 {
 	Oid			schema = DrainBegin();
 	Oid			outbox;
@@ -136,6 +154,7 @@ DrainRead(int limit, MemoryContext cxt, OutboxEvent **events_out)
 	Datum		values[1];
 	SPIPlanPtr	plan;
 	int			rc;
+	int			n = 0;
 	OutboxEvent *events;
 
 	if (!OidIsValid(schema))
@@ -158,21 +177,32 @@ DrainRead(int limit, MemoryContext cxt, OutboxEvent **events_out)
 								   " traceparent, tracestate"
 								   " FROM %s ORDER BY event_id LIMIT $1",
 								   CatalogQualifiedName("_celerysalt_outbox")),
-						  1, argtypes);
-	values[0] = Int32GetDatum(limit);
+						  1, argtypes, 0);
+	/* every row in flight is still there: limit new ones lie within limit + nskip */
+	values[0] = Int32GetDatum(limit + nskip);
 	rc = SPI_execute_plan(plan, values, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read the outbox: %s", SPI_result_code_string(rc));
 
-	events = MemoryContextAlloc(cxt, sizeof(OutboxEvent) * Max(SPI_processed, 1));
-	for (uint64 i = 0; i < SPI_processed; i++)
+	events = MemoryContextAlloc(cxt, sizeof(OutboxEvent) * Max(Min(SPI_processed, (uint64) limit), 1));
+	for (uint64 i = 0; i < SPI_processed && n < limit; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		OutboxEvent *ev = &events[i];
+		OutboxEvent *ev = &events[n];
 		MemoryContext old;
 		bool		isnull;
 		Datum		d;
+
+		ev->slot = DatumGetInt16(SPI_getbinval(tup, desc, 7, &isnull));
+		ev->ctid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 8, &isnull));
+		if (nskip > 0)
+		{
+			uint64		key = DrainEventKey(ev);
+
+			if (bsearch(&key, skip, nskip, sizeof(uint64), key_cmp) != NULL)
+				continue;
+		}
 
 		old = MemoryContextSwitchTo(cxt);
 		ev->event_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
@@ -183,19 +213,24 @@ DrainRead(int limit, MemoryContext cxt, OutboxEvent **events_out)
 		ev->version = isnull ? NULL : TextDatumGetCString(d);
 		d = SPI_getbinval(tup, desc, 6, &isnull);
 		ev->correlation_id = isnull ? NULL : TextDatumGetCString(d);
-		ev->slot = DatumGetInt16(SPI_getbinval(tup, desc, 7, &isnull));
-		ev->ctid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 8, &isnull));
 		ev->enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
 		d = SPI_getbinval(tup, desc, 10, &isnull);
 		ev->traceparent = isnull ? NULL : TextDatumGetCString(d);
 		d = SPI_getbinval(tup, desc, 11, &isnull);
 		ev->tracestate = isnull ? NULL : TextDatumGetCString(d);
 		MemoryContextSwitchTo(old);
+		n++;
 	}
-	rc = (int) SPI_processed;
 	DrainEnd();
 	*events_out = events;
-	return rc;
+	return n;
+}
+
+/* Sort keys of DrainEventKey for DrainRead's skip. */
+void
+DrainSortKeys(uint64 *keys, int n)
+{
+	qsort(keys, n, sizeof(uint64), key_cmp);
 }
 
 /* The statement moving the rows of outbox partition `partition` to target. */
@@ -258,9 +293,17 @@ move_by_ctid(Oid schema, OutboxEvent *events, const bool *take, int n, DrainTarg
 
 		snprintf(partition, sizeof(partition), "_celerysalt_outbox_%d", s);
 		plan = plans_schema == schema ? move_plans[s][target] : NULL;
+		/*
+		 * Planned for each array of ctids: a generic plan is made once, often
+		 * right after the partition was truncated, when a sequential scan
+		 * looks cheapest, and then compares every row of the partition with
+		 * every ctid of the array (worse with every batch finished at once).
+		 * With the array known the planner takes a TID scan, or a seq scan
+		 * with a hashed ctid test for a partition of a few rows.
+		 */
 		if (plan == NULL)
 			plan = saved_plan(&move_plans[s][target], schema, move_sql(partition, target),
-							  1, argtypes);
+							  1, argtypes, CURSOR_OPT_CUSTOM_PLAN);
 		values[0] = PointerGetDatum(construct_array(tids, ntids, TIDOID, sizeof(ItemPointerData),
 													false, TYPALIGN_SHORT));
 		rc = SPI_execute_plan(plan, values, NULL, false, 0);

@@ -34,9 +34,20 @@ typedef struct OutboxEvent
 /* DrainRead's result when the extension is not installed */
 #define DRAIN_GONE	(-2)
 
+/* A row's place in the outbox (partition and ctid) as one sortable number. */
+static inline uint64
+DrainEventKey(const OutboxEvent *ev)
+{
+	return ((uint64) (uint16) ev->slot << 48) |
+		((uint64) ItemPointerGetBlockNumberNoCheck(&ev->ctid) << 16) |
+		(uint64) ItemPointerGetOffsetNumberNoCheck(&ev->ctid);
+}
+
 extern Oid	DrainBegin(void);
 extern void DrainEnd(void);
-extern int	DrainRead(int limit, MemoryContext cxt, OutboxEvent **events_out);
+extern int	DrainRead(int limit, const uint64 *skip, int nskip, MemoryContext cxt,
+					  OutboxEvent **events_out);
+extern void DrainSortKeys(uint64 *keys, int n);
 extern bool DrainFinish(OutboxEvent *events, int n, const bool *returned,
 						bool log_events);
 extern int64 DrainRequeueUnroutable(int slot, int retention_s, bool requeue,

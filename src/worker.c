@@ -6,13 +6,26 @@
  *		publisher confirms, and only then delete them (logging them in
  *		celerysalt_events).  Also rotates and truncates outbox partitions,
  *		applies the delivered-log retention and dead-letters events the
- *		broker refuses for good.  The loop, the broker back-off and the
- *		counters live here; the SQL it runs is outbox_drain.c's.
+ *		broker refuses for good.  The loop, the window of batches, the broker
+ *		back-off and the counters live here; the SQL it runs is
+ *		outbox_drain.c's.
+ *
+ * The worker never waits idle for the broker while it has work: it keeps a
+ * window of up to celerysalt.publish_window batches between their read and
+ * their finish.  While the broker confirms the older ones (confirms stream
+ * in, matched to batches by delivery tag: broker.c), the worker reads,
+ * builds and publishes the next one, and finishes (DELETE + log, one
+ * transaction for all batches confirmed meanwhile) those confirmed in full,
+ * oldest first.  A read leaves out the events of the batches in the window.
+ * Order: batches are read in event_id order and published in that order on
+ * one channel, so the events of one transaction reach a queue in order.
  *
  * No transaction is open while the worker talks to the broker, so it never
- * holds back the xmin horizon nor blocks DROP EXTENSION.  If it dies after
- * the broker confirmed a batch but before the DELETE committed, that batch
- * is published again after restart: at least once, at most one batch of
+ * holds back the xmin horizon nor blocks DROP EXTENSION.  If it dies, loses
+ * its connection or sees a refusal (nack, channel closed) before a batch's
+ * DELETE committed, that batch and every later one of the window is
+ * published again (after restart or reconnect): at least once, at most one
+ * window (celerysalt.publish_window x celerysalt.batch_size events) of
  * duplicates.
  *
  *-------------------------------------------------------------------------
@@ -60,14 +73,37 @@
 #define REQUEUE_BURST			6
 /* A single event refused this many times in a row is dead-lettered. */
 #define MAX_REJECTIONS			2
+/* the largest celerysalt.publish_window (guc.c) */
+#define MAX_WINDOW				16
+/* outbox maintenance while batches are in flight, at most this often */
+#define HOUSEKEEPING_EVERY_MS	1000
+
+/* One batch of events between its read from the outbox and its finish. */
+typedef struct Batch
+{
+	MemoryContext cxt;			/* everything below; reset when it leaves */
+	OutboxEvent *events;
+	int			nevents;
+	int			per_event;		/* messages per event (dispatcher tasks) */
+	BrokerBatch confirms;		/* what the broker said about each message */
+} Batch;
 
 typedef struct WorkerState
 {
 	DatabaseSlot *dbslot;
 	char	   *dbname;
 	ResourceOwner owner;		/* for work outside transactions (SHA-1) */
-	MemoryContext batch_cxt;	/* reset after every batch */
+	MemoryContext finish_cxt;	/* reset after every finish */
 	BrokerConnection *broker;
+
+	/* the window: batches read and not finished, oldest first, in a ring */
+	Batch		window[MAX_WINDOW];
+	int			window_head;	/* ring index of the oldest */
+	int			window_count;
+	bool		more_to_read;	/* the outbox may hold events not read yet */
+	TimestampTz progress_at;	/* last confirm, or first publish awaiting one */
+	bool		reconnect_pending;	/* new broker settings: once the window is empty */
+	TimestampTz housekeeping_at;
 
 	/* broker outage handling */
 	TimestampTz reconnect_at;
@@ -103,7 +139,11 @@ worker_detach(int code, Datum arg)
 {
 	DatabaseSlot *slot = ws.dbslot;
 
-	BrokerDisconnect(ws.broker);
+	/* confirms awaited would only delay a polite close: drop it */
+	if (ws.broker != NULL && BrokerAwaitingConfirms(ws.broker))
+		BrokerAbort(ws.broker);
+	else
+		BrokerDisconnect(ws.broker);
 	ws.broker = NULL;
 	if (slot == NULL)
 		return;
@@ -409,7 +449,7 @@ dead_letter_unsendable(OutboxEvent *events, int n)
 
 /*
  * Build the Celery messages of events: one per configured dispatcher task
- * and event, in ws.batch_cxt.
+ * and event, in the current memory context.
  */
 static CeleryMessage *
 build_messages(OutboxEvent *events, int n, int *nmsgs)
@@ -445,116 +485,331 @@ build_messages(OutboxEvent *events, int n, int *nmsgs)
 	return msgs;
 }
 
-/*
- * Deliver one batch.  Returns the number of events delivered or moved to
- * the dead-letter table, 0 when the outbox is empty, -1 when delivery is
- * not possible right now (broker down, outbox locked).
+/* ------------------------------------------------------------------------
+ * The window of batches
+ * ------------------------------------------------------------------------
  */
-static int
-deliver_batch(void)
+
+/* The i-th oldest batch of the window (i == window_count: the next free one). */
+static inline Batch *
+window_at(int i)
 {
-	OutboxEvent *events;
-	CeleryMessage *msgs;
-	bool	   *returned_msgs;
-	bool	   *returned;
-	int			limit = ws.isolate_remaining > 0 ? 1 : celerysalt_batch_size;
-	int			n;
-	int			nmsgs;
-	BrokerStatus status;
-	StringInfoData error;
+	return &ws.window[(ws.window_head + i) % MAX_WINDOW];
+}
+
+/* Batches the window may hold now: one while looking for a refused event. */
+static inline int
+window_limit(void)
+{
+	return ws.isolate_remaining > 0 ? 1 : Min(celerysalt_publish_window, MAX_WINDOW);
+}
+
+/* A batch leaves the window: its memory goes (the batch is the oldest). */
+static void
+window_pop(void)
+{
+	Batch	   *b = window_at(0);
+
+	MemoryContextReset(b->cxt);
+	b->events = NULL;
+	b->nevents = 0;
+	ws.window_head = (ws.window_head + 1) % MAX_WINDOW;
+	ws.window_count--;
+}
+
+/* Batches at the head of the window that the broker confirmed in full, none refused. */
+static int
+window_confirmed(void)
+{
+	int			k = 0;
+
+	while (k < ws.window_count && window_at(k)->confirms.unconfirmed == 0 &&
+		   !window_at(k)->confirms.nacked)
+		k++;
+	return k;
+}
+
+/*
+ * Finish the k oldest batches of the window, confirmed in full: one
+ * transaction removes them from the outbox (finish_batch); an event is
+ * unroutable if any of its messages came back.
+ */
+static void
+window_finish(int k)
+{
 	MemoryContext old;
+	OutboxEvent *events;
+	bool	   *returned;
+	bool		any_returned = false;
+	int			total = 0;
+	int			e = 0;
 
-	if (!ensure_broker())
-		return -1;
+	if (k <= 0)
+		return;
+	for (int i = 0; i < k; i++)
+		total += window_at(i)->nevents;
+	old = MemoryContextSwitchTo(ws.finish_cxt);
+	events = palloc(sizeof(OutboxEvent) * total);
+	returned = palloc0(sizeof(bool) * total);
+	for (int i = 0; i < k; i++)
+	{
+		Batch	   *b = window_at(i);
 
-	n = DrainRead(limit, ws.batch_cxt, &events);
-	if (n == DRAIN_GONE)
-		exit_extension_gone();
-	if (n == 0)
-		broker_healthy();
-	if (n <= 0)
-		return n;
-	n = dead_letter_unsendable(events, n);
-	if (n == 0)
-		return 1;				/* all dead-lettered: look again at once */
-
-	old = MemoryContextSwitchTo(ws.batch_cxt);
-	/* task ids for further dispatchers use pg_cryptohash: needs an owner */
-	CurrentResourceOwner = ws.owner;
-	msgs = build_messages(events, n, &nmsgs);
-	CurrentResourceOwner = NULL;
-	initStringInfo(&error);
-	returned_msgs = palloc(sizeof(bool) * nmsgs);
-	pgstat_report_activity(STATE_RUNNING, "celerysalt: publishing");
-	/* mandatory: an event no queue receives comes back instead of vanishing */
-	status = BrokerPublishBatch(ws.broker, msgs, nmsgs,
-								celerysalt_unroutable == UNROUTABLE_KEEP, returned_msgs, &error);
-	pgstat_report_activity(STATE_IDLE, NULL);
+		memcpy(&events[e], b->events, sizeof(OutboxEvent) * b->nevents);
+		if (b->confirms.nreturned > 0)
+		{
+			for (int m = 0; m < b->confirms.nmsgs; m++)
+				returned[e + m / b->per_event] |= b->confirms.returned[m];
+			any_returned = true;
+		}
+		e += b->nevents;
+	}
 	MemoryContextSwitchTo(old);
 
-	switch (status)
+	broker_healthy();
+	finish_batch(events, total, any_returned ? returned : NULL);	/* exits if the extension is gone */
+	for (int i = 0; i < k; i++)
+		window_pop();
+	MemoryContextReset(ws.finish_cxt);
+	ws.isolate_remaining = Max(0, ws.isolate_remaining - k);
+	ws.rejected_count = 0;
+}
+
+/*
+ * The broker connection failed (BROKER_FAILED) or the broker refused a
+ * message (BROKER_REJECTED: a nack, a closed channel, a message the library
+ * cannot encode).  Finish the batches confirmed in full before the first
+ * other one and forget the rest: their events stay in the outbox and are
+ * read and published again after the reconnect (at most one window of
+ * duplicates).  An outage backs off; a refusal of a batch of several events
+ * reconnects at once and publishes that batch one event at a time to find
+ * the culprit, and an event refused MAX_REJECTIONS times in a row on its own
+ * is dead-lettered.
+ */
+static void
+window_failed(BrokerStatus status, const char *message)
+{
+	int			done = window_confirmed();
+	Batch	   *culprit = done < ws.window_count ? window_at(done) : NULL;
+
+	/* the connection links the batches about to be forgotten: drop it first */
+	set_connected(false);
+	BrokerAbort(ws.broker);
+	ws.broker = NULL;
+	ws.more_to_read = true;
+
+	window_finish(done);		/* culprit keeps its slot and memory */
+
+	if (status == BROKER_REJECTED && culprit != NULL && culprit->nevents > 1)
 	{
-		case BROKER_OK:
-		case BROKER_RETURNED:
-			/* an event is unroutable if any of its messages came back */
-			returned = NULL;
-			if (status == BROKER_RETURNED)
-			{
-				int			per_event = nmsgs / n;
-
-				returned = palloc0(sizeof(bool) * n);
-				for (int m = 0; m < nmsgs; m++)
-					returned[m / per_event] |= returned_msgs[m];
-			}
-			broker_healthy();
-			finish_batch(events, n, returned);	/* exits if the extension is gone */
-			if (ws.isolate_remaining > 0)
-				ws.isolate_remaining--;
-			ws.rejected_count = 0;
-			return n;
-
-		case BROKER_FAILED:
-			/* lost the node: this batch goes to the next one */
-			broker_failed(error.data, true);
-			return -1;
-
-		case BROKER_REJECTED:
-			/*
-			 * The channel is closed, not the broker gone.  The first time,
-			 * reconnect at once and publish this batch one event at a time
-			 * to find the culprit; a refusal of a single event backs off
-			 * like an outage, so a broker that refuses everything is not
-			 * asked ten times a second.
-			 */
-			if (n > 1)
-			{
-				set_connected(false);
-				DbslotSetWorkerError(ws.dbslot, error.data);
-				BrokerAbort(ws.broker);
-				ws.broker = NULL;
-				SetLatch(MyLatch);
-				ws.isolate_remaining = n;
-				return -1;
-			}
-			broker_failed(error.data, false);
-			if (ws.rejected_event_id == events[0].event_id)
+		/*
+		 * The channel is closed, not the broker gone: reconnect at once and
+		 * publish this batch one event at a time.
+		 */
+		DbslotSetWorkerError(ws.dbslot, message);
+		ws.isolate_remaining = culprit->nevents;
+		SetLatch(MyLatch);
+	}
+	else
+	{
+		/* an outage, or a single event refused: back off like an outage */
+		broker_failed(message, status == BROKER_FAILED);
+		if (status == BROKER_REJECTED && culprit != NULL)
+		{
+			if (ws.rejected_event_id == culprit->events[0].event_id)
 				ws.rejected_count++;
 			else
 			{
-				ws.rejected_event_id = events[0].event_id;
+				ws.rejected_event_id = culprit->events[0].event_id;
 				ws.rejected_count = 1;
 			}
 			if (ws.rejected_count >= MAX_REJECTIONS)
 			{
-				dead_letter(&events[0], error.data);
+				dead_letter(&culprit->events[0], message);
 				ws.rejected_count = 0;
 				if (ws.isolate_remaining > 0)
 					ws.isolate_remaining--;
-				return 1;
 			}
-			return -1;
+		}
 	}
-	return -1;
+
+	while (ws.window_count > 0)
+		window_pop();
+}
+
+/*
+ * Take in what the broker has sent (confirms, returns) without waiting.
+ * A refusal or a lost connection fails the window; so does a broker that
+ * confirmed nothing for celerysalt.broker_timeout while messages wait.
+ */
+static void
+pump(void)
+{
+	StringInfoData error;
+	BrokerStatus status;
+	int			confirmed;
+
+	if (ws.broker == NULL || !BrokerAwaitingConfirms(ws.broker))
+		return;
+	initStringInfo(&error);
+	status = BrokerPoll(ws.broker, &confirmed, &error);
+	if (status != BROKER_OK)
+	{
+		window_failed(status, error.data);
+		pfree(error.data);
+		return;
+	}
+	if (confirmed > 0)
+		ws.progress_at = GetCurrentTimestamp();
+	for (int i = 0; i < ws.window_count; i++)
+		if (window_at(i)->confirms.nacked)
+		{
+			appendStringInfo(&error, "broker rejected (nacked) messages of a batch of %d",
+							 window_at(i)->confirms.nmsgs);
+			window_failed(BROKER_REJECTED, error.data);
+			pfree(error.data);
+			return;
+		}
+	if (BrokerAwaitingConfirms(ws.broker) &&
+		TimestampDifferenceExceeds(ws.progress_at, GetCurrentTimestamp(),
+								   celerysalt_broker_timeout_ms))
+	{
+		int			waiting = 0;
+
+		for (int i = 0; i < ws.window_count; i++)
+			waiting += window_at(i)->confirms.unconfirmed;
+		appendStringInfo(&error, "timed out after %d ms waiting for the broker to confirm %d messages",
+						 celerysalt_broker_timeout_ms, waiting);
+		window_failed(BROKER_FAILED, error.data);
+	}
+	pfree(error.data);
+}
+
+/*
+ * Read the next batch from the outbox, leaving out the events already in
+ * the window; dead-letter what can never be sent; build its messages and
+ * publish them without waiting for confirms.  Returns the number of events
+ * read (0: the outbox holds no more), or -1 when nothing can be published
+ * now (broker down or failed, outbox locked).
+ */
+static int
+publish_next_batch(void)
+{
+	int			limit = ws.isolate_remaining > 0 ? 1 : celerysalt_batch_size;
+	MemoryContext caller = CurrentMemoryContext;
+	Batch	   *b;
+	OutboxEvent *events;
+	CeleryMessage *msgs;
+	uint64	   *skip;
+	int			nskip = 0;
+	int			n;
+	int			nmsgs;
+	bool		was_waiting;
+	BrokerStatus status;
+	StringInfoData error;
+
+	if (!ensure_broker())
+		return -1;
+
+	b = window_at(ws.window_count);
+	if (b->cxt == NULL)
+		b->cxt = AllocSetContextCreate(TopMemoryContext, "celerysalt batch",
+									   ALLOCSET_DEFAULT_SIZES);
+
+	/* the rows of the batches in the window are still in the outbox */
+	for (int i = 0; i < ws.window_count; i++)
+		nskip += window_at(i)->nevents;
+	skip = MemoryContextAlloc(b->cxt, sizeof(uint64) * Max(nskip, 1));
+	nskip = 0;
+	for (int i = 0; i < ws.window_count; i++)
+		for (int e = 0; e < window_at(i)->nevents; e++)
+			skip[nskip++] = DrainEventKey(&window_at(i)->events[e]);
+	DrainSortKeys(skip, nskip);
+
+	/* (transactions end in TopMemoryContext: switch to the batch's after each) */
+	n = DrainRead(limit, skip, nskip, b->cxt, &events);
+	if (n == DRAIN_GONE)
+		exit_extension_gone();
+	if (n == 0 && ws.window_count == 0)
+		broker_healthy();		/* connected, nothing waits: a good state */
+	MemoryContextSwitchTo(b->cxt);
+	if (n > 0)
+		b->nevents = dead_letter_unsendable(events, n);
+	if (n <= 0 || b->nevents == 0)
+	{
+		/* nothing to publish: empty, locked, or all dead-lettered (look again) */
+		MemoryContextSwitchTo(caller);
+		MemoryContextReset(b->cxt);
+		b->nevents = 0;
+		return n;
+	}
+	MemoryContextSwitchTo(b->cxt);
+	b->events = events;
+
+	/* task ids for further dispatchers use pg_cryptohash: needs an owner */
+	CurrentResourceOwner = ws.owner;
+	msgs = build_messages(events, b->nevents, &nmsgs);
+	CurrentResourceOwner = NULL;
+	b->per_event = nmsgs / b->nevents;
+
+	pgstat_report_activity(STATE_RUNNING, "celerysalt: publishing");
+	was_waiting = BrokerAwaitingConfirms(ws.broker);
+	MemoryContextSwitchTo(caller);
+	initStringInfo(&error);
+	/* the confirm arrays live with the batch */
+	MemoryContextSwitchTo(b->cxt);
+	/* mandatory: an event no queue receives comes back instead of vanishing */
+	status = BrokerPublishAsync(ws.broker, &b->confirms, msgs, nmsgs,
+								celerysalt_unroutable == UNROUTABLE_KEEP, &error);
+	MemoryContextSwitchTo(caller);
+	ws.window_count++;
+	if (!was_waiting)
+		ws.progress_at = GetCurrentTimestamp();	/* the confirm clock starts */
+	if (status != BROKER_OK)
+	{
+		window_failed(status, error.data);
+		n = -1;
+	}
+	pfree(error.data);
+	return n;
+}
+
+/*
+ * A commit that set the latch since the last wait: take it now, so that
+ * its events are read in this round (before a finish and its WAL flush)
+ * rather than after the next wait.  ResetLatch before the read: a commit
+ * after it sets the latch again.
+ */
+static void
+take_wakeup(void)
+{
+	if (MyLatch->is_set)
+	{
+		ResetLatch(MyLatch);
+		ws.more_to_read = true;
+	}
+}
+
+/*
+ * Publish batches while the window has room and the outbox may hold more.
+ * Returns false when delivery cannot go on now (broker down, outbox locked).
+ */
+static bool
+fill_window(void)
+{
+	while (ws.more_to_read && !ws.reconnect_pending && ws.window_count < window_limit())
+	{
+		int			limit = ws.isolate_remaining > 0 ? 1 : celerysalt_batch_size;
+		int			n = publish_next_batch();
+
+		if (n < 0)
+			return false;
+		if (n < limit)
+			ws.more_to_read = false;
+		pump();					/* keep the receive buffer drained */
+		CHECK_FOR_INTERRUPTS();
+	}
+	return true;
 }
 
 /*
@@ -622,18 +877,66 @@ reload_config(void)
 	signature = connection_signature();
 	if (strcmp(signature, ws.conn_signature) != 0)
 	{
-		/* new broker settings: reconnect now, with them */
-		BrokerDisconnect(ws.broker);
-		ws.broker = NULL;
-		set_connected(false);
-		ws.connected_node[0] = '\0';	/* a new node is no failover */
-		ws.reconnect_at = 0;
-		ws.reconnect_delay_ms = 0;
+		/* new broker settings: reconnect with them once the window is confirmed */
+		ws.reconnect_pending = true;
 		pfree(ws.conn_signature);
 		ws.conn_signature = signature;
 	}
 	else
 		pfree(signature);
+}
+
+/* Reconnect for new broker settings, once no batch awaits its confirms. */
+static void
+reconnect_if_pending(void)
+{
+	if (!ws.reconnect_pending || ws.window_count > 0)
+		return;
+	BrokerDisconnect(ws.broker);
+	ws.broker = NULL;
+	set_connected(false);
+	ws.connected_node[0] = '\0';	/* a new node is no failover */
+	ws.reconnect_at = 0;
+	ws.reconnect_delay_ms = 0;
+	ws.reconnect_pending = false;
+	ws.more_to_read = true;
+}
+
+/*
+ * Outbox maintenance, retention and unroutable events: whenever the window
+ * is empty, and at most every HOUSEKEEPING_EVERY_MS while it is not.
+ */
+static void
+housekeeping(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (ws.window_count > 0 && now < ws.housekeeping_at)
+		return;
+	ws.housekeeping_at = TimestampTzPlusMilliseconds(now, HOUSEKEEPING_EVERY_MS);
+	maintain_outbox();
+	apply_retention();
+	requeue_unroutable();
+}
+
+/* How long the worker may sleep (ms): the nearest deadline. */
+static long
+wait_timeout(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		timeout = celerysalt_poll_interval_ms;
+
+	if (ws.broker == NULL)
+		timeout = Min(timeout, TimestampDifferenceMilliseconds(now, ws.reconnect_at));
+	else if (BrokerAwaitingConfirms(ws.broker))
+		timeout = Min(timeout, TimestampDifferenceMilliseconds(now,
+															   TimestampTzPlusMilliseconds(ws.progress_at,
+																						   celerysalt_broker_timeout_ms)));
+	if (ws.window_count > 0)
+		timeout = Min(timeout, TimestampDifferenceMilliseconds(now, ws.housekeeping_at));
+	timeout = Min(timeout, celerysalt_outbox_rotation_s * 1000L);
+	timeout = Min(timeout, TimestampDifferenceMilliseconds(now, ws.requeue_at));
+	return Max(1, timeout);
 }
 
 void
@@ -657,8 +960,9 @@ CelerysaltWorkerMain(Datum main_arg)
 		ws.slot_dirty[s] = true;	/* unknown after a restart */
 	ws.rotated_at = GetCurrentTimestamp();
 	ws.conn_signature = MemoryContextStrdup(TopMemoryContext, connection_signature());
-	ws.batch_cxt = AllocSetContextCreate(TopMemoryContext, "celerysalt batch",
-										 ALLOCSET_DEFAULT_SIZES);
+	ws.finish_cxt = AllocSetContextCreate(TopMemoryContext, "celerysalt finish",
+										  ALLOCSET_DEFAULT_SIZES);
+	ws.more_to_read = true;		/* events may have waited for this worker */
 	ws.owner = ResourceOwnerCreate(NULL, "celerysalt worker");
 
 	SpinLockAcquire(&ws.dbslot->mutex);
@@ -692,34 +996,44 @@ CelerysaltWorkerMain(Datum main_arg)
 
 	for (;;)
 	{
-		long		timeout = celerysalt_poll_interval_ms;
-		int			n;
+		int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
+		pgsocket	sock = PGINVALID_SOCKET;
+		int			rc;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 			reload_config();
 
-		/* drain: keep going while full batches come back */
-		do
+		/*
+		 * Take in the broker's confirms; keep the broker busy first (publish
+		 * into the room the window has), then do the database work for the
+		 * batches it confirmed, then publish into the room that made.
+		 */
+		pump();
+		take_wakeup();
+		fill_window();
+		window_finish(window_confirmed());
+		take_wakeup();
+		fill_window();
+		reconnect_if_pending();
+		housekeeping();
+
+		/* sleep until a commit, a frame from the broker or the next deadline */
+		if (ws.broker != NULL && BrokerAwaitingConfirms(ws.broker))
 		{
-			n = deliver_batch();
-			MemoryContextReset(ws.batch_cxt);
-			CHECK_FOR_INTERRUPTS();
-		} while (n > 0 && (n == celerysalt_batch_size || ws.isolate_remaining > 0));
-
-		maintain_outbox();
-		apply_retention();
-		requeue_unroutable();
-
-		if (ws.broker == NULL)
-			timeout = Min(timeout, Max(1, TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-																		   ws.reconnect_at)));
-		timeout = Min(timeout, celerysalt_outbox_rotation_s * 1000L);
-		timeout = Min(timeout, Max(1, TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-																	  ws.requeue_at)));
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 timeout, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+			events |= WL_SOCKET_READABLE;
+			sock = BrokerSocket(ws.broker);
+			pgstat_report_activity(STATE_RUNNING, "celerysalt: publishing");
+		}
+		else
+			pgstat_report_activity(STATE_IDLE, NULL);
+		rc = WaitLatchOrSocket(MyLatch, events, sock, wait_timeout(), PG_WAIT_EXTENSION);
+		if (rc & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			ws.more_to_read = true;
+		}
+		if (rc & WL_TIMEOUT)
+			ws.more_to_read = true; /* the safety net of celerysalt.poll_interval */
 	}
 }

@@ -26,7 +26,8 @@ import amqp
 import psycopg
 
 EXCHANGE = "tchu_events"
-BROKER = ("127.0.0.1", 5672)
+BROKER = ("127.0.0.1", 5672)  # the port is --broker-port
+CLIENT_APP = "celerysalt-bench-client"  # application_name of (a)'s publishing sessions
 
 # A realistic ~200-byte event (user signed up).  {i} is the SQL expression of the row.
 PAYLOAD_SQL = ("jsonb_build_object('user_id', {i}, 'email', 'user' || {i} || '@example.com',"
@@ -180,11 +181,20 @@ def run_extension(pg, topic, n_events, clients, per_txn, pids):
     sql = (f"SELECT count(celerysalt_publish(%s, {PAYLOAD_SQL.format(i='i')}, 'v1'))"
            " FROM generate_series(%s::int, %s::int) i")
     conns = [pg.connect(autocommit=False) for _ in range(clients)]
-    backend_pids = [c.execute("SELECT pg_backend_pid()").fetchone()[0] for c in conns]
     for c in conns:
+        c.execute(f"SET application_name = '{CLIENT_APP}'")
         c.commit()
     poll = pg.connect()
     d0 = worker_state(poll)[2]
+    # CPU accounting (/proc/<pid>/stat): the worker from celerysalt_status, the publishing sessions
+    # and every other process of the cluster (WAL writer, checkpointer, ...) from pg_stat_activity
+    wpid = poll.execute("SELECT worker_pid FROM celerysalt_status").fetchone()[0]
+    backend_pids = [r[0] for r in poll.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = %s ORDER BY pid", (CLIENT_APP,))]
+    other_pids = [r[0] for r in poll.execute(
+        "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND pid <> %s"
+        " AND application_name IS DISTINCT FROM %s", (wpid, CLIENT_APP))]
+    pids = {**pids, "worker": wpid}
     first_commit = []
     last_commit = []
     barrier = threading.Barrier(clients + 1)
@@ -205,7 +215,8 @@ def run_extension(pg, topic, n_events, clients, per_txn, pids):
         except Exception as e:  # pragma: no cover
             errors.append(e)
 
-    meter = CpuMeter({**pids, **{f"backend{i}": p for i, p in enumerate(backend_pids)}})
+    meter = CpuMeter({**pids, **{f"backend{i}": p for i, p in enumerate(backend_pids)},
+                      **{f"pg_other{i}": p for i, p in enumerate(other_pids)}})
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     for t in threads:
         t.start()
@@ -252,6 +263,64 @@ def run_raw(raw_bin, topic, n_events, batch, payload_json, pids):
     cpu["client"] = r["cpu_seconds"]
     return {"events": r["messages"], "seconds": r["seconds"], "rate": r["rate"], "cpu": cpu,
             "body_bytes": r["body_bytes"]}
+
+
+# ------------------------------------------------------------------ (s) stand-in
+def set_worker_broker(pg, url):
+    """Point the worker at url (None: back to postgresql.conf's) and wait until the reload took."""
+    with pg.connect() as c:
+        if url is None:
+            c.execute("ALTER SYSTEM RESET celerysalt.broker_url")
+        else:
+            c.execute(f"ALTER SYSTEM SET celerysalt.broker_url = '{url}'")
+        c.execute("SELECT pg_reload_conf()")
+    time.sleep(1.0)
+
+
+def run_standin(pg, raw_bin, topic, n_events, batch, payload_json, clients, per_txn, pids):
+    """(s) what (a) cannot avoid, without the worker: raw C publishes n_events while the publishing
+    sessions enqueue n_events as in (a), into an outbox whose worker is pointed at a closed port
+    meanwhile (the events are deleted afterwards).  Its rate is what (a) could reach on this machine
+    with a worker that cost nothing."""
+    set_worker_broker(pg, "amqp://guest:guest@127.0.0.1:1/%2F")
+    txns_per_client = n_events // (clients * per_txn)
+    sql = (f"SELECT count(celerysalt_publish(%s, {PAYLOAD_SQL.format(i='i')}, 'v1'))"
+           " FROM generate_series(%s::int, %s::int) i")
+    conns = [pg.connect(autocommit=True) for _ in range(clients)]
+    for c in conns:
+        c.execute(f"SET application_name = '{CLIENT_APP}'")
+    with pg.connect() as c:
+        backend_pids = [r[0] for r in c.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s ORDER BY pid", (CLIENT_APP,))]
+    barrier = threading.Barrier(clients + 1)
+
+    def client(k):
+        barrier.wait()
+        base = k * txns_per_client * per_txn
+        for t in range(txns_per_client):
+            lo = base + t * per_txn + 1
+            conns[k].execute(sql, (topic + ".standin", lo, lo + per_txn - 1)).fetchone()
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    meter = CpuMeter({**pids, **{f"backend{i}": p for i, p in enumerate(backend_pids)}})
+    meter.start()
+    barrier.wait()
+    out = subprocess.run([raw_bin, BROKER[0], str(BROKER[1]), EXCHANGE, topic, str(n_events),
+                          str(batch), payload_json], check=True, capture_output=True, text=True)
+    cpu = meter.stop()
+    for t in threads:
+        t.join()
+    for c in conns:
+        c.close()
+    with pg.connect() as c:
+        c.execute("DELETE FROM _celerysalt_outbox")
+    set_worker_broker(pg, None)
+    wait_worker_ready(pg)
+    r = json.loads(out.stdout)
+    cpu["client"] = r["cpu_seconds"]
+    return {"events": r["messages"], "seconds": r["seconds"], "rate": r["rate"], "cpu": cpu}
 
 
 # ------------------------------------------------------------------ (c) celery-salt Python
@@ -425,11 +494,14 @@ def main():
     ap.add_argument("--sinks", default="queue,none")
     ap.add_argument("--lat-rate", type=float, default=100)
     ap.add_argument("--lat-seconds", type=float, default=30)
+    ap.add_argument("--broker-port", type=int, default=5672)
     ap.add_argument("--broker-pid", type=int, default=0)
-    ap.add_argument("--only", default="a,m,t,b,c,d")
+    ap.add_argument("--only", default="a,m,t,b,s,c,d")
     ap.add_argument("--json-out", default="")
     args = ap.parse_args()
     only = set(args.only.split(","))
+    global BROKER
+    BROKER = (BROKER[0], args.broker_port)
 
     pg = Pg(args.conninfo)
     wpid = wait_worker_ready(pg)
@@ -448,7 +520,8 @@ def main():
     results = {"meta": {"payload_json": payload_json, "payload_bytes": len(sample),
                         "events": args.events, "repeats": args.repeats, "batch": args.batch,
                         "clients": args.clients, "per_txn": args.per_txn, "py_procs": args.py_procs,
-                        "server_version": server_version, "load_start": loadavg()},
+                        "server_version": server_version, "load_start": loadavg(),
+                        "broker_port": args.broker_port},
                "runs": [], "latency": None}
     sinks = [s for s in args.sinks.split(",") if s]
     sink_queues = {}
@@ -461,7 +534,7 @@ def main():
         for rep in range(1, args.repeats + 1):
             for sink in sinks:
                 topic = f"bench.q.{uid}" if sink == "queue" else f"bench.n.{uid}"
-                for kind in ("a", "m", "t", "b", "c"):
+                for kind in ("a", "m", "t", "b", "s", "c"):
                     if kind not in only or (kind in ("m", "t") and sink != "queue"):
                         continue
                     la = loadavg()
@@ -475,9 +548,13 @@ def main():
                         set_unroutable(pg, "keep" if kind in ("a", "t") and sink == "queue" else "drop")
                         r = run_extension(pg, topic, args.events, args.clients, args.per_txn, pids)
                     elif kind == "b":
-                        r = run_raw(args.raw_bin, topic, args.events, args.batch, payload_json, pids)
+                        r = run_raw(args.raw_bin, topic, args.events, args.batch, payload_json,
+                                    {"broker": pids["broker"]})
+                    elif kind == "s":
+                        r = run_standin(pg, args.raw_bin, topic, args.events, args.batch, payload_json,
+                                        args.clients, args.per_txn, {"broker": pids["broker"]})
                     else:
-                        r = run_python(topic, args.events, args.py_procs, data, pids)
+                        r = run_python(topic, args.events, args.py_procs, data, {"broker": pids["broker"]})
                     if sink in sink_queues:
                         r["queued"] = purge_queue(sink_queues[sink])
                     r.update(kind=kind, sink=sink, rep=rep, load=la)
@@ -530,6 +607,13 @@ def report(results, sinks, only):
         print(f"{sink:<7}{med['a']:>14.0f}/s{med['b']:>10.0f}/s{med['c']:>15.0f}/s{ab:>8.2f}{ac:>8.2f}"
               f"   {detail['a']} | {detail['b']} | {detail['c']}")
     print("   targets: a/b >= 0.70, a/c >= 1.5")
+    for sink in sinks:
+        ss = [r["rate"] for r in runs if r["sink"] == sink and r["kind"] == "s"]
+        if ss and summary[sink].get("b"):
+            smed = statistics.median(ss)
+            print(f"   (s) raw C while the sessions enqueue (a)'s events, sink {sink}: {smed:.0f}/s ="
+                  f" {smed / summary[sink]['b']:.2f} of (b), the most (a) can reach on this machine;"
+                  f" a/s = {summary[sink]['a'] / smed:.2f}; runs s: " + "/".join(f"{x:.0f}" for x in ss))
     if "queue" in sinks:
         ms = [r["rate"] for r in runs if r["sink"] == "queue" and r["kind"] == "m"]
         if ms:
@@ -543,21 +627,46 @@ def report(results, sinks, only):
             print(f"   (a) collects metrics; the same with celerysalt.track_metrics = off (t): {tmed:.0f}/s,"
                   f" so metrics cost {(1 - summary['queue']['a'] / tmed) * 100:.1f}% (target <= 2%);"
                   f" runs t: " + "/".join(f"{x:.0f}" for x in ts))
-    # CPU per event, median over runs
+    # CPU per event and process, median over runs, beside the rates
     print()
-    print("== CPU per event (µs, median over runs; broker = the RabbitMQ node, shared)")
+    print("== CPU per event (µs, median over runs) per process, beside the rate")
+    print("   worker: celerysalt_status.worker_pid; backends: the %d publishing sessions (pg_stat_activity);"
+          " pg other: every other process of the cluster (WAL writer, checkpointer, ...);" % m["clients"])
+    print("   broker: the RabbitMQ node's beam.smp (%s); client: raw C's or celery-salt's processes"
+          % ("a private node: only the bench's messages" if m.get("broker_port", 5672) != 5672
+             else "the machine's shared node: other users' messages count too"))
+    labels = {"queue": "one durable queue, no consumer", "none": "no queue bound (dropped, confirmed)"}
+    cols = ("worker", "backends", "pg other", "broker", "client")
     for sink in sinks:
-        for kind in "amtbc":
+        print(f"   sink {sink}: {labels.get(sink, sink)}")
+        print(f"   {'':<5}{'events/s':>10}{'x (b)':>7}" + "".join(f"{c:>10}" for c in cols)
+              + f"{'total':>10}{'busy':>7}")
+        for kind in "amtsbc":
             rs = [r for r in runs if r["sink"] == sink and r["kind"] == kind]
             if not rs:
                 continue
-            keys = sorted({k for r in rs for k in r["cpu"] if k != "machine_busy_pct"})
-            parts = []
-            for k in keys:
-                vals = [r["cpu"][k] / r["events"] * 1e6 for r in rs if k in r["cpu"]]
-                parts.append(f"{k}={statistics.median(vals):.0f}")
+            def per_event(r, col):
+                cpu = r["cpu"]
+                if col == "backends":
+                    keys = [k for k in cpu if k.startswith("backend")]
+                elif col == "pg other":
+                    keys = [k for k in cpu if k.startswith("pg_other")]
+                else:
+                    keys = [col] if col in cpu else []
+                return sum(cpu[k] for k in keys) / r["events"] * 1e6 if keys else None
+            vals = {}
+            for col in cols:
+                v = [per_event(r, col) for r in rs]
+                v = [x for x in v if x is not None]
+                vals[col] = statistics.median(v) if v else None
+            total = statistics.median(sum(x for x in (per_event(r, c) for c in cols) if x is not None)
+                                      for r in rs)
+            rate = statistics.median(r["rate"] for r in rs)
+            ratio = rate / summary[sink]["b"] if summary[sink].get("b") else float("nan")
             busy = statistics.median(r["cpu"]["machine_busy_pct"] for r in rs)
-            print(f"   {sink:<6}({kind}) " + " ".join(parts) + f"  machine busy {busy:.0f}%")
+            print(f"   ({kind}){rate:>10.0f}{ratio:>7.2f}"
+                  + "".join(f"{vals[c]:>10.1f}" if vals[c] is not None else f"{'-':>10}" for c in cols)
+                  + f"{total:>10.1f}{busy:>6.0f}%")
     lat = results["latency"]
     if lat:
         print()

@@ -73,9 +73,57 @@ bench_free_port() {
 	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# The pid of the RabbitMQ node listening on 5672 (for CPU accounting), or 0.
+# The pid of the RabbitMQ node listening on port $1 (default 5672; for CPU accounting), or nothing.
 bench_broker_pid() {
-	ss -ltnpH 'sport = :5672' 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true
+	ss -ltnpH "sport = :${1:-5672}" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true
+}
+
+# bench_broker_start: sets BROKER_PORT and BROKER_PID.  BENCH_BROKER=shared (default) uses the
+# machine's node on 5672, whose CPU also counts whatever else uses it; BENCH_BROKER=private starts a
+# node of the bench's own (RabbitMQ's defaults, free ports, its own directory and Erlang cookie, run
+# as postgres like test/integration/faults), so that the broker's CPU per message counts only the
+# bench's messages.  bench_broker_stop stops it (never the shared one).
+bench_broker_start() {
+	RMQ_NODE=""
+	if [ "${BENCH_BROKER:-shared}" != private ]; then
+		BROKER_PORT=5672
+		BROKER_PID=$(bench_broker_pid 5672)
+		return 0
+	fi
+	RMQ_DIR=$(mktemp -d /var/tmp/celerysalt-bench-rmq.XXXXXX)
+	chmod 755 "$RMQ_DIR"
+	BROKER_PORT=$(bench_free_port)
+	RMQ_NODE="bench$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')@localhost"
+	printf 'listeners.tcp.default = 127.0.0.1:%s\nlog.file.level = warning\n' "$BROKER_PORT" >"$RMQ_DIR/rabbitmq.conf"
+	echo '[].' >"$RMQ_DIR/enabled_plugins"
+	: >"$RMQ_DIR/rabbitmq-env.conf"
+	chown -R postgres:postgres "$RMQ_DIR"
+	RMQ_ENV=(HOME="$RMQ_DIR" LANG=C.UTF-8 PATH=/usr/bin:/bin:/usr/sbin:/sbin
+		RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$BROKER_PORT"
+		RABBITMQ_DIST_PORT="$(bench_free_port)" RABBITMQ_MNESIA_BASE="$RMQ_DIR/mnesia"
+		RABBITMQ_LOG_BASE="$RMQ_DIR/log" RABBITMQ_CONFIG_FILE="$RMQ_DIR/rabbitmq.conf"
+		RABBITMQ_CONF_ENV_FILE="$RMQ_DIR/rabbitmq-env.conf"
+		RABBITMQ_ENABLED_PLUGINS_FILE="$RMQ_DIR/enabled_plugins" RABBITMQ_PID_FILE="$RMQ_DIR/pid"
+		ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}")
+	runuser -u postgres -- env -i "${RMQ_ENV[@]}" RABBITMQ_NODENAME="$RMQ_NODE" \
+		/usr/lib/rabbitmq/bin/rabbitmq-server -detached >/dev/null
+	local _
+	for _ in $(seq 1 120); do
+		"$VENV/bin/python" -c "import amqp; c = amqp.Connection('127.0.0.1:$BROKER_PORT', userid='guest', password='guest'); c.connect(); c.close()" \
+			2>/dev/null && break
+		sleep 0.5
+	done
+	BROKER_PID=$(bench_broker_pid "$BROKER_PORT")
+	[ -n "$BROKER_PID" ] || { echo "the private RabbitMQ node did not start (see $RMQ_DIR/log)" >&2; exit 1; }
+	echo "private RabbitMQ node $RMQ_NODE on port $BROKER_PORT (pid $BROKER_PID)"
+}
+
+bench_broker_stop() {
+	[ -n "${RMQ_NODE:-}" ] || return 0
+	runuser -u postgres -- env -i "${RMQ_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RMQ_NODE" stop \
+		>/dev/null 2>&1 || true
+	rm -rf "$RMQ_DIR"
+	RMQ_NODE=""
 }
 
 # bench_cluster_start [extra postgresql.conf lines]: sets CLUSTER, PGPORT_BENCH, CONNINFO.
@@ -89,7 +137,7 @@ port = $PGPORT_BENCH
 listen_addresses = ''
 unix_socket_directories = '$CLUSTER'
 shared_preload_libraries = 'celerysalt'
-celerysalt.broker_url = 'amqp://guest:guest@127.0.0.1:5672/%2F'
+celerysalt.broker_url = 'amqp://guest:guest@127.0.0.1:${BROKER_PORT:-5672}/%2F'
 ${1:-}
 CONF
 	runuser -u postgres -- "$PGBIN/pg_ctl" -D "$CLUSTER/data" -l "$CLUSTER/server.log" -w start >/dev/null

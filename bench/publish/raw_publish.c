@@ -5,10 +5,14 @@
  * message as src/message.c + src/broker.c do), persistent, to the topic
  * exchange, with publisher confirms awaited after every batch.
  *
- *   raw_publish HOST PORT EXCHANGE ROUTING_KEY COUNT BATCH PAYLOAD_JSON
+ *   raw_publish HOST PORT EXCHANGE ROUTING_KEY COUNT BATCH PAYLOAD_JSON [MANDATORY [CORK]]
  *
  * PAYLOAD_JSON is the payload string the extension would put in args[0]
- * (already including _tchu_meta).  Prints one JSON line:
+ * (already including _tchu_meta).  MANDATORY 1 publishes with the mandatory
+ * flag, as the worker does with celerysalt.unroutable = keep (default 0).
+ * CORK 1 holds the socket's output (TCP_CORK) while a batch is written, as
+ * the worker does, so that the batch leaves in full segments (default 0:
+ * librabbitmq pushes every message on its own).  Prints one JSON line:
  *   {"messages": N, "seconds": S, "rate": R, "cpu_seconds": C}
  * Timing starts at the first publish (the connection is set up before, as
  * the extension's worker keeps its connection) and ends when the last
@@ -19,11 +23,14 @@
 #include <amqp.h>
 #include <amqp_framing.h>
 #include <amqp_tcp_socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -225,6 +232,10 @@ main(int argc, char **argv)
 	int			port;
 	long		count,
 				batch;
+	int			mandatory = 0;
+	int			cork = 0;
+	int			on = 1,
+				off = 0;
 	amqp_connection_state_t conn;
 	amqp_socket_t *sock;
 	amqp_field_value_t timelimit[2] = {{.kind = AMQP_FIELD_KIND_VOID}, {.kind = AMQP_FIELD_KIND_VOID}};
@@ -239,11 +250,15 @@ main(int argc, char **argv)
 				c0,
 				c1;
 
-	if (argc != 8)
+	if (argc < 8 || argc > 10)
 	{
-		fprintf(stderr, "usage: raw_publish HOST PORT EXCHANGE ROUTING_KEY COUNT BATCH PAYLOAD_JSON\n");
+		fprintf(stderr, "usage: raw_publish HOST PORT EXCHANGE ROUTING_KEY COUNT BATCH PAYLOAD_JSON [MANDATORY [CORK]]\n");
 		return 2;
 	}
+	if (argc >= 9)
+		mandatory = atoi(argv[8]) != 0;
+	if (argc >= 10)
+		cork = atoi(argv[9]) != 0;
 	host = argv[1];
 	port = atoi(argv[2]);
 	exchange = argv[3];
@@ -283,6 +298,8 @@ main(int argc, char **argv)
 					acked = first - 1;
 		char	   *seen = calloc(n, 1);
 
+		if (cork)
+			setsockopt(amqp_get_sockfd(conn), IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
 		for (long i = 0; i < n; i++)
 		{
 			char		id[37];
@@ -346,7 +363,7 @@ main(int argc, char **argv)
 			props.headers.entries = h;
 
 			rc = amqp_basic_publish(conn, CHANNEL, amqp_cstring_bytes(exchange),
-									amqp_cstring_bytes(rkey), 0, 0, &props,
+									amqp_cstring_bytes(rkey), mandatory, 0, &props,
 									(amqp_bytes_t) {.len = body.len, .bytes = body.data});
 			if (rc != AMQP_STATUS_OK)
 			{
@@ -355,6 +372,8 @@ main(int argc, char **argv)
 			}
 		}
 		next_tag += n;
+		if (cork)
+			setsockopt(amqp_get_sockfd(conn), IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
 
 		while (acked < last)
 		{

@@ -5,10 +5,13 @@
 # side by side from one run on the same broker, then (d) commit-to-broker latency at 100 events/s.
 # (m) is (a) without mandatory publishing (celerysalt.unroutable = drop), on the queue sink: what
 # mandatory costs.  (t) is (a) with celerysalt.track_metrics = off, on the queue sink: what collecting
-# metrics costs.  The sink without a queue runs (a) with drop, as (b) and (c) publish.
+# metrics costs.  The sink without a queue runs (a) with drop, as (b) and (c) publish.  (s) is (b)
+# while the publishing sessions enqueue (a)'s events (the work (a) cannot avoid, without the worker):
+# the most (a) can reach on this machine.
 # Environment: BENCH_EVENTS (40000), BENCH_REPEATS (3), BENCH_SINKS (queue,none),
-# BENCH_LAT_SECONDS (30), BENCH_ONLY (a,m,t,b,c,d), BENCH_NO_BUILD=1, BENCH_KEEP=1 (keep the cluster),
-# BENCH_JSON (write the raw results there), BENCH_PGCONF (extra postgresql.conf lines, for experiments).
+# BENCH_LAT_SECONDS (30), BENCH_ONLY (a,m,t,b,s,c,d), BENCH_NO_BUILD=1, BENCH_KEEP=1 (keep the cluster),
+# BENCH_JSON (write the raw results there), BENCH_PGCONF (extra postgresql.conf lines, for experiments),
+# BENCH_BROKER=private (a RabbitMQ node of the bench's own, so that its CPU counts only the bench).
 . "$(dirname "$0")/lib.sh"
 
 bench_require_root
@@ -17,11 +20,12 @@ bench_build
 bench_venv
 bench_raw_bin
 bench_machine_info
-trap bench_cluster_stop EXIT
+trap 'bench_cluster_stop; bench_broker_stop' EXIT
+bench_broker_start
 bench_cluster_start "${BENCH_PGCONF:-}"
 echo "throwaway cluster on port $PGPORT_BENCH in $CLUSTER (PostgreSQL defaults: synchronous_commit on, fsync on)"
 
 "$VENV/bin/python" "$BENCH_DIR/bench.py" --conninfo "$CONNINFO" --raw-bin "$RAW_BIN" \
 	--events "${BENCH_EVENTS:-40000}" --repeats "${BENCH_REPEATS:-3}" --sinks "${BENCH_SINKS:-queue,none}" \
-	--lat-seconds "${BENCH_LAT_SECONDS:-30}" --only "${BENCH_ONLY:-a,m,t,b,c,d}" \
-	--broker-pid "$(bench_broker_pid)" --json-out "${BENCH_JSON:-}"
+	--lat-seconds "${BENCH_LAT_SECONDS:-30}" --only "${BENCH_ONLY:-a,m,t,b,s,c,d}" \
+	--broker-port "$BROKER_PORT" --broker-pid "$BROKER_PID" --json-out "${BENCH_JSON:-}"

@@ -434,6 +434,7 @@ class PgCluster:
 
 DEFAULT_SETTINGS = {
     "celerysalt.batch_size": 500,
+    "celerysalt.publish_window": 4,
     "celerysalt.poll_interval": "'200ms'",
     "celerysalt.broker_timeout": "'2s'",
     "celerysalt.reconnect_max_delay": "'1s'",

@@ -2,7 +2,8 @@
 
 Committed means delivered at least once, across broker outages, connection
 resets, broker stalls, worker crashes and server crashes, with at most one
-batch (celerysalt.batch_size) of duplicates per fault; an event the broker
+window (celerysalt.publish_window batches of celerysalt.batch_size events) of
+duplicates per fault; an event the broker
 can never take is dead-lettered instead of retried forever; credentials never
 leak.  Every check polls real state (consumer, status view, server log).
 
@@ -20,6 +21,8 @@ import pytest
 from faultkit import MAX_MESSAGE_SIZE, _mkdtemp, _write, body_payload, wait_until
 
 BATCH = 500  # celerysalt.batch_size in DEFAULT_SETTINGS
+WINDOW = 4  # celerysalt.publish_window in DEFAULT_SETTINGS: batches between read and finish
+MAX_DUPS = WINDOW * BATCH  # what one fault may publish twice
 OUTAGE_MSG = "celerysalt cannot deliver events"
 RECOVERED_MSG = "celerysalt connected to the broker again"
 
@@ -38,7 +41,7 @@ def assert_all_delivered(pg, c, ids, timeout, max_dups):
     assert set(counter) == set(ids), (
         f"unexpected ids at the consumer: {len(set(counter) - set(ids))} extra")
     dups = duplicates(counter)
-    assert dups <= max_dups, f"{dups} duplicates, more than one batch ({max_dups})"
+    assert dups <= max_dups, f"{dups} duplicates, more than one window ({max_dups})"
     return dups
 
 
@@ -145,7 +148,7 @@ def test_worker_sigkill_mid_batch(rabbit, proxy, make_pg, consumer):
     at_kill = c.count()
 
     wait_until(lambda: (pg.worker_pid() or old_pid) != old_pid, 60, "worker restarted")
-    dups = assert_all_delivered(pg, c, ids, 120, max_dups=BATCH)
+    dups = assert_all_delivered(pg, c, ids, 120, max_dups=MAX_DUPS)
     assert any(f"(PID {old_pid}) was terminated by signal 9" in line
                for line in pg.log_lines("terminated by signal 9"))
     print(f"\nSIGKILL while {activity!r} after {at_kill}/{len(ids)} received; duplicates: {dups}")
@@ -165,7 +168,7 @@ def test_postgres_immediate_stop_mid_delivery(rabbit, proxy, make_pg, consumer):
     assert after_stop < len(ids)
     pg.start()
 
-    dups = assert_all_delivered(pg, c, ids, 120, max_dups=BATCH)
+    dups = assert_all_delivered(pg, c, ids, 120, max_dups=MAX_DUPS)
     print(f"\nimmediate stop after {at_stop}/{len(ids)} received; duplicates: {dups}")
 
 
@@ -261,7 +264,7 @@ def test_connection_reset_mid_batch(rabbit, proxy, make_pg, consumer):
     nreset = proxy.reset_all()
     assert nreset >= 1, "no connection to reset"
 
-    dups = assert_all_delivered(pg, c, ids, 120, max_dups=BATCH)
+    dups = assert_all_delivered(pg, c, ids, 120, max_dups=MAX_DUPS)
     assert len(pg.log_lines(RECOVERED_MSG)) >= 2  # after the outage and after the RST
     print(f"\nRST after {at_reset}/{len(ids)} received; duplicates: {dups}")
 
@@ -307,7 +310,7 @@ def test_broker_stall_hits_timeout(rabbit, proxy, make_pg, consumer):
     assert pg.worker_pid() == s["worker_pid"]
 
     proxy.resume()
-    dups = assert_all_delivered(pg, c, ids, 60, max_dups=BATCH)
+    dups = assert_all_delivered(pg, c, ids, 60, max_dups=MAX_DUPS)
     s = pg.status()
     assert s["broker_connected"] and s["last_error"] is None
     print(f"\nstall detected after {detect_s:.2f}s (broker_timeout {timeout_ms} ms);"
@@ -335,7 +338,7 @@ def test_oversized_event_dead_lettered(rabbit, make_pg, consumer):
 
     wait_until(lambda: pg.one("SELECT count(*) FROM celerysalt_dead_letters") == 1, 60,
                "the oversized event in celerysalt_dead_letters")
-    dups = assert_all_delivered(pg, c, ids, 60, max_dups=BATCH)
+    dups = assert_all_delivered(pg, c, ids, 60, max_dups=MAX_DUPS)
     dl_id, reason = pg.query("SELECT id::text, reason FROM celerysalt_dead_letters")[0]
     assert dl_id == big
     assert "406" in reason and "message size" in reason, reason
