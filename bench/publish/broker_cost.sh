@@ -5,7 +5,7 @@
 # Starts a RabbitMQ node of its own (BENCH_BROKER=private) and a throwaway cluster per install, compares
 # the frames of one message of each publisher, then the broker's CPU per message in interleaved rounds.
 # Environment: BENCH_EVENTS (20000), BENCH_ROUNDS (5), BENCH_NO_BUILD=1, and BENCH_INSTALLS: "NAME:DIR ..."
-# PostgreSQL installs to compare (DIR/usr/lib/postgresql/15/bin, as /work/devpg.sh-style copies have),
+# PostgreSQL installs to compare (DIR/usr/lib/postgresql/15/bin: a copy of the server with a build installed by make install DESTDIR=DIR),
 # default the one of PG_CONFIG.  About 1 minute per round and install on 2 cores.
 . "$(dirname "$0")/lib.sh"
 
