@@ -56,6 +56,7 @@ struct RedisLink
 	redisReader *reader;		/* hiredis's RESP parser */
 	StringInfoData out;			/* commands not yet sent (TopMemoryContext) */
 	int			out_sent;		/* bytes of out already sent */
+	bool		heard;			/* the server has sent something */
 };
 
 /* ------------------------------------------------------------------------
@@ -111,6 +112,17 @@ link_failed(RedisLink *link, StringInfo error, const char *what, int ssl_ret)
 	{
 		errno = saved_errno;
 		TlsAppendFailure(error, link->ssl, ssl_ret);
+
+		/*
+		 * TLS 1.3 finishes the handshake before the server checks the
+		 * client's certificate; a server that requires one sends an alert
+		 * and closes, and the connection reset of our first command can
+		 * overtake the alert.  Say what the likely cause is.
+		 */
+		if (!link->heard && SSL_get_certificate(link->ssl) == NULL &&
+			(saved_errno == ECONNRESET || saved_errno == EPIPE))
+			appendStringInfoString(error, " (the server closed the connection before its first answer: "
+								   "it may require a client certificate, celerysalt.redis_tls_cert_file)");
 	}
 	else
 		appendStringInfoString(error, saved_errno != 0 ? strerror(saved_errno) : "closed by server");
@@ -230,6 +242,7 @@ link_recv(RedisLink *link, int *wait_event, StringInfo error)
 			}
 			n = (int) got;
 		}
+		link->heard = true;
 		if (redisReaderFeed(link->reader, buf, n) != REDIS_OK)
 		{
 			link->broken = true;
