@@ -9,7 +9,7 @@
 # while the publishing sessions enqueue (a)'s events (the work (a) cannot avoid, without the worker):
 # the most (a) can reach on this machine.
 # Environment: BENCH_EVENTS (40000), BENCH_REPEATS (3), BENCH_SINKS (queue,none),
-# BENCH_LAT_SECONDS (30), BENCH_ONLY (a,m,t,b,s,c,d), BENCH_NO_BUILD=1, BENCH_KEEP=1 (keep the cluster),
+# BENCH_LAT_SECONDS (30), BENCH_LAT_RATE (100 events/s), BENCH_ONLY (a,m,t,b,s,c,d), BENCH_NO_BUILD=1, BENCH_KEEP=1 (keep the cluster),
 # BENCH_JSON (write the raw results there), BENCH_PGCONF (extra postgresql.conf lines, for experiments),
 # BENCH_BROKER=private (a RabbitMQ node of the bench's own, so that its CPU counts only the bench).
 . "$(dirname "$0")/lib.sh"
@@ -27,5 +27,5 @@ echo "throwaway cluster on port $PGPORT_BENCH in $CLUSTER (PostgreSQL defaults: 
 
 "$VENV/bin/python" "$BENCH_DIR/bench.py" --conninfo "$CONNINFO" --raw-bin "$RAW_BIN" \
 	--events "${BENCH_EVENTS:-40000}" --repeats "${BENCH_REPEATS:-3}" --sinks "${BENCH_SINKS:-queue,none}" \
-	--lat-seconds "${BENCH_LAT_SECONDS:-30}" --only "${BENCH_ONLY:-a,m,t,b,s,c,d}" \
+	--lat-seconds "${BENCH_LAT_SECONDS:-30}" --lat-rate "${BENCH_LAT_RATE:-100}" --only "${BENCH_ONLY:-a,m,t,b,s,c,d}" \
 	--broker-port "$BROKER_PORT" --broker-pid "$BROKER_PID" --json-out "${BENCH_JSON:-}"
