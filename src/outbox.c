@@ -276,12 +276,34 @@ static void
 outbox_insert(int slot, const Datum *values, const bool *nulls)
 {
 	Relation	rel = table_open(target.partition_relid[slot], RowExclusiveLock);
-	TupleDesc	desc = RelationGetDescr(rel);
-	EState	   *estate = CreateExecutorState();
-	RangeTblEntry *rte = makeNode(RangeTblEntry);
-	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	TupleDesc	desc;
+	EState	   *estate;
+	RangeTblEntry *rte;
+	ResultRelInfo *rri;
 	TupleTableSlot *tts;
-	bool		triggers = rel->trigdesc != NULL;
+	bool		triggers;
+
+	/*
+	 * Taking the lock processed invalidations: if the outbox changed since
+	 * target was filled (ALTER EXTENSION UPDATE, a drop and re-create),
+	 * read the catalog again, now that no change can run beside us.
+	 */
+	if (!target.valid)
+	{
+		table_close(rel, RowExclusiveLock);
+		outbox_target_load();
+		rel = table_open(target.partition_relid[slot], RowExclusiveLock);
+	}
+	desc = RelationGetDescr(rel);
+#ifdef USE_ASSERT_CHECKING
+	for (int c = 0; c < OC_NCOLUMNS; c++)
+		Assert(target.attnum[slot][c] <= desc->natts &&
+			   !TupleDescAttr(desc, target.attnum[slot][c] - 1)->attisdropped);
+#endif
+	estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rri = makeNode(ResultRelInfo);
+	triggers = rel->trigdesc != NULL;
 
 	rte->rtekind = RTE_RELATION;
 	rte->relid = RelationGetRelid(rel);
