@@ -116,9 +116,11 @@ is_known_scheme(const char *s, int len)
  * (kombu, redis-py, this file's) would take as the password, also for
  * URLs that none of them accepts.
  *
- * With strict, a piece whose password would span a line break, a quote or a
+ * With strict, a piece whose password would span a line break or a
  * semicolon is not taken as one URL (it is a quoted piece of code, like a
  * DO body): return false and append nothing; the caller splits it further.
+ * A quote does not end a password: the parsers accept ' and " in one (as
+ * '' inside a SQL literal), so the span is masked with them.
  */
 static bool
 append_masked_one(StringInfo buf, const char *s, int len, bool strict)
@@ -172,7 +174,7 @@ append_masked_one(StringInfo buf, const char *s, int len, bool strict)
 	if (strict)
 	{
 		for (const char *p = userinfo; p < at; p++)
-			if (*p == '\n' || *p == '\r' || *p == '\'' || *p == '"' || *p == ';')
+			if (*p == '\n' || *p == '\r' || *p == ';')
 				return false;
 	}
 	appendBinaryStringInfo(buf, s, userinfo - s);

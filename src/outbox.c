@@ -23,6 +23,7 @@
 
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
@@ -205,7 +206,7 @@ outbox_relcache_callback(Datum arg, Oid relid)
 {
 	if (!target.valid)
 		return;
-	if (relid == InvalidOid || relid == target.parent_relid)
+	if (relid == InvalidOid || relid == target.parent_relid || relid == target.sequence_relid)
 		target.valid = false;
 	for (int i = 0; i < CELERYSALT_OUTBOX_SLOTS; i++)
 		if (relid == target.partition_relid[i])
@@ -247,6 +248,11 @@ outbox_target_load(void)
 
 		snprintf(name, sizeof(name), "_celerysalt_outbox_%d", i);
 		relid = outbox_relation(schema, name);
+		if (get_rel_relkind(relid) != RELKIND_RELATION)
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("the celerysalt outbox partition \"%s\" is not a table", name),
+					 errhint("Reinstall the extension: DROP EXTENSION celerysalt; CREATE EXTENSION celerysalt.")));
 		target.partition_relid[i] = relid;
 		for (int c = 0; c < OC_NCOLUMNS; c++)
 		{

@@ -104,6 +104,14 @@ END $f$;
 SELECT public.set_it();
 }, 'InContext8', 'setter: error inside a function (CONTEXT)');
 like($err, qr/CONTEXT:/, 'setter: the error has a CONTEXT line');
+# Quotes in a password: the URL parsers take them, so the log must mask them too
+# (a SQL literal doubles the single quote).
+($ret, $err) = run_as('plain', q{SET celerysalt.redis_url = 'redis://:Pa"ss10Word@127.0.0.1:6379/0'},
+	'Pa"ss10Word', 'plain role: double quote in the password');
+($ret, $err) = run_as('plain', q{SET celerysalt.redis_url = $$redis://:Pa'ss11Word@127.0.0.1:6379/0$$},
+	"Pa'ss11Word", 'plain role: single quote in the password, dollar-quoted');
+($ret, $err) = run_as('plain', q{SET celerysalt.broker_url = 'amqp://guest:Pa''ss12Word@127.0.0.1:1//'},
+	"ss12Word", 'plain role: doubled single quote in the password');
 ($ret, $err) = run_as('setter', "SET celerysalt.redis_url = 'redis://:Syntax9\@h:6379/0' garbage",
 	'Syntax9', 'setter: syntax error');
 like($err, qr/42601/, 'setter: syntax error reported');
