@@ -193,10 +193,8 @@ broker_failed(const char *message, bool node_failed)
 	bool		new_error;
 	bool		pause;
 
-	set_connected(false);
+	Assert(ws.broker == NULL);	/* the caller dropped (or never had) the connection */
 	DbslotSetWorkerError(ws.dbslot, message);
-	BrokerAbort(ws.broker);
-	ws.broker = NULL;
 
 	new_error = BrokerFailoverErrorIsNew(message);
 	pause = node_failed ? BrokerFailoverNext() : true;
