@@ -580,6 +580,16 @@ def main():
     report(results, sinks, only)
 
 
+def variant_cost(runs, summary, kind, what, name, target_pct):
+    """What (a) costs against variant kind (the same without one feature) on the queue sink, in %."""
+    rs = [r["rate"] for r in runs if r["sink"] == "queue" and r["kind"] == kind]
+    if not rs:
+        return
+    med = statistics.median(rs)
+    print(f"   {what} ({kind}): {med:.0f}/s, so {name} costs {(1 - summary['queue']['a'] / med) * 100:.1f}%"
+          f" (target <= {target_pct}%); runs {kind}: " + "/".join(f"{x:.0f}" for x in rs))
+
+
 def report(results, sinks, only):
     runs = results["runs"]
     m = results["meta"]
@@ -615,18 +625,10 @@ def report(results, sinks, only):
                   f" {smed / summary[sink]['b']:.2f} of (b), the most (a) can reach on this machine;"
                   f" a/s = {summary[sink]['a'] / smed:.2f}; runs s: " + "/".join(f"{x:.0f}" for x in ss))
     if "queue" in sinks:
-        ms = [r["rate"] for r in runs if r["sink"] == "queue" and r["kind"] == "m"]
-        if ms:
-            mmed = statistics.median(ms)
-            print(f"   (a) publishes mandatory on the queue sink; the same without mandatory (m): {mmed:.0f}/s,"
-                  f" so mandatory costs {(1 - summary['queue']['a'] / mmed) * 100:.1f}% (target <= 5%);"
-                  f" runs m: " + "/".join(f"{x:.0f}" for x in ms))
-        ts = [r["rate"] for r in runs if r["sink"] == "queue" and r["kind"] == "t"]
-        if ts:
-            tmed = statistics.median(ts)
-            print(f"   (a) collects metrics; the same with celerysalt.track_metrics = off (t): {tmed:.0f}/s,"
-                  f" so metrics cost {(1 - summary['queue']['a'] / tmed) * 100:.1f}% (target <= 2%);"
-                  f" runs t: " + "/".join(f"{x:.0f}" for x in ts))
+        variant_cost(runs, summary, "m", "(a) publishes mandatory on the queue sink; the same without mandatory",
+                     "mandatory", 5)
+        variant_cost(runs, summary, "t", "(a) collects metrics; the same with celerysalt.track_metrics = off",
+                     "metrics", 2)
     # CPU per event and process, median over runs, beside the rates
     print()
     print("== CPU per event (µs, median over runs) per process, beside the rate")
