@@ -58,8 +58,8 @@ SELECT rolsuper, rolcreaterole, rolcreatedb,
   FROM pg_roles WHERE rolname = 'regress_fa_app';
 SELECT c.relname, has_table_privilege('regress_fa_app', c.oid, 'INSERT, UPDATE, DELETE') AS writes
   FROM pg_class c
- WHERE c.relname IN ('_celerysalt_outbox', '_celerysalt_outbox_0', 'celerysalt_follow_action_failures',
-                     'celerysalt_events', 'celerysalt_dead_letters')
+ WHERE c.relname IN ('_celerysalt_outbox', '_celerysalt_log', '_celerysalt_log_0', '_celerysalt_log_position', 'celerysalt_follow_action_failures',
+                     'celerysalt_events', 'celerysalt_dead_letters', '_celerysalt_log_undelivered')
  ORDER BY 1;
 SELECT has_sequence_privilege('regress_fa_app', '_celerysalt_event_seq', 'USAGE, UPDATE') AS sequence;
 

@@ -123,10 +123,12 @@ query_double(const char *sql)
 /*
  * Rows of table per topic into out as family name: exact when the table
  * holds at most SMALL_TABLE_ROWS rows, else estimated from a 1% block
- * sample.  Returns the total; *estimated says which.
+ * sample (of the table, or the view sampled that samples it).  Returns
+ * the total; *estimated says which.
  */
 static double
-rows_by_topic(StringInfo out, const char *table, const char *name, const char *db, bool *estimated)
+rows_by_topic(StringInfo out, const char *table, const char *sampled, const char *name,
+			  const char *db, bool *estimated)
 {
 	const char *qualified = CatalogQualifiedName(table);
 	double		n;
@@ -138,7 +140,9 @@ rows_by_topic(StringInfo out, const char *table, const char *name, const char *d
 	*estimated = n > SMALL_TABLE_ROWS;
 	sql = *estimated
 		? psprintf("SELECT topic, (pg_catalog.count(*) OPERATOR(pg_catalog.*) 100)::pg_catalog.float8"
-				   " FROM %s TABLESAMPLE SYSTEM (1) GROUP BY topic ORDER BY topic", qualified)
+				   " FROM %s GROUP BY topic ORDER BY topic",
+				   sampled ? CatalogQualifiedName(sampled)
+				   : psprintf("%s TABLESAMPLE SYSTEM (1)", qualified))
 		: psprintf("SELECT topic, pg_catalog.count(*)::pg_catalog.float8 FROM %s"
 				   " GROUP BY topic ORDER BY topic", qualified);
 	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
@@ -188,14 +192,14 @@ celerysalt_metrics(PG_FUNCTION_ARGS)
 	SPI_connect();
 	family(&by_topic, "celerysalt_outbox_pending_events_by_topic", "gauge",
 		   "Events committed and not yet confirmed by the broker, per topic.");
-	pending = rows_by_topic(&by_topic, "_celerysalt_outbox",
+	pending = rows_by_topic(&by_topic, "_celerysalt_outbox", "_celerysalt_outbox_sample",
 							"celerysalt_outbox_pending_events_by_topic", db, &pending_estimated);
 	family(&by_topic, "celerysalt_unroutable_events_by_topic", "gauge",
 		   "Events the broker returned because no queue was bound for their topic, waiting to be sent again, per topic.");
-	unroutable = rows_by_topic(&by_topic, "celerysalt_unroutable",
+	unroutable = rows_by_topic(&by_topic, "celerysalt_unroutable", NULL,
 							   "celerysalt_unroutable_events_by_topic", db, &unroutable_estimated);
 	oldest = query_double(psprintf("SELECT pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()"
-								   " OPERATOR(pg_catalog.-) enqueued_at) FROM %s ORDER BY event_id LIMIT 1",
+								   " OPERATOR(pg_catalog.-) enqueued_at) FROM %s ORDER BY txid, event_id LIMIT 1",
 								   CatalogQualifiedName("_celerysalt_outbox")));
 	SPI_finish();
 

@@ -5,10 +5,11 @@
  *		transaction and wake the database's worker when that transaction
  *		commits.
  *
- * Events go to the partitioned table _celerysalt_outbox, into the partition
- * ("slot") the worker currently advertises in shared memory.  The worker
- * rotates slots and truncates drained ones, so dead rows never pile up
- * even while another transaction holds back the xmin horizon (see
+ * Events are appended to the partitioned log _celerysalt_log, into the
+ * partition ("slot") the worker currently advertises in shared memory, with
+ * the publishing transaction's id (txid), by which the worker's delivered
+ * position tells waiting events from delivered ones.  Nothing is deleted
+ * per event: the worker truncates partitions it has delivered (see
  * docs/architecture.md).
  *
  * OutboxEnqueue is the only way into the outbox, after the caller ran the
@@ -35,6 +36,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
+#include "utils/xid8.h"
 #include "storage/proc.h"
 #include "commands/dbcommands.h"
 #include "guc.h"
@@ -67,12 +69,13 @@ typedef enum OutboxColumn
 	OC_ENQUEUED_AT,
 	OC_TRACEPARENT,
 	OC_TRACESTATE,
+	OC_TXID,
 	OC_NCOLUMNS
 } OutboxColumn;
 
 static const char *const outbox_column_names[OC_NCOLUMNS] = {
 	"slot", "event_id", "id", "topic", "payload", "version", "correlation_id", "enqueued_at",
-	"traceparent", "tracestate"
+	"traceparent", "tracestate", "txid"
 };
 
 /*
@@ -239,14 +242,14 @@ outbox_target_load(void)
 		relcache_callback_registered = true;
 	}
 	target.valid = false;
-	target.parent_relid = outbox_relation(schema, "_celerysalt_outbox");
+	target.parent_relid = outbox_relation(schema, "_celerysalt_log");
 	target.sequence_relid = outbox_relation(schema, "_celerysalt_event_seq");
 	for (int i = 0; i < CELERYSALT_OUTBOX_SLOTS; i++)
 	{
 		char		name[NAMEDATALEN];
 		Oid			relid;
 
-		snprintf(name, sizeof(name), "_celerysalt_outbox_%d", i);
+		snprintf(name, sizeof(name), "_celerysalt_log_%d", i);
 		relid = outbox_relation(schema, name);
 		if (get_rel_relkind(relid) != RELKIND_RELATION)
 			ereport(ERROR,
@@ -420,6 +423,8 @@ OutboxEnqueue(const char *topic, Jsonb *payload, const char *version,
 	values[OC_CORRELATION_ID] = correlation_id ? CStringGetTextDatum(correlation_id) : (Datum) 0;
 	nulls[OC_CORRELATION_ID] = correlation_id == NULL;
 	values[OC_ENQUEUED_AT] = TimestampTzGetDatum(GetCurrentTimestamp());
+	/* the top-level transaction: the one pg_current_snapshot() lists */
+	values[OC_TXID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 	nulls[OC_TRACEPARENT] = nulls[OC_TRACESTATE] = true;
 
 	if (GucTraceparent() != NULL)

@@ -1,12 +1,23 @@
 /*-------------------------------------------------------------------------
  *
  * outbox_drain.c
- *		The delivery worker's SQL: read committed events from the outbox,
- *		remove delivered ones (logging them in celerysalt_events), park the
- *		ones no queue received in celerysalt_unroutable and move them back
- *		later, move those that can never be sent to celerysalt_dead_letters,
- *		truncate drained partitions and apply the delivered log's retention.  Each call is
- *		one transaction; plans are saved for the extension's schema.
+ *		The delivery worker's SQL.  Events are never deleted one by one:
+ *		the log (_celerysalt_log) is read in batches by snapshot, as PgQ
+ *		does, and what was delivered is one position per finished batch
+ *		(_celerysalt_log_position).  Also: events no queue received go to
+ *		celerysalt_unroutable and back into the log later, those that can
+ *		never be sent to celerysalt_dead_letters (both are remembered in
+ *		_celerysalt_log_undelivered), and delivered partitions are
+ *		truncated after celerysalt.delivered_retention.  Each call is one
+ *		transaction; plans are saved for the extension's schema.
+ *
+ * Batches: a batch is the events of the transactions that committed
+ * between two snapshots, lo and hi (visible in hi, not in lo).  Commits
+ * arrive out of event_id order, but a snapshot says exactly which
+ * transactions had committed, so no event committed late is passed over.
+ * A batch is read in (txid, event_id) order through the log's index, in
+ * chunks of celerysalt.batch_size, by txid intervals that leave out what
+ * lo already saw and what was still running at hi: the cursor says how far.
  *
  * Runs as the worker's bootstrap superuser, with search_path pinned
  * (CatalogPinProcessSettings): every operator and function in the SQL text
@@ -34,19 +45,10 @@
 #include "catalog.h"
 #include "outbox_drain.h"
 
-/* Where events leave the outbox for, by ctid (move_by_ctid). */
-typedef enum DrainTarget
-{
-	DRAIN_DELETE,				/* delivered, no log */
-	DRAIN_LOG,					/* delivered, into celerysalt_events */
-	DRAIN_PARK,					/* returned unroutable, into celerysalt_unroutable */
-	DRAIN_NTARGETS
-} DrainTarget;
-
 /* saved plans, valid for plans_schema */
 static Oid	plans_schema = InvalidOid;
 static SPIPlanPtr read_plan = NULL;
-static SPIPlanPtr move_plans[CELERYSALT_OUTBOX_SLOTS][DRAIN_NTARGETS];
+static SPIPlanPtr position_plan = NULL;
 
 /*
  * Open a transaction with a snapshot and SPI.  Returns the extension's
@@ -91,33 +93,26 @@ DrainEnd(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+
 /*
- * A saved plan, prepared on first use, with cursor_options (0, or
- * CURSOR_OPT_CUSTOM_PLAN to plan each execution with its parameter values).
- * All plans are forgotten when the extension's schema changes (dropped and
- * created again).
+ * A saved plan, prepared on first use.  All plans are forgotten when the
+ * extension's schema changes (dropped and created again).
  */
 static SPIPlanPtr
-saved_plan(SPIPlanPtr *plan, Oid schema, const char *sql, int nargs, Oid *argtypes,
-		   int cursor_options)
+saved_plan(SPIPlanPtr *plan, Oid schema, const char *sql, int nargs, Oid *argtypes)
 {
 	if (plans_schema != schema)
 	{
 		if (read_plan)
 			SPI_freeplan(read_plan);
-		read_plan = NULL;
-		for (int s = 0; s < CELERYSALT_OUTBOX_SLOTS; s++)
-			for (int t = 0; t < DRAIN_NTARGETS; t++)
-			{
-				if (move_plans[s][t])
-					SPI_freeplan(move_plans[s][t]);
-				move_plans[s][t] = NULL;
-			}
+		if (position_plan)
+			SPI_freeplan(position_plan);
+		read_plan = position_plan = NULL;
 		plans_schema = schema;
 	}
 	if (*plan == NULL)
 	{
-		*plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
+		*plan = SPI_prepare(sql, nargs, argtypes);
 		if (*plan == NULL)
 			elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
 		SPI_keepplan(*plan);
@@ -125,8 +120,27 @@ saved_plan(SPIPlanPtr *plan, Oid schema, const char *sql, int nargs, Oid *argtyp
 	return *plan;
 }
 
+/*
+ * A position belongs to one installation of the extension: if it was
+ * dropped and created again meanwhile, the worker starts afresh (the
+ * launcher restarts it) rather than record a stale position.
+ */
+static void
+check_position_schema(const DrainPosition *pos, Oid schema)
+{
+	if (pos->schema != schema)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("celerysalt worker restarts: the extension was installed again")));
+}
+
+/* ------------------------------------------------------------------------
+ * Snapshots and positions
+ * ------------------------------------------------------------------------
+ */
+
 static int
-key_cmp(const void *a, const void *b)
+xid_cmp(const void *a, const void *b)
 {
 	uint64		x = *(const uint64 *) a;
 	uint64		y = *(const uint64 *) b;
@@ -134,26 +148,269 @@ key_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static bool
+snapshot_running(const LogSnapshot *snap, uint64 txid)
+{
+	return snap->nxip > 0 &&
+		bsearch(&txid, snap->xip, snap->nxip, sizeof(uint64), xid_cmp) != NULL;
+}
+
+static void
+snapshot_reserve(LogSnapshot *snap, int nxip, MemoryContext cxt)
+{
+	if (snap->xip_capacity < nxip || snap->xip == NULL)
+	{
+		snap->xip_capacity = Max(nxip, 8);
+		snap->xip = MemoryContextAlloc(cxt, sizeof(uint64) * snap->xip_capacity);
+	}
+}
+
+static void
+snapshot_copy(LogSnapshot *dst, const LogSnapshot *src, MemoryContext cxt)
+{
+	snapshot_reserve(dst, src->nxip, cxt);
+	dst->xmin = src->xmin;
+	dst->xmax = src->xmax;
+	dst->nxip = src->nxip;
+	if (src->nxip > 0)
+		memcpy(dst->xip, src->xip, sizeof(uint64) * src->nxip);
+}
+
+/* Read pg_snapshot's text form ("xmin:xmax:xip,xip,...") into snap. */
+static void
+snapshot_parse(LogSnapshot *snap, const char *text, MemoryContext cxt)
+{
+	const char *p = text;
+	char	   *end;
+	int			n = 1;
+
+	for (const char *c = text; *c; c++)
+		n += (*c == ',');
+	snapshot_reserve(snap, n, cxt);
+	snap->nxip = 0;
+	snap->xmin = strtou64(p, &end, 10);
+	if (*end != ':')
+		goto bad;
+	snap->xmax = strtou64(end + 1, &end, 10);
+	if (*end != ':')
+		goto bad;
+	p = end + 1;
+	while (*p)
+	{
+		snap->xip[snap->nxip++] = strtou64(p, &end, 10);
+		if (end == p || (*end != ',' && *end != '\0'))
+			goto bad;
+		p = *end ? end + 1 : end;
+	}
+	if (snap->nxip > 1)
+		qsort(snap->xip, snap->nxip, sizeof(uint64), xid_cmp);
+	return;
+bad:
+	elog(ERROR, "could not read snapshot \"%s\"", text);
+}
+
+/* pg_snapshot's text form of snap. */
+static char *
+snapshot_text(const LogSnapshot *snap)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, UINT64_FORMAT ":" UINT64_FORMAT ":", snap->xmin, snap->xmax);
+	for (int i = 0; i < snap->nxip; i++)
+		appendStringInfo(&buf, "%s" UINT64_FORMAT, i > 0 ? "," : "", snap->xip[i]);
+	return buf.data;
+}
+
+/* Copy src into dst, dst's arrays (re)allocated in cxt when too small. */
+void
+DrainPositionCopy(DrainPosition *dst, const DrainPosition *src, MemoryContext cxt)
+{
+	dst->schema = src->schema;
+	dst->seq = src->seq;
+	snapshot_copy(&dst->lo, &src->lo, cxt);
+	snapshot_copy(&dst->hi, &src->hi, cxt);
+	dst->cursor_txid = src->cursor_txid;
+	dst->cursor_event_id = src->cursor_event_id;
+}
+
 /*
- * DrainRead
- *		Read up to limit committed events in enqueue order into cxt, leaving
- *		out the nskip rows whose DrainEventKey is in skip (sorted ascending):
- *		the worker's batches still in flight, which are still in the outbox
- *		and, as commits arrive out of event_id order, may lie anywhere among
- *		the rows read.  Returns the number read, -1 when the outbox is locked
- *		(DROP EXTENSION under way), DRAIN_GONE when the extension is not
- *		installed.
+ * DrainLoadPosition
+ *		Read the newest recorded position into pos (arrays in cxt).  false
+ *		when the extension is not installed.
  */
-int
-DrainRead(int limit, const uint64 *skip, int nskip, MemoryContext cxt,
-		  OutboxEvent **events_out)
+bool
+DrainLoadPosition(DrainPosition *pos, MemoryContext cxt)
 {
 	Oid			schema = DrainBegin();
-	Oid			outbox;
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1];
+	bool		isnull;
+	int			rc;
+
+	if (!OidIsValid(schema))
+	{
+		DrainEnd();
+		return false;
+	}
+	rc = SPI_execute(psprintf("SELECT seq, lo::pg_catalog.text, hi::pg_catalog.text, cursor_txid, cursor_event_id"
+							  " FROM %s ORDER BY seq DESC LIMIT 1",
+							  CatalogQualifiedName("_celerysalt_log_position")), true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("celerysalt's delivered position is missing"),
+				 errhint("Reinstall the extension: DROP EXTENSION celerysalt; CREATE EXTENSION celerysalt.")));
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		pos->schema = schema;
+		pos->seq = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		snapshot_parse(&pos->lo, SPI_getvalue(tup, desc, 2), cxt);
+		snapshot_parse(&pos->hi, SPI_getvalue(tup, desc, 3), cxt);
+		pos->cursor_txid = DatumGetUInt64(SPI_getbinval(tup, desc, 4, &isnull));
+		pos->cursor_event_id = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+	}
+	DrainEnd();
+	return true;
+}
+
+/* Record pos as the delivered position, numbered seq, in the open transaction. */
+static void
+record_position(Oid schema, const DrainPosition *pos, int64 seq)
+{
+	Oid			argtypes[6] = {INT8OID, TEXTOID, TEXTOID, XID8OID, XID8OID, INT8OID};
+	Datum		values[6];
 	SPIPlanPtr	plan;
 	int			rc;
+
+	check_position_schema(pos, schema);
+	plan = plans_schema == schema ? position_plan : NULL;
+	if (plan == NULL)
+		plan = saved_plan(&position_plan, schema,
+						  psprintf("INSERT INTO %s (seq, lo, hi, hi_xmax, cursor_txid, cursor_event_id, finished_at)"
+								   " VALUES ($1, CAST($2 AS pg_catalog.pg_snapshot), CAST($3 AS pg_catalog.pg_snapshot),"
+								   " $4, $5, $6, pg_catalog.clock_timestamp())",
+								   CatalogQualifiedName("_celerysalt_log_position")),
+						  6, argtypes);
+	values[0] = Int64GetDatum(seq);
+	values[1] = CStringGetTextDatum(snapshot_text(&pos->lo));
+	values[2] = CStringGetTextDatum(snapshot_text(&pos->hi));
+	values[3] = UInt64GetDatum(pos->hi.xmax);
+	values[4] = UInt64GetDatum(pos->cursor_txid);
+	values[5] = Int64GetDatum(pos->cursor_event_id);
+	rc = SPI_execute_plan(plan, values, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not record the delivered position: %s", SPI_result_code_string(rc));
+}
+
+/* ------------------------------------------------------------------------
+ * Reading batches
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * The first txid interval [*from, *to) of pos's batch that holds txids >=
+ * t: a transaction lo saw running and hi saw finished, or a stretch of
+ * [lo.xmax, hi.xmax) between the transactions hi saw running.  false when
+ * the batch has no txid >= t.
+ */
+static bool
+batch_interval(const DrainPosition *pos, uint64 t, uint64 *from, uint64 *to)
+{
+	uint64		start;
+
+	for (int i = 0; i < pos->lo.nxip; i++)
+	{
+		uint64		x = pos->lo.xip[i];
+
+		if (x >= t && !snapshot_running(&pos->hi, x))
+		{
+			*from = x;
+			*to = x + 1;
+			return true;
+		}
+	}
+	start = Max(t, pos->lo.xmax);
+	while (start < pos->hi.xmax && snapshot_running(&pos->hi, start))
+		start++;
+	if (start >= pos->hi.xmax)
+		return false;
+	*from = start;
+	*to = pos->hi.xmax;
+	for (int i = 0; i < pos->hi.nxip; i++)
+		if (pos->hi.xip[i] > start)
+		{
+			*to = pos->hi.xip[i];
+			break;
+		}
+	return true;
+}
+
+/* Start the next batch: what committed between the last batch's hi and now. */
+static void
+begin_batch(DrainPosition *pos, MemoryContext cxt)
+{
+	int			rc = SPI_execute("SELECT pg_catalog.pg_current_snapshot()::pg_catalog.text", true, 1);
+
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not take a snapshot: %s", SPI_result_code_string(rc));
+	snapshot_copy(&pos->lo, &pos->hi, cxt);
+	snapshot_parse(&pos->hi, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), cxt);
+	pos->cursor_txid = 0;
+	pos->cursor_event_id = PG_INT64_MIN;
+}
+
+/* Copy the events SPI_tuptable holds into events[*n...], in cxt. */
+static void
+take_rows(OutboxEvent *events, int *n, MemoryContext cxt)
+{
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		OutboxEvent *ev = &events[(*n)++];
+		bool		isnull;
+		Datum		d;
+
+		ev->event_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		ev->id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
+		ev->topic = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
+		ev->payload = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 4, &isnull));
+		d = SPI_getbinval(tup, desc, 5, &isnull);
+		ev->version = isnull ? NULL : TextDatumGetCString(d);
+		d = SPI_getbinval(tup, desc, 6, &isnull);
+		ev->correlation_id = isnull ? NULL : TextDatumGetCString(d);
+		ev->slot = DatumGetInt16(SPI_getbinval(tup, desc, 7, &isnull));
+		ev->ctid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 8, &isnull));
+		ev->enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
+		d = SPI_getbinval(tup, desc, 10, &isnull);
+		ev->traceparent = isnull ? NULL : TextDatumGetCString(d);
+		d = SPI_getbinval(tup, desc, 11, &isnull);
+		ev->tracestate = isnull ? NULL : TextDatumGetCString(d);
+		ev->txid = DatumGetUInt64(SPI_getbinval(tup, desc, 12, &isnull));
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * DrainRead
+ *		Read up to limit events past pos, in order, into cxt, and move pos to
+ *		the last one read.  When pos's batch is done, the next one starts
+ *		(at most once per call: a new snapshot).  Returns the number read,
+ *		-1 when the log is locked (DROP EXTENSION under way), DRAIN_GONE
+ *		when the extension is not installed.
+ */
+int
+DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events_out)
+{
+	Oid			schema = DrainBegin();
+	Oid			log;
+	Oid			argtypes[4] = {XID8OID, INT8OID, XID8OID, INT4OID};
+	MemoryContext pos_cxt = GetMemoryChunkContext(pos->hi.xip);
+	SPIPlanPtr	plan;
+	bool		new_batch = false;
 	int			n = 0;
 	OutboxEvent *events;
 
@@ -162,8 +419,9 @@ DrainRead(int limit, const uint64 *skip, int nskip, MemoryContext cxt,
 		DrainEnd();
 		return DRAIN_GONE;
 	}
-	outbox = get_relname_relid("_celerysalt_outbox", schema);
-	if (!OidIsValid(outbox) || !ConditionalLockRelationOid(outbox, AccessShareLock))
+	check_position_schema(pos, schema);
+	log = get_relname_relid("_celerysalt_log", schema);
+	if (!OidIsValid(log) || !ConditionalLockRelationOid(log, AccessShareLock))
 	{
 		DrainEnd();
 		return -1;
@@ -174,105 +432,76 @@ DrainRead(int limit, const uint64 *skip, int nskip, MemoryContext cxt,
 	if (plan == NULL)
 		plan = saved_plan(&read_plan, schema,
 						  psprintf("SELECT event_id, id, topic, payload, version, correlation_id, slot, ctid, enqueued_at,"
-								   " traceparent, tracestate"
-								   " FROM %s ORDER BY event_id LIMIT $1",
-								   CatalogQualifiedName("_celerysalt_outbox")),
-						  1, argtypes, 0);
-	/* every row in flight is still there: limit new ones lie within limit + nskip */
-	values[0] = Int32GetDatum(limit + nskip);
-	rc = SPI_execute_plan(plan, values, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read the outbox: %s", SPI_result_code_string(rc));
+								   " traceparent, tracestate, txid"
+								   " FROM %s WHERE ROW(txid, event_id) OPERATOR(pg_catalog.>) ROW($1, $2)"
+								   " AND txid OPERATOR(pg_catalog.<) $3"
+								   " ORDER BY txid, event_id LIMIT $4",
+								   CatalogQualifiedName("_celerysalt_log")),
+						  4, argtypes);
+	events = MemoryContextAlloc(cxt, sizeof(OutboxEvent) * limit);
 
-	events = MemoryContextAlloc(cxt, sizeof(OutboxEvent) * Max(Min(SPI_processed, (uint64) limit), 1));
-	for (uint64 i = 0; i < SPI_processed && n < limit; i++)
+	while (n < limit)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		OutboxEvent *ev = &events[n];
-		MemoryContext old;
-		bool		isnull;
-		Datum		d;
+		uint64		from;
+		uint64		to;
+		Datum		values[4];
+		int			asked = limit - n;
+		int			rc;
 
-		ev->slot = DatumGetInt16(SPI_getbinval(tup, desc, 7, &isnull));
-		ev->ctid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 8, &isnull));
-		if (nskip > 0)
+		if (pos->cursor_txid >= pos->hi.xmax)
 		{
-			uint64		key = DrainEventKey(ev);
-
-			if (bsearch(&key, skip, nskip, sizeof(uint64), key_cmp) != NULL)
-				continue;
+			/* this batch is done: the next one, once per call */
+			if (new_batch)
+				break;
+			begin_batch(pos, pos_cxt);
+			new_batch = true;
+			continue;
 		}
-
-		old = MemoryContextSwitchTo(cxt);
-		ev->event_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		ev->id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
-		ev->topic = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
-		ev->payload = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 4, &isnull));
-		d = SPI_getbinval(tup, desc, 5, &isnull);
-		ev->version = isnull ? NULL : TextDatumGetCString(d);
-		d = SPI_getbinval(tup, desc, 6, &isnull);
-		ev->correlation_id = isnull ? NULL : TextDatumGetCString(d);
-		ev->enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
-		d = SPI_getbinval(tup, desc, 10, &isnull);
-		ev->traceparent = isnull ? NULL : TextDatumGetCString(d);
-		d = SPI_getbinval(tup, desc, 11, &isnull);
-		ev->tracestate = isnull ? NULL : TextDatumGetCString(d);
-		MemoryContextSwitchTo(old);
-		n++;
+		if (!batch_interval(pos, pos->cursor_txid, &from, &to))
+		{
+			pos->cursor_txid = pos->hi.xmax;
+			pos->cursor_event_id = PG_INT64_MIN;
+			continue;
+		}
+		/* the events of [from, to) after the cursor */
+		values[0] = UInt64GetDatum(from);
+		values[1] = Int64GetDatum(from == pos->cursor_txid ? pos->cursor_event_id : PG_INT64_MIN);
+		values[2] = UInt64GetDatum(to);
+		values[3] = Int32GetDatum(asked);
+		rc = SPI_execute_plan(plan, values, NULL, true, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "could not read the outbox: %s", SPI_result_code_string(rc));
+		take_rows(events, &n, cxt);
+		if (SPI_processed < (uint64) asked)
+		{
+			/* that interval is done */
+			pos->cursor_txid = to;
+			pos->cursor_event_id = PG_INT64_MIN;
+		}
+		else
+		{
+			pos->cursor_txid = events[n - 1].txid;
+			pos->cursor_event_id = events[n - 1].event_id;
+		}
+		SPI_freetuptable(SPI_tuptable);
 	}
 	DrainEnd();
 	*events_out = events;
 	return n;
 }
 
-/* Sort keys of DrainEventKey for DrainRead's skip. */
-void
-DrainSortKeys(uint64 *keys, int n)
-{
-	qsort(keys, n, sizeof(uint64), key_cmp);
-}
-
-/* The statement moving the rows of outbox partition `partition` to target. */
-static char *
-move_sql(const char *partition, DrainTarget target)
-{
-	const char *from = CatalogQualifiedName(partition);
-
-	switch (target)
-	{
-		case DRAIN_DELETE:
-			return psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY($1)", from);
-		case DRAIN_LOG:
-			return psprintf("WITH d AS (DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY($1) RETURNING *)"
-							" INSERT INTO %s (id, event_id, topic, version, correlation_id, payload,"
-							" enqueued_at, delivered_at, size, traceparent, tracestate)"
-							" SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
-							" pg_catalog.clock_timestamp(), pg_catalog.pg_column_size(payload),"
-							" traceparent, tracestate FROM d",
-							from, CatalogQualifiedName("celerysalt_events"));
-		case DRAIN_PARK:
-			return psprintf("WITH d AS (DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY($1) RETURNING *)"
-							" INSERT INTO %s AS u (id, event_id, topic, version, correlation_id, payload,"
-							" enqueued_at, returned_at, traceparent, tracestate)"
-							" SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
-							" pg_catalog.clock_timestamp(), traceparent, tracestate FROM d"
-							" ON CONFLICT (id) DO UPDATE SET returned_at = EXCLUDED.returned_at",
-							from, CatalogQualifiedName("celerysalt_unroutable"));
-		case DRAIN_NTARGETS:
-			break;
-	}
-	elog(ERROR, "unknown drain target %d", (int) target);
-	return NULL;
-}
+/* ------------------------------------------------------------------------
+ * Finishing batches
+ * ------------------------------------------------------------------------
+ */
 
 /*
- * Move the events with take[i] (all when take is NULL) out of their outbox
- * partitions to target, by ctid (a TID scan: no index, no plan that
- * depends on the batch), in the open transaction.
+ * Copy the log rows of events with take[i] into target (an INSERT ... SELECT
+ * with the columns the log supplies as "l"), partition by partition, by
+ * ctid, and remember them as not delivered; in the open transaction.
  */
 static void
-move_by_ctid(Oid schema, OutboxEvent *events, const bool *take, int n, DrainTarget target)
+set_aside(OutboxEvent *events, const bool *take, int n, const char *insert_sql)
 {
 	Oid			argtypes[1] = {TIDARRAYOID};
 
@@ -281,47 +510,41 @@ move_by_ctid(Oid schema, OutboxEvent *events, const bool *take, int n, DrainTarg
 		Datum	   *tids = palloc(sizeof(Datum) * n);
 		int			ntids = 0;
 		char		partition[NAMEDATALEN];
-		SPIPlanPtr	plan;
+		const char *from;
 		Datum		values[1];
 		int			rc;
 
 		for (int i = 0; i < n; i++)
-			if (events[i].slot == s && (take == NULL || take[i]))
+			if (events[i].slot == s && take[i])
 				tids[ntids++] = PointerGetDatum(&events[i].ctid);
 		if (ntids == 0)
 			continue;
-
-		snprintf(partition, sizeof(partition), "_celerysalt_outbox_%d", s);
-		plan = plans_schema == schema ? move_plans[s][target] : NULL;
-		/*
-		 * Planned for each array of ctids: a generic plan is made once, often
-		 * right after the partition was truncated, when a sequential scan
-		 * looks cheapest, and then compares every row of the partition with
-		 * every ctid of the array (worse with every batch finished at once).
-		 * With the array known the planner takes a TID scan, or a seq scan
-		 * with a hashed ctid test for a partition of a few rows.
-		 */
-		if (plan == NULL)
-			plan = saved_plan(&move_plans[s][target], schema, move_sql(partition, target),
-							  1, argtypes, CURSOR_OPT_CUSTOM_PLAN);
+		snprintf(partition, sizeof(partition), "_celerysalt_log_%d", s);
+		from = CatalogQualifiedName(partition);
 		values[0] = PointerGetDatum(construct_array(tids, ntids, TIDOID, sizeof(ItemPointerData),
 													false, TYPALIGN_SHORT));
-		rc = SPI_execute_plan(plan, values, NULL, false, 0);
-		if ((rc != SPI_OK_INSERT && rc != SPI_OK_DELETE) || SPI_processed != (uint64) ntids)
-			elog(ERROR, "could not move a delivered batch out of the outbox: %s, %llu of %d rows",
-				 SPI_result_code_string(rc), (unsigned long long) SPI_processed, ntids);
+		rc = SPI_execute_with_args(psprintf(insert_sql, from), 1, argtypes, values, NULL, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "could not set events aside: %s", SPI_result_code_string(rc));
+		rc = SPI_execute_with_args(psprintf("INSERT INTO %s (txid, event_id)"
+											" SELECT txid, event_id FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY($1)"
+											" ON CONFLICT DO NOTHING",
+											CatalogQualifiedName("_celerysalt_log_undelivered"), from),
+								   1, argtypes, values, NULL, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "could not set events aside: %s", SPI_result_code_string(rc));
 	}
 }
 
 /*
  * DrainFinish
- *		One transaction for a batch the broker confirmed: events with
- *		returned[i] (returned_msgs NULL: none) go to celerysalt_unroutable,
- *		the others are removed from the outbox and, when log_events, logged
- *		in celerysalt_events.  false when the extension is not installed.
+ *		One transaction for batches the broker confirmed, up to pos: the
+ *		events with returned[i] (returned NULL: none) go to
+ *		celerysalt_unroutable, and pos is recorded as position seq.  No work
+ *		per delivered event.  false when the extension is not installed.
  */
 bool
-DrainFinish(OutboxEvent *events, int n, const bool *returned, bool log_events)
+DrainFinish(OutboxEvent *events, int n, const bool *returned, DrainPosition *pos, int64 seq)
 {
 	Oid			schema;
 
@@ -332,17 +555,51 @@ DrainFinish(OutboxEvent *events, int n, const bool *returned, bool log_events)
 		return false;
 	}
 	pgstat_report_activity(STATE_RUNNING, "celerysalt: finishing batch");
-	if (returned == NULL)
-		move_by_ctid(schema, events, NULL, n, log_events ? DRAIN_LOG : DRAIN_DELETE);
-	else
-	{
-		bool	   *delivered = palloc(sizeof(bool) * n);
+	if (returned != NULL)
+		set_aside(events, returned, n,
+				  psprintf("INSERT INTO %s AS u (id, event_id, topic, version, correlation_id, payload,"
+						   " enqueued_at, returned_at, traceparent, tracestate)"
+						   " SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
+						   " pg_catalog.clock_timestamp(), traceparent, tracestate FROM %%s"
+						   " WHERE ctid OPERATOR(pg_catalog.=) ANY($1)"
+						   " ON CONFLICT (id) DO UPDATE SET returned_at = EXCLUDED.returned_at",
+						   CatalogQualifiedName("celerysalt_unroutable")));
+	record_position(schema, pos, seq);
+	DrainEnd();
+	return true;
+}
 
-		for (int i = 0; i < n; i++)
-			delivered[i] = !returned[i];
-		move_by_ctid(schema, events, delivered, n, log_events ? DRAIN_LOG : DRAIN_DELETE);
-		move_by_ctid(schema, events, returned, n, DRAIN_PARK);
+/*
+ * DrainDeadLetter
+ *		Copy one event that can never be sent to celerysalt_dead_letters,
+ *		with the reason, and, when pos is given, record it as position seq
+ *		(the event was the last of the batch: nothing else will pass it).
+ *		Done twice (the worker died before the batch finished), the second
+ *		time changes nothing.  false when the extension is not installed.
+ */
+bool
+DrainDeadLetter(OutboxEvent *ev, const char *reason, DrainPosition *pos, int64 seq)
+{
+	Oid			schema = DrainBegin();
+	bool		take = true;
+	char	   *quoted;
+
+	if (!OidIsValid(schema))
+	{
+		DrainEnd();
+		return false;
 	}
+	quoted = quote_literal_cstr(reason);
+	set_aside(ev, &take, 1,
+			  psprintf("INSERT INTO %s (id, event_id, topic, version, correlation_id, payload,"
+					   " enqueued_at, failed_at, reason, traceparent, tracestate)"
+					   " SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
+					   " pg_catalog.clock_timestamp(), %s::pg_catalog.text, traceparent, tracestate FROM %%s"
+					   " WHERE ctid OPERATOR(pg_catalog.=) ANY($1)"
+					   " ON CONFLICT (id) DO NOTHING",
+					   CatalogQualifiedName("celerysalt_dead_letters"), quoted));
+	if (pos != NULL)
+		record_position(schema, pos, seq);
 	DrainEnd();
 	return true;
 }
@@ -350,10 +607,11 @@ DrainFinish(OutboxEvent *events, int n, const bool *returned, bool log_events)
 /*
  * DrainRequeueUnroutable
  *		One transaction: dead-letter the unroutable events enqueued more than
- *		retention_s ago, and, when requeue, move the others back into outbox
- *		partition slot (keeping their ids, so they are read first and carry
- *		the same task ids).  Returns how many went back, or -1 when the extension is not
- *		installed; *expired gets how many were dead-lettered.
+ *		retention_s ago, and, when requeue, move the others back into the log
+ *		(partition slot), keeping their ids and event ids (the same task ids),
+ *		as events of this transaction.  Returns how many went back, or -1
+ *		when the extension is not installed; *expired gets how many were
+ *		dead-lettered.
  */
 int64
 DrainRequeueUnroutable(int slot, int retention_s, bool requeue, int64 *expired)
@@ -395,11 +653,11 @@ DrainRequeueUnroutable(int slot, int retention_s, bool requeue, int64 *expired)
 	rc = SPI_execute_with_args(
 		psprintf("WITH d AS (DELETE FROM %s RETURNING *)"
 				 " INSERT INTO %s (slot, event_id, id, topic, payload, version, correlation_id, enqueued_at,"
-				 " traceparent, tracestate)"
+				 " traceparent, tracestate, txid)"
 				 " SELECT $1, event_id, id, topic, payload, version, correlation_id, enqueued_at,"
-				 " traceparent, tracestate FROM d",
+				 " traceparent, tracestate, pg_catalog.pg_current_xact_id() FROM d",
 				 CatalogQualifiedName("celerysalt_unroutable"),
-				 CatalogQualifiedName("_celerysalt_outbox")),
+				 CatalogQualifiedName("_celerysalt_log")),
 		1, argtypes, values, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not requeue unroutable events: %s", SPI_result_code_string(rc));
@@ -408,117 +666,157 @@ DrainRequeueUnroutable(int slot, int retention_s, bool requeue, int64 *expired)
 	return requeued;
 }
 
-/*
- * DrainDeadLetter
- *		Move one event that can never be sent to celerysalt_dead_letters,
- *		with the reason.  false when the extension is not installed.
+/* ------------------------------------------------------------------------
+ * Partitions
+ * ------------------------------------------------------------------------
  */
-bool
-DrainDeadLetter(OutboxEvent *ev, const char *reason)
+
+/*
+ * Forget the positions and undelivered marks no event left in the log
+ * needs, in the open transaction: a position covers an event only if its
+ * hi.xmax is above the event's txid.
+ */
+static void
+trim_bookkeeping(void)
 {
-	Oid			argtypes[2] = {INT8OID, TEXTOID};
-	Datum		values[2];
-	char	   *sql;
+	Oid			argtypes[1] = {XID8OID};
+	Datum		values[1];
+	bool		isnull;
 	int			rc;
 
-	if (!OidIsValid(DrainBegin()))
-	{
-		DrainEnd();
-		return false;
-	}
-	values[0] = Int64GetDatum(ev->event_id);
-	values[1] = CStringGetTextDatum(reason);
-	sql = psprintf("WITH d AS (DELETE FROM %s WHERE event_id OPERATOR(pg_catalog.=) $1 RETURNING *)"
-				   " INSERT INTO %s (id, event_id, topic, version, correlation_id, payload,"
-				   " enqueued_at, failed_at, reason, traceparent, tracestate)"
-				   " SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
-				   " pg_catalog.clock_timestamp(), $2, traceparent, tracestate FROM d",
-				   CatalogQualifiedName("_celerysalt_outbox"),
-				   CatalogQualifiedName("celerysalt_dead_letters"));
-	rc = SPI_execute_with_args(sql, 2, argtypes, values, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not dead-letter an event: %s", SPI_result_code_string(rc));
-	DrainEnd();
-	return true;
+	rc = SPI_execute(psprintf("SELECT pg_catalog.min(txid) FROM %s WHERE txid OPERATOR(pg_catalog.>) '0'::pg_catalog.xid8",
+							  CatalogQualifiedName("_celerysalt_log")), true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read the log's oldest transaction: %s", SPI_result_code_string(rc));
+	values[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		values[0] = UInt64GetDatum(PG_UINT64_MAX);
+	rc = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE hi_xmax OPERATOR(pg_catalog.<=) $1"
+										" AND seq OPERATOR(pg_catalog.<) (SELECT pg_catalog.max(seq) FROM %s)",
+										CatalogQualifiedName("_celerysalt_log_position"),
+										CatalogQualifiedName("_celerysalt_log_position")),
+							   1, argtypes, values, NULL, false, 0);
+	if (rc != SPI_OK_DELETE)
+		elog(ERROR, "could not trim the delivered positions: %s", SPI_result_code_string(rc));
+	rc = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE txid OPERATOR(pg_catalog.<) $1",
+										CatalogQualifiedName("_celerysalt_log_undelivered")),
+							   1, argtypes, values, NULL, false, 0);
+	if (rc != SPI_OK_DELETE)
+		elog(ERROR, "could not trim the undelivered marks: %s", SPI_result_code_string(rc));
+}
+
+/* The partition of slot values[0] is empty again: forget when it was drained. */
+static void
+clear_drained(const char *slots, Oid *argtypes, Datum *values)
+{
+	int			rc = SPI_execute_with_args(psprintf("UPDATE %s SET drained_at = NULL WHERE slot OPERATOR(pg_catalog.=) $1",
+													slots),
+										   1, argtypes, values, NULL, false, 0);
+
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "could not record log partition %d as empty: %s",
+			 (int) DatumGetInt16(values[0]), SPI_result_code_string(rc));
 }
 
 /*
- * DrainTruncateIfEmpty
- *		TRUNCATE outbox partition slot if it holds no event and its lock can
- *		be taken at once (a transaction that published long ago and is still
- *		open just postpones it).  Returns 1 when truncated, 0 when not now,
- *		-1 when the extension is not installed.
+ * DrainTruncateIfDelivered
+ *		TRUNCATE log partition slot (not the one publishers append to) once
+ *		no event in it waits and retention_s has passed since that was first
+ *		seen (_celerysalt_log_slots.drained_at).  The partition's lock is only
+ *		taken when it can be at once: a transaction that published into it
+ *		and is still open just postpones this.  Returns 1 when truncated (or
+ *		empty), 0 when not now, -1 when the extension is not installed.
  */
 int
-DrainTruncateIfEmpty(int slot)
+DrainTruncateIfDelivered(int slot, int retention_s)
 {
 	char		relname[NAMEDATALEN];
 	Oid			schema = DrainBegin();
+	Oid			argtypes[2] = {INT2OID, INT4OID};
+	Datum		values[2];
+	const char *slots;
 	Oid			part;
+	bool		drained;
+	bool		due;
+	bool		isnull;
 	int			rc;
-	int			truncated = 0;
 
 	if (!OidIsValid(schema))
 	{
 		DrainEnd();
 		return -1;
 	}
-	snprintf(relname, sizeof(relname), "_celerysalt_outbox_%d", slot);
+	slots = CatalogQualifiedName("_celerysalt_log_slots");
+	values[0] = Int16GetDatum((int16) slot);
+	values[1] = Int32GetDatum(retention_s);
+	rc = SPI_execute_with_args(psprintf("SELECT drained_at IS NOT NULL, COALESCE(drained_at OPERATOR(pg_catalog.<=)"
+										" (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $2)), false)"
+										" FROM %s WHERE slot OPERATOR(pg_catalog.=) $1", slots),
+							   2, argtypes, values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read the state of log partition %d: %s", slot, SPI_result_code_string(rc));
+	drained = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	due = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (drained && !due)
+	{
+		DrainEnd();
+		return 0;
+	}
+
+	snprintf(relname, sizeof(relname), "_celerysalt_log_%d", slot);
 	part = get_relname_relid(relname, schema);
-	if (OidIsValid(part) && ConditionalLockRelationOid(part, AccessExclusiveLock))
+	if (!OidIsValid(part) || !ConditionalLockRelationOid(part, AccessExclusiveLock))
+	{
+		elog(DEBUG1, "celerysalt: log partition %d is locked; truncation postponed", slot);
+		DrainEnd();
+		return 0;
+	}
+	/* empty (never used since its truncation): nothing to truncate */
+	rc = SPI_execute(psprintf("SELECT 1 FROM %s LIMIT 1", CatalogQualifiedName(relname)), true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not look into log partition %d: %s", slot, SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+	{
+		if (drained)
+			clear_drained(slots, argtypes, values);
+		DrainEnd();
+		return 1;
+	}
+	/* does an event wait?  Every publisher into it has finished: we hold its lock */
+	rc = SPI_execute_with_args(psprintf("SELECT 1 FROM %s WHERE slot OPERATOR(pg_catalog.=) $1 LIMIT 1",
+										CatalogQualifiedName("_celerysalt_outbox")),
+							   1, argtypes, values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not look into log partition %d: %s", slot, SPI_result_code_string(rc));
+	if (SPI_processed > 0 || !drained)
+	{
+		/*
+		 * Events wait (a publisher that read the slot just before the
+		 * rotation): not drained.  Drained only now: count from now.
+		 */
+		bool		waiting = SPI_processed > 0;
+
+		rc = SPI_execute_with_args(psprintf("UPDATE %s SET drained_at = %s WHERE slot OPERATOR(pg_catalog.=) $1",
+											slots, waiting ? "NULL" : "pg_catalog.clock_timestamp()"),
+								   1, argtypes, values, NULL, false, 0);
+		if (rc != SPI_OK_UPDATE)
+			elog(ERROR, "could not record the state of log partition %d: %s", slot, SPI_result_code_string(rc));
+		if (waiting || retention_s > 0)
+		{
+			DrainEnd();
+			return 0;
+		}
+	}
+
 	{
 		char	   *qname = CatalogQualifiedName(relname);
 
-		rc = SPI_execute(psprintf("SELECT 1 FROM %s LIMIT 1", qname), true, 1);
-		if (rc == SPI_OK_SELECT && SPI_processed == 0)
-		{
-			rc = SPI_execute(psprintf("TRUNCATE %s", qname), false, 0);
-			if (rc != SPI_OK_UTILITY)
-				elog(ERROR, "could not truncate %s: %s", qname, SPI_result_code_string(rc));
-			truncated = 1;
-		}
-		else
-			elog(DEBUG1, "celerysalt: outbox partition %d still holds events; truncation postponed", slot);
+		rc = SPI_execute(psprintf("TRUNCATE %s", qname), false, 0);
+		if (rc != SPI_OK_UTILITY)
+			elog(ERROR, "could not truncate %s: %s", qname, SPI_result_code_string(rc));
 	}
-	else
-		elog(DEBUG1, "celerysalt: outbox partition %d is locked; truncation postponed", slot);
+	clear_drained(slots, argtypes, values);
+	trim_bookkeeping();
 	DrainEnd();
-	return truncated;
-}
-
-/*
- * DrainRetain
- *		Delete up to chunk delivered-log rows older than retention_s seconds.
- *		Returns how many, or -1 when the extension is not installed.
- */
-int64
-DrainRetain(int retention_s, int chunk)
-{
-	TimestampTz now = GetCurrentTimestamp();
-	Oid			argtypes[1];
-	Datum		values[1];
-	int			rc;
-	int64		deleted;
-
-	if (!OidIsValid(DrainBegin()))
-	{
-		DrainEnd();
-		return -1;
-	}
-	/* the cut-off is a parameter: no arithmetic in the SQL text */
-	argtypes[0] = TIMESTAMPTZOID;
-	values[0] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(now, -(int64) retention_s * 1000));
-	rc = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
-										"SELECT ctid FROM %s WHERE delivered_at OPERATOR(pg_catalog.<) $1"
-										" LIMIT %d))",
-										CatalogQualifiedName("celerysalt_events"),
-										CatalogQualifiedName("celerysalt_events"),
-										chunk),
-							   1, argtypes, values, NULL, false, 0);
-	if (rc != SPI_OK_DELETE)
-		elog(ERROR, "could not apply the delivered-event retention: %s",
-			 SPI_result_code_string(rc));
-	deleted = (int64) SPI_processed;
-	DrainEnd();
-	return deleted;
+	return 1;
 }

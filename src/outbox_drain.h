@@ -1,7 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * outbox_drain.h
- *		The delivery worker's SQL (outbox_drain.c).
+ *		The delivery worker's SQL (outbox_drain.c): reading the log in
+ *		batches by snapshot, recording the delivered position, and the
+ *		log's partitions, unroutable events and dead letters.
  *
  *-------------------------------------------------------------------------
  */
@@ -15,10 +17,11 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
-/* One event read from the outbox. */
+/* One event read from the log. */
 typedef struct OutboxEvent
 {
 	int64		event_id;
+	uint64		txid;			/* the publishing transaction */
 	pg_uuid_t	id;
 	char	   *topic;
 	Jsonb	   *payload;
@@ -27,33 +30,54 @@ typedef struct OutboxEvent
 	char	   *traceparent;	/* NULL when published without one */
 	char	   *tracestate;
 	int16		slot;
-	ItemPointerData ctid;		/* in its partition: deleted by ctid */
+	ItemPointerData ctid;		/* in its partition: copied by ctid */
 	TimestampTz enqueued_at;
 } OutboxEvent;
+
+/*
+ * A snapshot of the transactions that had committed (pg_snapshot): txid is
+ * visible when below xmin, or below xmax and not in xip (sorted).
+ */
+typedef struct LogSnapshot
+{
+	uint64		xmin;
+	uint64		xmax;
+	int			nxip;
+	int			xip_capacity;
+	uint64	   *xip;
+} LogSnapshot;
+
+/*
+ * Where delivery stands in the log.  An event is past the position when its
+ * transaction is visible in lo, or visible in hi and (txid, event_id) <=
+ * (cursor_txid, cursor_event_id): the batch of the transactions that
+ * committed between lo and hi is read in (txid, event_id) order, which
+ * keeps a transaction's events together and in order.  cursor_txid >=
+ * hi.xmax: that batch is done.  seq numbers the recorded positions.
+ */
+typedef struct DrainPosition
+{
+	Oid			schema;			/* the installation of the extension it is of */
+	int64		seq;
+	LogSnapshot lo;
+	LogSnapshot hi;
+	uint64		cursor_txid;
+	int64		cursor_event_id;
+} DrainPosition;
 
 /* DrainRead's result when the extension is not installed */
 #define DRAIN_GONE	(-2)
 
-/* A row's place in the outbox (partition and ctid) as one sortable number. */
-static inline uint64
-DrainEventKey(const OutboxEvent *ev)
-{
-	return ((uint64) (uint16) ev->slot << 48) |
-		((uint64) ItemPointerGetBlockNumberNoCheck(&ev->ctid) << 16) |
-		(uint64) ItemPointerGetOffsetNumberNoCheck(&ev->ctid);
-}
-
 extern Oid	DrainBegin(void);
 extern void DrainEnd(void);
-extern int	DrainRead(int limit, const uint64 *skip, int nskip, MemoryContext cxt,
-					  OutboxEvent **events_out);
-extern void DrainSortKeys(uint64 *keys, int n);
-extern bool DrainFinish(OutboxEvent *events, int n, const bool *returned,
-						bool log_events);
+extern void DrainPositionCopy(DrainPosition *dst, const DrainPosition *src, MemoryContext cxt);
+extern bool DrainLoadPosition(DrainPosition *pos, MemoryContext cxt);
+extern int	DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events_out);
+extern bool DrainFinish(OutboxEvent *events, int n, const bool *returned, DrainPosition *pos,
+						int64 seq);
 extern int64 DrainRequeueUnroutable(int slot, int retention_s, bool requeue,
 									 int64 *expired);
-extern bool DrainDeadLetter(OutboxEvent *ev, const char *reason);
-extern int	DrainTruncateIfEmpty(int slot);
-extern int64 DrainRetain(int retention_s, int chunk);
+extern bool DrainDeadLetter(OutboxEvent *ev, const char *reason, DrainPosition *pos, int64 seq);
+extern int	DrainTruncateIfDelivered(int slot, int retention_s);
 
 #endif							/* CELERYSALT_OUTBOX_DRAIN_H */

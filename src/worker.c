@@ -2,31 +2,33 @@
  *
  * worker.c
  *		The delivery worker of one database: read committed events from the
- *		outbox in enqueue order, publish them to RabbitMQ in batches with
- *		publisher confirms, and only then delete them (logging them in
- *		celerysalt_events).  Also rotates and truncates outbox partitions,
- *		applies the delivered-log retention and dead-letters events the
- *		broker refuses for good.  The loop, the window of batches, the broker
- *		back-off and the counters live here; the SQL it runs is
- *		outbox_drain.c's.
+ *		log in batches by snapshot, publish them to RabbitMQ with publisher
+ *		confirms, and only then record the delivered position (one row per
+ *		finished batch, nothing per event).  Also rotates log partitions and
+ *		truncates delivered ones after celerysalt.delivered_retention, and
+ *		dead-letters events the broker refuses for good.  The loop, the
+ *		window of batches, the broker back-off and the counters live here;
+ *		the SQL it runs is outbox_drain.c's.
  *
  * The worker never waits idle for the broker while it has work: it keeps a
  * window of up to celerysalt.publish_window batches between their read and
  * their finish.  While the broker confirms the older ones (confirms stream
  * in, matched to batches by delivery tag: broker.c), the worker reads,
- * builds and publishes the next one, and finishes (DELETE + log, one
- * transaction for all batches confirmed meanwhile) those confirmed in full,
- * oldest first.  A read leaves out the events of the batches in the window.
- * Order: batches are read in event_id order and published in that order on
- * one channel, so the events of one transaction reach a queue in order.
+ * builds and publishes the next one, and finishes (records the position
+ * after them, one transaction for all batches confirmed meanwhile) those
+ * confirmed in full, oldest first.  Reads go on from where the last one
+ * stopped (read_pos), finishes record where the confirmed ones end
+ * (done_pos).  Order: the log is read in (txid, event_id) order and
+ * published in that order on one channel, so the events of one transaction
+ * reach a queue together and in order.
  *
  * No transaction is open while the worker talks to the broker, so it never
  * holds back the xmin horizon nor blocks DROP EXTENSION.  If it dies, loses
  * its connection or sees a refusal (nack, channel closed) before a batch's
- * DELETE committed, that batch and every later one of the window is
- * published again (after restart or reconnect): at least once, at most one
- * window (celerysalt.publish_window x celerysalt.batch_size events) of
- * duplicates.
+ * position was recorded, that batch and every later one of the window is
+ * read from done_pos and published again (after restart or reconnect): at
+ * least once, at most one window (celerysalt.publish_window x
+ * celerysalt.batch_size events) of duplicates.
  *
  *-------------------------------------------------------------------------
  */
@@ -67,8 +69,6 @@
 #include "processes.h"
 
 #define RECONNECT_MIN_MS		100
-#define RETENTION_EVERY_MS		(60 * 1000)
-#define RETENTION_CHUNK			10000
 /* After a subscriber registers: retry unroutable events 1, 2, 4, 8, 16, 32 s later. */
 #define REQUEUE_BURST			6
 /* A single event refused this many times in a row is dead-lettered. */
@@ -86,6 +86,7 @@ typedef struct Batch
 	int			nevents;
 	int			per_event;		/* messages per event (dispatcher tasks) */
 	BrokerBatch confirms;		/* what the broker said about each message */
+	DrainPosition pos_after;	/* the position once this batch is delivered */
 } Batch;
 
 typedef struct WorkerState
@@ -105,6 +106,10 @@ typedef struct WorkerState
 	bool		reconnect_pending;	/* new broker settings: once the window is empty */
 	TimestampTz housekeeping_at;
 
+	/* the log: how far read (window included), how far recorded delivered */
+	DrainPosition read_pos;
+	DrainPosition done_pos;
+
 	/* broker outage handling */
 	TimestampTz reconnect_at;
 	int			reconnect_delay_ms;
@@ -119,11 +124,10 @@ typedef struct WorkerState
 	int64		rejected_event_id;
 	int			rejected_count;
 
-	/* outbox partitions */
+	/* log partitions */
 	bool		slot_clean[CELERYSALT_OUTBOX_SLOTS];	/* truncated, unused */
-	bool		slot_dirty[CELERYSALT_OUTBOX_SLOTS];	/* may hold dead rows */
+	bool		slot_dirty[CELERYSALT_OUTBOX_SLOTS];	/* may hold events */
 	TimestampTz rotated_at;
-	TimestampTz retention_at;
 
 	bool		connected_once; /* a later connect is a reconnect */
 
@@ -298,20 +302,22 @@ exit_extension_gone(void)
 }
 
 /*
- * Remove a confirmed batch from the outbox and count it: events with
- * returned[i] (NULL: none) no queue received, and wait in
- * celerysalt_unroutable; the others were delivered.
+ * Record confirmed events as delivered (the position pos, after them) and
+ * count them: events with returned[i] (NULL: none) no queue received, and
+ * wait in celerysalt_unroutable; the others were delivered.
  */
 static void
-finish_batch(OutboxEvent *events, int n, const bool *returned)
+finish_batch(OutboxEvent *events, int n, const bool *returned, DrainPosition *pos)
 {
 	int			nreturned = 0;
+	int64		seq = ws.done_pos.seq + 1;
 
-	if (!DrainFinish(events, n, returned, celerysalt_delivered_retention_s > 0))
+	if (!DrainFinish(events, n, returned, pos, seq))
 		exit_extension_gone();
+	DrainPositionCopy(&ws.done_pos, pos, TopMemoryContext);
+	ws.done_pos.seq = seq;
 	for (int i = 0; i < n; i++)
 	{
-		ws.slot_dirty[events[i].slot] = true;
 		if (returned != NULL && returned[i])
 		{
 			if (nreturned == 0)
@@ -386,32 +392,24 @@ requeue_unroutable(void)
 		ws.requeue_at = TimestampTzPlusMilliseconds(now, celerysalt_unroutable_retry_s * 1000L);
 }
 
-/* Delete delivered-log rows past celerysalt.delivered_retention. */
+/*
+ * Move one event that can never be sent to celerysalt_dead_letters, and say
+ * so.  pos: the position right after it, to record when no batch of the
+ * window will (NULL: a later finish records it).
+ */
 static void
-apply_retention(void)
-{
-	TimestampTz now = GetCurrentTimestamp();
-	int64		deleted;
-
-	if (now < ws.retention_at)
-		return;
-	ws.retention_at = TimestampTzPlusMilliseconds(now, RETENTION_EVERY_MS);
-	deleted = DrainRetain(celerysalt_delivered_retention_s, RETENTION_CHUNK);
-	if (deleted < 0)
-		exit_extension_gone();
-	if (deleted == RETENTION_CHUNK)
-		ws.retention_at = now;	/* more to do: next round */
-}
-
-/* Move one event that can never be sent to celerysalt_dead_letters, and say so. */
-static void
-dead_letter(OutboxEvent *ev, const char *reason)
+dead_letter(OutboxEvent *ev, const char *reason, DrainPosition *pos)
 {
 	char		id[37];
+	int64		seq = ws.done_pos.seq + 1;
 
-	if (!DrainDeadLetter(ev, reason))
+	if (!DrainDeadLetter(ev, reason, pos, seq))
 		exit_extension_gone();
-	ws.slot_dirty[ev->slot] = true;
+	if (pos != NULL)
+	{
+		DrainPositionCopy(&ws.done_pos, pos, TopMemoryContext);
+		ws.done_pos.seq = seq;
+	}
 	pg_atomic_fetch_add_u64(&ws.dbslot->dead_lettered_total, 1);
 	MessageUuidToString(&ev->id, id);
 	ereport(WARNING,
@@ -438,7 +436,7 @@ dead_letter_unsendable(OutboxEvent *events, int n)
 											  events[i].traceparent, events[i].tracestate);
 
 		if (problem != NULL)
-			dead_letter(&events[i], problem);
+			dead_letter(&events[i], problem, NULL);
 		else
 			events[kept++] = events[i];
 	}
@@ -511,6 +509,7 @@ window_pop(void)
 	MemoryContextReset(b->cxt);
 	b->events = NULL;
 	b->nevents = 0;
+	memset(&b->pos_after, 0, sizeof(b->pos_after));
 	ws.window_head = (ws.window_head + 1) % MAX_WINDOW;
 	ws.window_count--;
 }
@@ -565,7 +564,8 @@ window_finish(int k)
 	MemoryContextSwitchTo(old);
 
 	broker_healthy();
-	finish_batch(events, total, any_returned ? returned : NULL);	/* exits if the extension is gone */
+	/* exits if the extension is gone */
+	finish_batch(events, total, any_returned ? returned : NULL, &window_at(k - 1)->pos_after);
 	for (int i = 0; i < k; i++)
 		window_pop();
 	MemoryContextReset(ws.finish_cxt);
@@ -623,7 +623,8 @@ window_failed(BrokerStatus status, const char *message)
 			}
 			if (ws.rejected_count >= MAX_REJECTIONS)
 			{
-				dead_letter(&culprit->events[0], message);
+				/* the oldest batch left, of this one event: record past it */
+				dead_letter(&culprit->events[0], message, &culprit->pos_after);
 				ws.rejected_count = 0;
 				if (ws.isolate_remaining > 0)
 					ws.isolate_remaining--;
@@ -633,6 +634,8 @@ window_failed(BrokerStatus status, const char *message)
 
 	while (ws.window_count > 0)
 		window_pop();
+	/* read again what was not recorded delivered */
+	DrainPositionCopy(&ws.read_pos, &ws.done_pos, TopMemoryContext);
 }
 
 /*
@@ -698,8 +701,6 @@ publish_next_batch(void)
 	Batch	   *b;
 	OutboxEvent *events;
 	CeleryMessage *msgs;
-	uint64	   *skip;
-	int			nskip = 0;
 	int			n;
 	int			nmsgs;
 	bool		was_waiting;
@@ -714,35 +715,36 @@ publish_next_batch(void)
 		b->cxt = AllocSetContextCreate(TopMemoryContext, "celerysalt batch",
 									   ALLOCSET_DEFAULT_SIZES);
 
-	/* the rows of the batches in the window are still in the outbox */
-	for (int i = 0; i < ws.window_count; i++)
-		nskip += window_at(i)->nevents;
-	skip = MemoryContextAlloc(b->cxt, sizeof(uint64) * Max(nskip, 1));
-	nskip = 0;
-	for (int i = 0; i < ws.window_count; i++)
-		for (int e = 0; e < window_at(i)->nevents; e++)
-			skip[nskip++] = DrainEventKey(&window_at(i)->events[e]);
-	DrainSortKeys(skip, nskip);
-
 	/* (transactions end in TopMemoryContext: switch to the batch's after each) */
-	n = DrainRead(limit, skip, nskip, b->cxt, &events);
+	n = DrainRead(limit, &ws.read_pos, b->cxt, &events);
 	if (n == DRAIN_GONE)
 		exit_extension_gone();
 	if (n == 0 && ws.window_count == 0)
 		broker_healthy();		/* connected, nothing waits: a good state */
-	MemoryContextSwitchTo(b->cxt);
-	if (n > 0)
-		b->nevents = dead_letter_unsendable(events, n);
-	if (n <= 0 || b->nevents == 0)
+	if (n <= 0)
 	{
-		/* nothing to publish: empty, locked, or all dead-lettered (look again) */
+		/* nothing to publish: empty or locked */
 		MemoryContextSwitchTo(caller);
 		MemoryContextReset(b->cxt);
 		b->nevents = 0;
 		return n;
 	}
+	DrainPositionCopy(&b->pos_after, &ws.read_pos, b->cxt);
 	MemoryContextSwitchTo(b->cxt);
+	b->nevents = dead_letter_unsendable(events, n);
 	b->events = events;
+	if (b->nevents == 0)
+	{
+		/*
+		 * All dead-lettered: nothing to publish, but the position after them
+		 * is recorded in turn, as an empty batch of the window.
+		 */
+		MemoryContextSwitchTo(caller);
+		memset(&b->confirms, 0, sizeof(b->confirms));
+		b->per_event = 1;
+		ws.window_count++;
+		return n;
+	}
 
 	/* task ids for further dispatchers use pg_cryptohash: needs an owner */
 	CurrentResourceOwner = ws.owner;
@@ -811,10 +813,11 @@ fill_window(void)
 }
 
 /*
- * Outbox maintenance: move publishers to a clean partition every
- * celerysalt.outbox_rotation, and truncate partitions that were drained.
- * TRUNCATE needs an exclusive lock; it is only tried conditionally, so a
- * transaction that published long ago and is still open just postpones it.
+ * Log maintenance: move publishers to a clean partition every
+ * celerysalt.outbox_rotation (when one is), and truncate partitions whose
+ * events were all delivered celerysalt.delivered_retention ago.  TRUNCATE
+ * needs an exclusive lock; it is only tried conditionally, so a transaction
+ * that published long ago and is still open just postpones it.
  */
 static void
 maintain_outbox(void)
@@ -850,7 +853,7 @@ maintain_outbox(void)
 
 		if (s == (int) current || !ws.slot_dirty[s])
 			continue;
-		rc = DrainTruncateIfEmpty(s);
+		rc = DrainTruncateIfDelivered(s, celerysalt_delivered_retention_s);
 		if (rc < 0)
 			exit_extension_gone();
 		if (rc > 0)
@@ -913,7 +916,6 @@ housekeeping(void)
 		return;
 	ws.housekeeping_at = TimestampTzPlusMilliseconds(now, HOUSEKEEPING_EVERY_MS);
 	maintain_outbox();
-	apply_retention();
 	requeue_unroutable();
 }
 
@@ -990,6 +992,9 @@ CelerysaltWorkerMain(Datum main_arg)
 		SpinLockRelease(&ws.dbslot->mutex);
 	}
 	DrainEnd();
+	if (!DrainLoadPosition(&ws.done_pos, TopMemoryContext))
+		exit_extension_gone();
+	DrainPositionCopy(&ws.read_pos, &ws.done_pos, TopMemoryContext);
 	ereport(LOG, (errmsg("celerysalt worker started for database \"%s\"", ws.dbname)));
 
 	for (;;)

@@ -3,7 +3,7 @@
 Publishes RATE events/s (10 per transaction, paced) for NORMAL seconds, then opens a transaction
 that takes an xid and stays open (BEGIN; SELECT txid_current(); sleep) for HELD seconds while the
 publishing goes on.  Every 5 s it samples delivered_total, the outbox's on-disk size
-(pg_total_relation_size of _celerysalt_outbox_0..2, their indexes included), dead tuples and the
+(pg_total_relation_size of _celerysalt_log_0..2, their indexes included), dead tuples and the
 pending count; every 30 s it prints a line.  The topic is bound to no queue (the broker drops the
 events after confirming them): what is measured is the database side.
 """
@@ -67,16 +67,16 @@ def main():
         r = mon.execute("""
             SELECT (SELECT delivered_total FROM _celerysalt_worker_state()),
                    (SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c
-                     WHERE c.relname IN ('_celerysalt_outbox_0', '_celerysalt_outbox_1', '_celerysalt_outbox_2')),
+                     WHERE c.relname IN ('_celerysalt_log_0', '_celerysalt_log_1', '_celerysalt_log_2')),
                    (SELECT sum(n_dead_tup) FROM pg_stat_user_tables
-                     WHERE relname IN ('_celerysalt_outbox_0', '_celerysalt_outbox_1', '_celerysalt_outbox_2')),
+                     WHERE relname IN ('_celerysalt_log_0', '_celerysalt_log_1', '_celerysalt_log_2')),
                    (SELECT count(*) FROM _celerysalt_outbox),
                    pg_total_relation_size('celerysalt_events'),
                    (SELECT max(age(backend_xmin)) FROM pg_stat_activity WHERE backend_xmin IS NOT NULL),
                    (SELECT string_agg((pg_total_relation_size(c.oid) / 1024)::text, '/' ORDER BY c.relname) FROM pg_class c
-                     WHERE c.relname IN ('_celerysalt_outbox_0', '_celerysalt_outbox_1', '_celerysalt_outbox_2')),
+                     WHERE c.relname IN ('_celerysalt_log_0', '_celerysalt_log_1', '_celerysalt_log_2')),
                    (SELECT sum(autovacuum_count + autoanalyze_count) FROM pg_stat_user_tables
-                     WHERE relname IN ('_celerysalt_outbox_0', '_celerysalt_outbox_1', '_celerysalt_outbox_2'))
+                     WHERE relname IN ('_celerysalt_log_0', '_celerysalt_log_1', '_celerysalt_log_2'))
         """).fetchone()
         return {"t": time.monotonic(), "delivered": r[0], "outbox_bytes": int(r[1]), "dead": int(r[2] or 0),
                 "pending": r[3], "events_bytes": r[4], "xmin_age": r[5] or 0, "published": published[0],

@@ -1,14 +1,21 @@
 -- celerysalt install script, part 00: outbox, delivery log, dead letters, status.
 \echo Use "CREATE EXTENSION celerysalt" to load this file. \quit
 
--- ---------------------------------------------------------------- outbox
+-- ------------------------------------------------------------------- log
 -- Enqueue order.  CACHE 1 keeps ids in the order events were enqueued.
 CREATE SEQUENCE _celerysalt_event_seq;
 
--- Events waiting for delivery.  Partitioned into rotating slots: the worker
--- moves publishers to a clean partition every celerysalt.outbox_rotation and
--- truncates drained ones, so deleted rows never accumulate.
-CREATE TABLE _celerysalt_outbox (
+-- Every event, waiting or delivered: an append-only log (as PgQ's), in three
+-- partitions ("slots") that the worker rotates.  Publishers append to the
+-- slot it advertises; nothing is deleted or updated per event.  What was
+-- delivered is told by one position (_celerysalt_log_position): the
+-- transactions whose commits the worker had seen, by snapshot, plus a
+-- cursor through the last batch.  A partition is truncated once no event in
+-- it waits and celerysalt.delivered_retention has passed since.  txid is
+-- the publishing transaction's id, which orders a transaction's events
+-- together; _celerysalt_outbox (waiting) and celerysalt_events (delivered)
+-- are views over the log.
+CREATE TABLE _celerysalt_log (
     slot            smallint    NOT NULL,
     event_id        bigint      NOT NULL,
     id              uuid        NOT NULL,
@@ -18,35 +25,103 @@ CREATE TABLE _celerysalt_outbox (
     correlation_id  text,
     enqueued_at     timestamptz NOT NULL,
     traceparent     text,
-    tracestate      text
+    tracestate      text,
+    txid            xid8        NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    delivered_at    timestamptz
 ) PARTITION BY LIST (slot);
--- Autovacuum is off: the worker truncates drained partitions, and a
--- VACUUM holding its lock would only postpone that.
-CREATE TABLE _celerysalt_outbox_0 PARTITION OF _celerysalt_outbox FOR VALUES IN (0)
-    WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false);
-CREATE TABLE _celerysalt_outbox_1 PARTITION OF _celerysalt_outbox FOR VALUES IN (1)
-    WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false);
-CREATE TABLE _celerysalt_outbox_2 PARTITION OF _celerysalt_outbox FOR VALUES IN (2)
-    WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false);
-CREATE INDEX _celerysalt_outbox_event_id ON _celerysalt_outbox (event_id);
+CREATE TABLE _celerysalt_log_0 PARTITION OF _celerysalt_log FOR VALUES IN (0);
+CREATE TABLE _celerysalt_log_1 PARTITION OF _celerysalt_log FOR VALUES IN (1);
+CREATE TABLE _celerysalt_log_2 PARTITION OF _celerysalt_log FOR VALUES IN (2);
+CREATE INDEX _celerysalt_log_txid ON _celerysalt_log (txid, event_id);
+COMMENT ON COLUMN _celerysalt_log.txid IS
+    'The publishing transaction (pg_current_xact_id()): what the delivered position is kept by.';
+COMMENT ON COLUMN _celerysalt_log.delivered_at IS
+    'Set only for events delivered before release 0.2.0 (copied from the table celerysalt_events was then); otherwise the time is in _celerysalt_log_position.';
+
+-- The delivered position, one row per finished batch (the newest counts):
+-- an event is delivered if its transaction is visible in lo, or visible in
+-- hi and (txid, event_id) <= (cursor_txid, cursor_event_id).  Older rows
+-- give celerysalt_events.delivered_at; they go with the partitions.
+CREATE TABLE _celerysalt_log_position (
+    seq             bigint      PRIMARY KEY,
+    lo              pg_snapshot NOT NULL,
+    hi              pg_snapshot NOT NULL,
+    hi_xmax         xid8        NOT NULL,
+    cursor_txid     xid8        NOT NULL,
+    cursor_event_id bigint      NOT NULL,
+    finished_at     timestamptz NOT NULL
+);
+CREATE INDEX _celerysalt_log_position_hi_xmax ON _celerysalt_log_position (hi_xmax, seq);
+-- nothing delivered yet
+INSERT INTO _celerysalt_log_position (seq, lo, hi, hi_xmax, cursor_txid, cursor_event_id, finished_at)
+VALUES (0, '1:1:', '1:1:', '1', '1', -9223372036854775808, '-infinity');
+
+-- Logged events that were not delivered: returned by the broker (now in
+-- celerysalt_unroutable) or dead-lettered.  celerysalt_events leaves them out.
+CREATE TABLE _celerysalt_log_undelivered (
+    txid            xid8        NOT NULL,
+    event_id        bigint      NOT NULL,
+    PRIMARY KEY (txid, event_id)
+);
+
+-- When each partition was first seen with no event waiting (and not the
+-- one publishers append to): truncated celerysalt.delivered_retention later.
+CREATE TABLE _celerysalt_log_slots (
+    slot            smallint    PRIMARY KEY,
+    drained_at      timestamptz
+);
+INSERT INTO _celerysalt_log_slots (slot) VALUES (0), (1), (2);
+
+-- Events waiting for delivery: committed and not past the position.
+CREATE VIEW _celerysalt_outbox AS
+SELECT l.slot, l.event_id, l.id, l.topic, l.payload, l.version, l.correlation_id, l.enqueued_at,
+       l.traceparent, l.tracestate, l.txid
+  FROM @extschema@._celerysalt_log l
+ WHERE l.txid OPERATOR(pg_catalog.>=) (SELECT pg_catalog.pg_snapshot_xmin(p.lo) FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1)
+   AND NOT (pg_catalog.pg_visible_in_snapshot(l.txid, (SELECT p.lo FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1))
+            OR (pg_catalog.pg_visible_in_snapshot(l.txid, (SELECT p.hi FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1))
+                AND ROW(l.txid, l.event_id) OPERATOR(pg_catalog.<=)
+                    (SELECT p.cursor_txid, p.cursor_event_id FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1)))
+   AND NOT EXISTS (SELECT 1 FROM @extschema@._celerysalt_log_undelivered u
+                    WHERE u.txid OPERATOR(pg_catalog.=) l.txid AND u.event_id OPERATOR(pg_catalog.=) l.event_id);
+COMMENT ON VIEW _celerysalt_outbox IS
+    'Events committed and not yet confirmed by the broker (the log past the delivered position).';
+-- The same, over a 1% sample of the log's pages (celerysalt_metrics with many waiting).
+CREATE VIEW _celerysalt_outbox_sample AS
+SELECT l.slot, l.event_id, l.id, l.topic, l.payload, l.version, l.correlation_id, l.enqueued_at,
+       l.traceparent, l.tracestate, l.txid
+  FROM @extschema@._celerysalt_log l TABLESAMPLE SYSTEM (1)
+ WHERE l.txid OPERATOR(pg_catalog.>=) (SELECT pg_catalog.pg_snapshot_xmin(p.lo) FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1)
+   AND NOT (pg_catalog.pg_visible_in_snapshot(l.txid, (SELECT p.lo FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1))
+            OR (pg_catalog.pg_visible_in_snapshot(l.txid, (SELECT p.hi FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1))
+                AND ROW(l.txid, l.event_id) OPERATOR(pg_catalog.<=)
+                    (SELECT p.cursor_txid, p.cursor_event_id FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1)))
+   AND NOT EXISTS (SELECT 1 FROM @extschema@._celerysalt_log_undelivered u
+                    WHERE u.txid OPERATOR(pg_catalog.=) l.txid AND u.event_id OPERATOR(pg_catalog.=) l.event_id);
 
 -- ----------------------------------------------------- delivered events
-CREATE TABLE celerysalt_events (
-    id              uuid        PRIMARY KEY,
-    event_id        bigint      NOT NULL,
-    topic           text        NOT NULL,
-    version         text,
-    correlation_id  text,
-    payload         jsonb       NOT NULL,
-    enqueued_at     timestamptz NOT NULL,
-    delivered_at    timestamptz NOT NULL,
-    size            integer     NOT NULL,
-    traceparent     text,
-    tracestate      text
-);
-CREATE INDEX celerysalt_events_delivered_at ON celerysalt_events (delivered_at);
-COMMENT ON TABLE celerysalt_events IS
+CREATE VIEW celerysalt_events AS
+SELECT l.id, l.event_id, l.topic, l.version, l.correlation_id, l.payload, l.enqueued_at,
+       COALESCE(l.delivered_at,
+           (SELECT f.finished_at FROM @extschema@._celerysalt_log_position f
+             WHERE f.hi_xmax OPERATOR(pg_catalog.>) l.txid
+               AND pg_catalog.pg_visible_in_snapshot(l.txid, f.hi)
+               AND NOT pg_catalog.pg_visible_in_snapshot(l.txid, f.lo)
+               AND ROW(l.txid, l.event_id) OPERATOR(pg_catalog.<=) ROW(f.cursor_txid, f.cursor_event_id)
+             ORDER BY f.hi_xmax, f.seq LIMIT 1)) AS delivered_at,
+       pg_catalog.pg_column_size(l.payload) AS size, l.traceparent, l.tracestate
+  FROM @extschema@._celerysalt_log l
+ WHERE (l.txid OPERATOR(pg_catalog.<) (SELECT pg_catalog.pg_snapshot_xmin(p.lo) FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1)
+        OR pg_catalog.pg_visible_in_snapshot(l.txid, (SELECT p.lo FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1))
+        OR (pg_catalog.pg_visible_in_snapshot(l.txid, (SELECT p.hi FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1))
+            AND ROW(l.txid, l.event_id) OPERATOR(pg_catalog.<=)
+                (SELECT p.cursor_txid, p.cursor_event_id FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1)))
+   AND NOT EXISTS (SELECT 1 FROM @extschema@._celerysalt_log_undelivered u
+                    WHERE u.txid OPERATOR(pg_catalog.=) l.txid AND u.event_id OPERATOR(pg_catalog.=) l.event_id);
+COMMENT ON VIEW celerysalt_events IS
     'Events confirmed by the broker, kept for celerysalt.delivered_retention; replay them with celerysalt_replay.';
+COMMENT ON COLUMN celerysalt_events.delivered_at IS
+    'When the broker''s confirm of the event''s batch was recorded.';
 COMMENT ON COLUMN celerysalt_events.traceparent IS
     'The W3C traceparent (celerysalt.traceparent) in effect when the event was published, sent in its message headers; NULL when none was set.';
 COMMENT ON COLUMN celerysalt_events.tracestate IS
@@ -100,11 +175,12 @@ SELECT topic, pg_catalog.count(*) AS events,
 COMMENT ON VIEW celerysalt_unroutable_topics IS
     'Per topic: events waiting for a queue to be bound.';
 
-SELECT pg_catalog.pg_extension_config_dump('_celerysalt_outbox_0', '');
-SELECT pg_catalog.pg_extension_config_dump('_celerysalt_outbox_1', '');
-SELECT pg_catalog.pg_extension_config_dump('_celerysalt_outbox_2', '');
+SELECT pg_catalog.pg_extension_config_dump('_celerysalt_log_0', '');
+SELECT pg_catalog.pg_extension_config_dump('_celerysalt_log_1', '');
+SELECT pg_catalog.pg_extension_config_dump('_celerysalt_log_2', '');
+SELECT pg_catalog.pg_extension_config_dump('_celerysalt_log_position', 'WHERE seq > 0');
+SELECT pg_catalog.pg_extension_config_dump('_celerysalt_log_undelivered', '');
 SELECT pg_catalog.pg_extension_config_dump('_celerysalt_event_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('celerysalt_events', '');
 SELECT pg_catalog.pg_extension_config_dump('celerysalt_dead_letters', '');
 SELECT pg_catalog.pg_extension_config_dump('celerysalt_unroutable', '');
 

@@ -1168,3 +1168,188 @@ AS 'MODULE_PATHNAME', 'celerysalt_broker_nodes'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION celerysalt_broker_nodes(text) IS
     'How celerysalt reads a broker URL (as Celery and kombu do): one row per node of a ";" list, in the order they are tried, passwords never shown.';
+
+-- ---------------------------------------------------- the log (issue 17)
+-- The outbox becomes an append-only log read in batches by snapshot:
+-- delivering an event no longer deletes it nor copies it into
+-- celerysalt_events, which becomes a view over the log, as _celerysalt_outbox
+-- does.  Delivered events move into the log as delivered (txid 0, their
+-- delivered_at kept), waiting ones as events of this transaction.
+CREATE TABLE _celerysalt_log (
+    slot            smallint    NOT NULL,
+    event_id        bigint      NOT NULL,
+    id              uuid        NOT NULL,
+    topic           text        NOT NULL,
+    payload         jsonb       NOT NULL,
+    version         text,
+    correlation_id  text,
+    enqueued_at     timestamptz NOT NULL,
+    traceparent     text,
+    tracestate      text,
+    txid            xid8        NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    delivered_at    timestamptz
+) PARTITION BY LIST (slot);
+CREATE TABLE _celerysalt_log_0 PARTITION OF _celerysalt_log FOR VALUES IN (0);
+CREATE TABLE _celerysalt_log_1 PARTITION OF _celerysalt_log FOR VALUES IN (1);
+CREATE TABLE _celerysalt_log_2 PARTITION OF _celerysalt_log FOR VALUES IN (2);
+CREATE INDEX _celerysalt_log_txid ON _celerysalt_log (txid, event_id);
+COMMENT ON COLUMN _celerysalt_log.txid IS
+    'The publishing transaction (pg_current_xact_id()): what the delivered position is kept by.';
+COMMENT ON COLUMN _celerysalt_log.delivered_at IS
+    'Set only for events delivered before release 0.2.0 (copied from the table celerysalt_events was then); otherwise the time is in _celerysalt_log_position.';
+
+-- The delivered position, one row per finished batch (the newest counts):
+-- an event is delivered if its transaction is visible in lo, or visible in
+-- hi and (txid, event_id) <= (cursor_txid, cursor_event_id).  Older rows
+-- give celerysalt_events.delivered_at; they go with the partitions.
+CREATE TABLE _celerysalt_log_position (
+    seq             bigint      PRIMARY KEY,
+    lo              pg_snapshot NOT NULL,
+    hi              pg_snapshot NOT NULL,
+    hi_xmax         xid8        NOT NULL,
+    cursor_txid     xid8        NOT NULL,
+    cursor_event_id bigint      NOT NULL,
+    finished_at     timestamptz NOT NULL
+);
+CREATE INDEX _celerysalt_log_position_hi_xmax ON _celerysalt_log_position (hi_xmax, seq);
+-- nothing delivered yet
+INSERT INTO _celerysalt_log_position (seq, lo, hi, hi_xmax, cursor_txid, cursor_event_id, finished_at)
+VALUES (0, '1:1:', '1:1:', '1', '1', -9223372036854775808, '-infinity');
+
+-- Logged events that were not delivered: returned by the broker (now in
+-- celerysalt_unroutable) or dead-lettered.  celerysalt_events leaves them out.
+CREATE TABLE _celerysalt_log_undelivered (
+    txid            xid8        NOT NULL,
+    event_id        bigint      NOT NULL,
+    PRIMARY KEY (txid, event_id)
+);
+
+-- When each partition was first seen with no event waiting (and not the
+-- one publishers append to): truncated celerysalt.delivered_retention later.
+CREATE TABLE _celerysalt_log_slots (
+    slot            smallint    PRIMARY KEY,
+    drained_at      timestamptz
+);
+INSERT INTO _celerysalt_log_slots (slot) VALUES (0), (1), (2);
+
+INSERT INTO _celerysalt_log (slot, event_id, id, topic, payload, version, correlation_id, enqueued_at,
+                             traceparent, tracestate, txid, delivered_at)
+SELECT 0, event_id, id, topic, payload, version, correlation_id, enqueued_at,
+       traceparent, tracestate, '0', delivered_at
+  FROM celerysalt_events;
+INSERT INTO _celerysalt_log (slot, event_id, id, topic, payload, version, correlation_id, enqueued_at,
+                             traceparent, tracestate, txid)
+SELECT slot, event_id, id, topic, payload, version, correlation_id, enqueued_at,
+       traceparent, tracestate, pg_catalog.pg_current_xact_id()
+  FROM _celerysalt_outbox;
+
+DROP VIEW celerysalt_status;
+DROP VIEW celerysalt_catalog_events;
+-- leaving the extension first takes the tables out of its configuration (pg_dump)
+ALTER EXTENSION celerysalt DROP TABLE _celerysalt_outbox_0;
+ALTER EXTENSION celerysalt DROP TABLE _celerysalt_outbox_1;
+ALTER EXTENSION celerysalt DROP TABLE _celerysalt_outbox_2;
+ALTER EXTENSION celerysalt DROP TABLE celerysalt_events;
+DROP TABLE _celerysalt_outbox;
+DROP TABLE celerysalt_events;
+
+-- Events waiting for delivery: committed and not past the position.
+CREATE VIEW _celerysalt_outbox AS
+SELECT l.slot, l.event_id, l.id, l.topic, l.payload, l.version, l.correlation_id, l.enqueued_at,
+       l.traceparent, l.tracestate, l.txid
+  FROM @extschema@._celerysalt_log l
+ WHERE l.txid OPERATOR(pg_catalog.>=) (SELECT pg_catalog.pg_snapshot_xmin(p.lo) FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1)
+   AND NOT (pg_catalog.pg_visible_in_snapshot(l.txid, (SELECT p.lo FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1))
+            OR (pg_catalog.pg_visible_in_snapshot(l.txid, (SELECT p.hi FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1))
+                AND ROW(l.txid, l.event_id) OPERATOR(pg_catalog.<=)
+                    (SELECT p.cursor_txid, p.cursor_event_id FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1)))
+   AND NOT EXISTS (SELECT 1 FROM @extschema@._celerysalt_log_undelivered u
+                    WHERE u.txid OPERATOR(pg_catalog.=) l.txid AND u.event_id OPERATOR(pg_catalog.=) l.event_id);
+COMMENT ON VIEW _celerysalt_outbox IS
+    'Events committed and not yet confirmed by the broker (the log past the delivered position).';
+-- The same, over a 1% sample of the log's pages (celerysalt_metrics with many waiting).
+CREATE VIEW _celerysalt_outbox_sample AS
+SELECT l.slot, l.event_id, l.id, l.topic, l.payload, l.version, l.correlation_id, l.enqueued_at,
+       l.traceparent, l.tracestate, l.txid
+  FROM @extschema@._celerysalt_log l TABLESAMPLE SYSTEM (1)
+ WHERE l.txid OPERATOR(pg_catalog.>=) (SELECT pg_catalog.pg_snapshot_xmin(p.lo) FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1)
+   AND NOT (pg_catalog.pg_visible_in_snapshot(l.txid, (SELECT p.lo FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1))
+            OR (pg_catalog.pg_visible_in_snapshot(l.txid, (SELECT p.hi FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1))
+                AND ROW(l.txid, l.event_id) OPERATOR(pg_catalog.<=)
+                    (SELECT p.cursor_txid, p.cursor_event_id FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1)))
+   AND NOT EXISTS (SELECT 1 FROM @extschema@._celerysalt_log_undelivered u
+                    WHERE u.txid OPERATOR(pg_catalog.=) l.txid AND u.event_id OPERATOR(pg_catalog.=) l.event_id);
+
+-- ----------------------------------------------------- delivered events
+CREATE VIEW celerysalt_events AS
+SELECT l.id, l.event_id, l.topic, l.version, l.correlation_id, l.payload, l.enqueued_at,
+       COALESCE(l.delivered_at,
+           (SELECT f.finished_at FROM @extschema@._celerysalt_log_position f
+             WHERE f.hi_xmax OPERATOR(pg_catalog.>) l.txid
+               AND pg_catalog.pg_visible_in_snapshot(l.txid, f.hi)
+               AND NOT pg_catalog.pg_visible_in_snapshot(l.txid, f.lo)
+               AND ROW(l.txid, l.event_id) OPERATOR(pg_catalog.<=) ROW(f.cursor_txid, f.cursor_event_id)
+             ORDER BY f.hi_xmax, f.seq LIMIT 1)) AS delivered_at,
+       pg_catalog.pg_column_size(l.payload) AS size, l.traceparent, l.tracestate
+  FROM @extschema@._celerysalt_log l
+ WHERE (l.txid OPERATOR(pg_catalog.<) (SELECT pg_catalog.pg_snapshot_xmin(p.lo) FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1)
+        OR pg_catalog.pg_visible_in_snapshot(l.txid, (SELECT p.lo FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1))
+        OR (pg_catalog.pg_visible_in_snapshot(l.txid, (SELECT p.hi FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1))
+            AND ROW(l.txid, l.event_id) OPERATOR(pg_catalog.<=)
+                (SELECT p.cursor_txid, p.cursor_event_id FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1)))
+   AND NOT EXISTS (SELECT 1 FROM @extschema@._celerysalt_log_undelivered u
+                    WHERE u.txid OPERATOR(pg_catalog.=) l.txid AND u.event_id OPERATOR(pg_catalog.=) l.event_id);
+COMMENT ON VIEW celerysalt_events IS
+    'Events confirmed by the broker, kept for celerysalt.delivered_retention; replay them with celerysalt_replay.';
+COMMENT ON COLUMN celerysalt_events.delivered_at IS
+    'When the broker''s confirm of the event''s batch was recorded.';
+COMMENT ON COLUMN celerysalt_events.traceparent IS
+    'The W3C traceparent (celerysalt.traceparent) in effect when the event was published, sent in its message headers; NULL when none was set.';
+COMMENT ON COLUMN celerysalt_events.tracestate IS
+    'The W3C tracestate (celerysalt.tracestate) sent with traceparent; NULL when none was set.';
+
+CREATE VIEW celerysalt_status AS
+SELECT w.worker_pid,
+       w.broker_connected,
+       w.broker,
+       o.pending,
+       pg_catalog.now() - o.oldest_enqueued_at AS oldest_pending_age,
+       w.delivered_total,
+       w.last_delivery_at,
+       (SELECT pg_catalog.count(*) FROM @extschema@.celerysalt_dead_letters) AS dead_letters,
+       w.last_error,
+       w.last_error_at,
+       w.worker_started_at,
+       (SELECT pg_catalog.count(*) FROM @extschema@.celerysalt_unroutable) AS unroutable,
+       w.returned_total,
+       w.broker_node
+  FROM @extschema@._celerysalt_worker_state() w,
+       LATERAL (SELECT pg_catalog.count(*) AS pending, pg_catalog.min(enqueued_at) AS oldest_enqueued_at
+                  FROM @extschema@._celerysalt_outbox) o;
+COMMENT ON VIEW celerysalt_status IS
+    'Delivery state of this database: worker, broker connection, pending events, totals and the last error.';
+
+
+CREATE VIEW celerysalt_catalog_events AS
+SELECT e.id AS message_id,
+       e.topic,
+       e.version AS schema_version,
+       (c.id IS NOT NULL) AS registered,
+       e.correlation_id,
+       e.enqueued_at AS published_at,
+       e.delivered_at,
+       e.size AS payload_size_bytes,
+       e.traceparent
+  FROM @extschema@.celerysalt_events e
+  LEFT JOIN @extschema@.celerysalt_schemas c ON c.topic = e.topic AND c.version = e.version;
+COMMENT ON VIEW celerysalt_catalog_events IS
+    'Delivered events (celerysalt_events, within celerysalt.delivered_retention) with their schema version and W3C traceparent, without payloads.';
+
+SELECT pg_catalog.pg_extension_config_dump('_celerysalt_log_0', '');
+SELECT pg_catalog.pg_extension_config_dump('_celerysalt_log_1', '');
+SELECT pg_catalog.pg_extension_config_dump('_celerysalt_log_2', '');
+SELECT pg_catalog.pg_extension_config_dump('_celerysalt_log_position', 'WHERE seq > 0');
+SELECT pg_catalog.pg_extension_config_dump('_celerysalt_log_undelivered', '');
+
+GRANT SELECT ON celerysalt_events TO celerysalt_reader;
+GRANT SELECT ON celerysalt_catalog_events, celerysalt_status TO celerysalt_reader;

@@ -176,7 +176,7 @@ ok(sq("SELECT count(*) > 0 FROM public.shadow_hits WHERE by_user = 'attacker'"),
 sq('DELETE FROM public.shadow_hits');
 
 # -------------------------------------------------------------- the worker's work
-my %relfile = map { $_ => sq("SELECT relfilenode FROM pg_class WHERE relname = '_celerysalt_outbox_$_'") } 0 .. 2;
+my %relfile = map { $_ => sq("SELECT relfilenode FROM pg_class WHERE relname = '_celerysalt_log_$_'") } 0 .. 2;
 
 # deliver
 # (five statements: the attacker's own generate_series is a shadow too)
@@ -205,11 +205,10 @@ ok(poll(
 	"SELECT count(*) OPERATOR(pg_catalog.=) 1 FROM public.celerysalt_events WHERE topic OPERATOR(pg_catalog.=) 'shadow.after'"),
 	'the event behind them is delivered');
 
-# rotate: drained partitions are truncated (new relfilenode)
+# rotate: publishers move to another (empty) partition every second
 ok(poll(
-	"SELECT count(*) OPERATOR(pg_catalog.>) 0 FROM pg_class WHERE relname IN ('_celerysalt_outbox_0', '_celerysalt_outbox_1', '_celerysalt_outbox_2')"
-	  . " AND relfilenode OPERATOR(pg_catalog.<>) ALL (ARRAY[$relfile{0}, $relfile{1}, $relfile{2}]::oid[])"),
-	'outbox partitions rotated and truncated');
+	"SELECT count(DISTINCT slot) OPERATOR(pg_catalog.>) 1 FROM public._celerysalt_log"),
+	'log partitions rotated');
 
 # follow action fired by a superuser's UPDATE of the attacker's table
 ($rc, $out, $err) = as_attacker(q{
@@ -265,6 +264,10 @@ sq("SELECT pg_terminate_backend($pid)");
 ok(poll(
 	"SELECT count(*) OPERATOR(pg_catalog.=) 0 FROM public.celerysalt_events"),
 	'retention removed the delivered events');
+ok(poll(
+	"SELECT count(*) OPERATOR(pg_catalog.>) 0 FROM pg_class WHERE relname IN ('_celerysalt_log_0', '_celerysalt_log_1', '_celerysalt_log_2')"
+	  . " AND relfilenode OPERATOR(pg_catalog.<>) ALL (ARRAY[$relfile{0}, $relfile{1}, $relfile{2}]::oid[])"),
+	'by truncating delivered partitions');
 
 # every SECURITY DEFINER function, called by the attacker
 my %calls = (
@@ -310,10 +313,13 @@ $node->safe_psql('postgres',
 		INSERT INTO celerysalt_moved.shadow_hits VALUES ('renamed public', current_user);
 		BEGIN EXECUTE 'ALTER ROLE attacker SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END;
 		RETURN 1; END $f$;
-	CREATE VIEW public._celerysalt_outbox AS
+	CREATE VIEW public._celerysalt_log AS
 	  SELECT s.e AS event_id, NULL::uuid AS id, NULL::text AS topic, NULL::jsonb AS payload,
-	         NULL::text AS version, NULL::text AS correlation_id, NULL::smallint AS slot, NULL::tid AS ctid
-	    FROM (SELECT public.pwn() AS e) s;});
+	         NULL::text AS version, NULL::text AS correlation_id, NULL::smallint AS slot, NULL::tid AS ctid,
+	         NULL::timestamptz AS enqueued_at, NULL::text AS traceparent, NULL::text AS tracestate,
+	         NULL::xid8 AS txid
+	    FROM (SELECT public.pwn() AS e) s;
+	CREATE VIEW public._celerysalt_outbox AS SELECT * FROM public._celerysalt_log;});
 is($err, '', 'the new owner renames public and plants a view') or diag($err);
 ok(eval { $node->wait_for_log(qr/celerysalt worker stops: the extension's schema is not under superusers' control/); 1 },
 	'the worker stops instead of reading it');
