@@ -9,11 +9,22 @@ Sinks (where the messages go once the broker has them):
          broker writes them to disk before it confirms them): the realistic case, a
          service queue exists.  Purged after every run; nothing consumes it.
   none   no binding matches the topic: RabbitMQ drops the message and still confirms it.
+
+(d) latency, once per asked rate (--lat-rate, a comma list): --lat-clients forked processes, each
+with its own connection, pace their share of the rate, one transaction of --lat-txn-events events
+at a time; every event's commit time (CLOCK_MONOTONIC, which the processes share, taken right after
+COMMIT returned) is matched by task id (the message's correlation_id) with its arrival at a
+consumer in another process: lat_consume (librabbitmq-c, --lat-consumer-bin) or else py-amqp.
+Per rate: the rate achieved beside the one asked (the report says when it was not reached: its
+latencies are then for the achieved rate), late and unsent sends, p50/p95/p99/max commit ->
+consumer, events missing at the consumer, and CPU per event of every process.
 """
 import argparse
 import json
+import math
 import multiprocessing as mp
 import os
+import queue
 import socket
 import statistics
 import subprocess
@@ -381,7 +392,16 @@ def run_python(topic, n_events, procs, data, pids, confirm=False):
 
 
 # ------------------------------------------------------------------ (d) latency
+LAT_APP = "celerysalt-bench-lat"  # application_name of (d)'s publishing sessions
+# The issue's targets for commit -> consumer, per asked rate: (p50, p99) in ms, None where none is set.
+LAT_TARGETS = {100: (1.0, 5.0), 5000: (None, 20.0)}
+# An asked rate counts as reached when the publishers achieved at least this share of it.
+LAT_REACHED = 0.97
+
+
 def _lat_consumer(topic, ready, stop, out):
+    """(d) the service: records the monotonic arrival time of every message on topic by its
+    correlation_id, which the extension sets to the task id, the uuid celerysalt_publish returns."""
     c, ch = amqp_channel()
     q = ch.queue_declare("", exclusive=True, auto_delete=True).queue
     ch.queue_bind(q, EXCHANGE, topic)
@@ -397,15 +417,105 @@ def _lat_consumer(topic, ready, stop, out):
             c.drain_events(timeout=0.2)
         except socket.timeout:
             pass
-    # drain what is left
-    t_end = time.monotonic() + 2
+    # drain what is left: until the broker has been quiet for 0.5 s (at most 30 s)
+    t_end = time.monotonic() + 30
     while time.monotonic() < t_end:
         try:
-            c.drain_events(timeout=0.2)
+            c.drain_events(timeout=0.5)
         except socket.timeout:
             break
     c.close()
     out.put(arrivals)
+
+
+class LatConsumer:
+    """(d)'s consumer, bound to topic before it returns: lat_consume (librabbitmq-c) when bin_path is
+    given, else _lat_consumer (py-amqp, ~10x the CPU per message) in a forked process.  pid is the
+    process to meter; fds are the descriptors a forked publisher must close."""
+
+    def __init__(self, topic, bin_path):
+        self.fds = []
+        if bin_path:
+            self.proc = subprocess.Popen([bin_path, BROKER[0], str(BROKER[1]), EXCHANGE, topic],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            if self.proc.stdout.readline().strip() != "ready":
+                raise SystemExit("latency consumer (lat_consume) did not start")
+            self.pid = self.proc.pid
+            self.fds = [self.proc.stdin.fileno(), self.proc.stdout.fileno()]
+        else:
+            self.proc = None
+            ctx = mp.get_context("fork")
+            ready, self.stop_ev, self.out = ctx.Event(), ctx.Event(), ctx.Queue()
+            self.cons = ctx.Process(target=_lat_consumer, args=(topic, ready, self.stop_ev, self.out))
+            self.cons.start()
+            if not ready.wait(30):
+                raise SystemExit("latency consumer did not start")
+            self.pid = self.cons.pid
+
+    def stop(self):
+        """Stops consuming once what is in flight has arrived; returns {correlation_id: monotonic
+        arrival time}."""
+        if self.proc:
+            self.proc.stdin.close()
+            lines = self.proc.stdout.read().splitlines()
+            self.proc.wait()
+            return {cid: float(t) for cid, t in (ln.split() for ln in lines)}
+        self.stop_ev.set()
+        arrivals = self.out.get(timeout=60)
+        self.cons.join()
+        return arrivals
+
+
+def _lat_publisher(k, clients, conninfo, topic, per_txn, slots, slot_s, window_s, ready, go, t0v,
+                   done, out, close_fds):
+    """(d) publishing process k of clients, with a connection of its own.  The transactions are slots
+    0 .. slots-1, slot s due at t0 + s * slot_s; this process takes slots k, k + clients, ... and
+    commits per_txn events in each.  It starts no transaction after t0 + window_s (what is left is
+    unsent: the asked rate was not reached).  A send is late when it starts after this process's next
+    slot was due.  Puts (k, {event id: (monotonic, wall) right after COMMIT returned}, late, unsent
+    events, last commit) on out, then keeps its session open until done is set (for CPU accounting).
+    close_fds: the consumer's pipes, inherited by the fork, which must not stay open here."""
+    for fd in close_fds:
+        os.close(fd)
+    conn = psycopg.connect(conninfo, autocommit=False)
+    conn.execute(f"SET application_name = '{LAT_APP}'")
+    conn.commit()
+    sql = (f"SELECT celerysalt_publish(%s, {PAYLOAD_SQL.format(i='i')}, 'v1')"
+           " FROM generate_series(%s::int, %s::int) i")
+    # warm-up: plans cached, worker awake path exercised
+    for i in range(20):
+        lo = -(k * 20 + i + 1) * per_txn
+        conn.execute(sql, (topic, lo, lo + per_txn - 1)).fetchall()
+        conn.commit()
+        time.sleep(0.01)
+    ready.put((k, conn.info.backend_pid))
+    go.wait()
+    t0 = t0v.value
+    own_interval = slot_s * clients
+    commits = {}
+    late = 0
+    unsent = 0
+    last = t0
+    for s in range(k, slots, clients):
+        due = t0 + s * slot_s
+        now = time.monotonic()
+        if now >= t0 + window_s:
+            unsent += per_txn * len(range(s, slots, clients))
+            break
+        if due > now:
+            time.sleep(due - now)
+        elif now - due > own_interval:
+            late += 1
+        lo = s * per_txn
+        ids = conn.execute(sql, (topic, lo, lo + per_txn - 1)).fetchall()
+        conn.commit()
+        last = time.monotonic()
+        wall = time.time()
+        for (eid,) in ids:
+            commits[str(eid)] = (last, wall)
+    out.put((k, commits, late, unsent, last))
+    done.wait()
+    conn.close()
 
 
 def pct(values, p):
@@ -423,45 +533,86 @@ def summarize(ms):
             "max": max(ms) if ms else float("nan"), "mean": statistics.fmean(ms) if ms else float("nan")}
 
 
-def run_latency(pg, topic, rate, seconds, pids):
-    ctx = mp.get_context("fork")
-    ready, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
-    cons = ctx.Process(target=_lat_consumer, args=(topic, ready, stop, out))
-    cons.start()
-    ready.wait(30)
-    conn = pg.connect(autocommit=False)
-    sql = f"SELECT celerysalt_publish(%s, {PAYLOAD_SQL.format(i='%s::int')}, 'v1')"
-    # warm-up: plans cached, worker awake path exercised
-    for i in range(20):
-        conn.execute(sql, (topic, -i, -i)).fetchone()
-        conn.commit()
-        time.sleep(0.01)
-    time.sleep(0.5)
-    commits = {}  # id -> (monotonic, wall)
-    meter = CpuMeter(pids)
-    meter.start()
-    n = int(rate * seconds)
-    interval = 1.0 / rate
-    t0 = time.monotonic() + 0.05
-    late = 0
-    for i in range(n):
-        due = t0 + i * interval
-        now = time.monotonic()
-        if due > now:
-            time.sleep(due - now)
-        elif now - due > interval:
-            late += 1
-        eid = conn.execute(sql, (topic, i, i)).fetchone()[0]
-        conn.commit()
-        commits[str(eid)] = (time.monotonic(), time.time())
-    elapsed = time.monotonic() - t0
-    cpu = meter.stop()
-    conn.close()
-    time.sleep(1.0)
-    stop.set()
-    arrivals = out.get(timeout=30)
-    cons.join()
+def default_lat_clients(rate, per_txn):
+    """Publishing processes for an asked rate: one while it asks <= 200 transactions/s (one Python
+    client commits ~400 single-event transactions/s here), else one per 250 transactions/s, at most 8."""
+    txns = rate / per_txn
+    return 1 if txns <= 200 else min(8, math.ceil(txns / 250))
 
+
+def _collect(q, procs, timeout):
+    """One item per process in procs from q, failing early if one of them died."""
+    items = []
+    deadline = time.monotonic() + timeout
+    while len(items) < len(procs):
+        try:
+            items.append(q.get(timeout=1))
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                raise SystemExit(f"latency publishers failed (exit codes {dead}) or timed out")
+    return items
+
+
+def run_latency(pg, topic, rate, seconds, pids, clients=1, per_txn=1, consumer_bin=None):
+    """(d) commit -> consumer latency at rate events/s asked for seconds: clients forked processes,
+    each with its own connection, together commit one transaction of per_txn events every
+    per_txn / rate s (interleaved: transaction s is process s mod clients's).  Every event's commit
+    time (CLOCK_MONOTONIC, shared by the processes) is matched with its arrival at a consumer in
+    another process (lat_consume at consumer_bin, else py-amqp).  CPU is measured from the first due
+    commit until the outbox is empty."""
+    ctx = mp.get_context("fork")
+    cons = LatConsumer(topic, consumer_bin)
+    slots = max(1, round(rate * seconds / per_txn))
+    slot_s = per_txn / rate
+    # a process that is behind may catch up for 10% of the window; then it stops sending
+    window_s = seconds * 1.1
+    pready, pout, go, done = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Event()
+    t0v = ctx.Value("d", 0.0)
+    ps = [ctx.Process(target=_lat_publisher,
+                      args=(k, clients, pg.conninfo, topic, per_txn, slots, slot_s, window_s,
+                            pready, go, t0v, done, pout, cons.fds))
+          for k in range(clients)]
+    for p in ps:
+        p.start()
+    try:
+        backend_pids = dict(_collect(pready, ps, 120))
+        time.sleep(0.5)
+        poll = pg.connect()
+        other_pids = [r[0] for r in poll.execute(
+            "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND pid <> %s"
+            " AND application_name IS DISTINCT FROM %s", (pids.get("worker"), LAT_APP))]
+        meter = CpuMeter({**pids, "consumer": cons.pid,
+                          **{f"backend{k}": p for k, p in backend_pids.items()},
+                          **{f"pg_other{i}": p for i, p in enumerate(other_pids)},
+                          **{f"client{k}": p.pid for k, p in enumerate(ps)}})
+        meter.start()
+        t0v.value = time.monotonic() + 0.1
+        go.set()
+        done_pub = _collect(pout, ps, seconds * 2 + 120)
+        # until the worker has delivered everything (the consumer gets it right after)
+        deadline = time.monotonic() + 60
+        while poll.execute("SELECT pending FROM celerysalt_status").fetchone()[0] > 0 \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pending = poll.execute("SELECT pending FROM celerysalt_status").fetchone()[0]
+        time.sleep(0.2)
+        cpu = meter.stop()
+        poll.close()
+    finally:
+        done.set()
+        for p in ps:
+            p.join(30)
+        arrivals = cons.stop()
+
+    t0 = t0v.value
+    commits = {}
+    for _, c, _, _, _ in done_pub:
+        commits.update(c)
+    late = sum(d[2] for d in done_pub)
+    unsent = sum(d[3] for d in done_pub)
+    elapsed = max(d[4] for d in done_pub) - t0
+    sent = len(commits)
     with pg.connect() as c:
         rows = c.execute("SELECT id::text, extract(epoch FROM delivered_at)::float8,"
                          " extract(epoch FROM (delivered_at - enqueued_at))::float8"
@@ -470,12 +621,17 @@ def run_latency(pg, topic, rate, seconds, pids):
     to_consumer = [(arrivals[k] - v[0]) * 1000 for k, v in commits.items() if k in arrivals]
     to_confirm = [(delivered[k][0] - v[1]) * 1000 for k, v in commits.items() if k in delivered]
     enq_to_del = [delivered[k][1] * 1000 for k in commits if k in delivered]
+    achieved = sent / elapsed if elapsed > 0 else float("nan")
     return {
-        "events": n, "achieved_rate": n / elapsed, "late_sends": late,
+        "asked_rate": rate, "clients": clients, "per_txn": per_txn, "seconds": seconds,
+        "asked_events": slots * per_txn, "events": sent, "unsent": unsent, "elapsed": elapsed,
+        "achieved_rate": achieved, "reached": unsent == 0 and achieved >= LAT_REACHED * rate,
+        "late_sends": late, "transactions": sent // per_txn,
         "commit_to_consumer": summarize(to_consumer),
         "commit_to_delivered_at": summarize(to_confirm),
         "enqueued_to_delivered_at": summarize(enq_to_del),
-        "missing_at_consumer": n - len(to_consumer),
+        "missing_at_consumer": sent - len(to_consumer),
+        "pending_after": pending, "consumer": "lat_consume (C)" if consumer_bin else "py-amqp",
         "cpu": cpu,
     }
 
@@ -492,8 +648,14 @@ def main():
     ap.add_argument("--per-txn", type=int, default=100)
     ap.add_argument("--py-procs", type=int, default=2)
     ap.add_argument("--sinks", default="queue,none")
-    ap.add_argument("--lat-rate", type=float, default=100)
+    ap.add_argument("--lat-rate", default="100,5000", help="events/s asked, a comma list: one run each")
     ap.add_argument("--lat-seconds", type=float, default=30)
+    ap.add_argument("--lat-clients", default="",
+                    help="publishing processes: one number for every rate or one per rate"
+                         " (default: 1 up to 200 transactions/s, else one per 250, at most 8)")
+    ap.add_argument("--lat-txn-events", type=int, default=1, help="events per transaction")
+    ap.add_argument("--lat-consumer-bin", default="",
+                    help="lat_consume, the C consumer of (d); without it py-amqp consumes")
     ap.add_argument("--broker-port", type=int, default=5672)
     ap.add_argument("--broker-pid", type=int, default=0)
     ap.add_argument("--only", default="a,m,t,b,s,c,d")
@@ -502,6 +664,14 @@ def main():
     only = set(args.only.split(","))
     global BROKER
     BROKER = (BROKER[0], args.broker_port)
+    lat_rates = [float(x) for x in args.lat_rate.split(",") if x.strip()]
+    lat_clients = [int(x) for x in args.lat_clients.split(",") if x.strip()]
+    if len(lat_clients) == 1:
+        lat_clients *= len(lat_rates)
+    elif not lat_clients:
+        lat_clients = [default_lat_clients(r, args.lat_txn_events) for r in lat_rates]
+    elif len(lat_clients) != len(lat_rates):
+        ap.error("--lat-clients: one number, or one per rate of --lat-rate")
 
     pg = Pg(args.conninfo)
     wpid = wait_worker_ready(pg)
@@ -521,8 +691,10 @@ def main():
                         "events": args.events, "repeats": args.repeats, "batch": args.batch,
                         "clients": args.clients, "per_txn": args.per_txn, "py_procs": args.py_procs,
                         "server_version": server_version, "load_start": loadavg(),
-                        "broker_port": args.broker_port},
-               "runs": [], "latency": None}
+                        "broker_port": args.broker_port, "lat_seconds": args.lat_seconds,
+                        "lat_rates": lat_rates, "lat_clients": lat_clients,
+                        "lat_txn_events": args.lat_txn_events},
+               "runs": [], "latency": []}
     sinks = [s for s in args.sinks.split(",") if s]
     sink_queues = {}
     try:
@@ -565,11 +737,15 @@ def main():
                     time.sleep(1)
         if "d" in only:
             set_unroutable(pg, "keep")   # the default; the latency topic has a queue
-            la = loadavg()
-            lat = run_latency(pg, f"bench.lat.{uid}", args.lat_rate, args.lat_seconds, pids)
-            lat["load"] = la
-            results["latency"] = lat
-            log(f"latency: {json.dumps(lat)}")
+            set_track_metrics(pg, True)
+            for i, (rate, clients) in enumerate(zip(lat_rates, lat_clients)):
+                la = loadavg()
+                lat = run_latency(pg, f"bench.lat.{uid}.{i}", rate, args.lat_seconds, pids,
+                                  clients, args.lat_txn_events, args.lat_consumer_bin or None)
+                lat["load"] = la
+                results["latency"].append(lat)
+                log(f"latency: {json.dumps(lat)}")
+                time.sleep(1)
     finally:
         for q in sink_queues.values():
             delete_queue(q)
@@ -590,9 +766,64 @@ def variant_cost(runs, summary, kind, what, name, target_pct):
           f" (target <= {target_pct}%); runs {kind}: " + "/".join(f"{x:.0f}" for x in rs))
 
 
+def report_latency(lat):
+    """The (d) block of one asked rate: whether it was reached, the latencies, the issue's targets and
+    the CPU per event of every process."""
+    asked, got = lat["asked_rate"], lat["achieved_rate"]
+    k = lat["per_txn"]
+    shape = (f"{lat['clients']} publishing process{'es' if lat['clients'] != 1 else ''},"
+             f" {k} event{'s' if k != 1 else ''} per transaction, consumer {lat['consumer']}")
+    print()
+    if lat["reached"]:
+        print(f"== latency at {got:.0f} events/s (asked {asked:.0f}/s: reached), {shape},"
+              f" {lat['events']} events (ms)")
+    else:
+        print(f"== latency at {got:.0f} events/s: asked {asked:.0f}/s NOT REACHED ({got / asked * 100:.0f}%"
+              f" of it), {shape}, {lat['events']} of {lat['asked_events']} events sent (ms)")
+        print(f"   this machine did not sustain {asked:.0f} events/s in this shape: the figures below are"
+              f" for {got:.0f}/s, not for {asked:.0f}/s")
+    print(f"{'measure':<44}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}")
+    for name, key in (("client COMMIT returned -> consumer has it", "commit_to_consumer"),
+                      ("client COMMIT returned -> delivered_at", "commit_to_delivered_at"),
+                      ("enqueued_at -> delivered_at (server)", "enqueued_to_delivered_at")):
+        st = lat[key]
+        print(f"{name:<44}{st['p50']:>8.2f}{st['p95']:>8.2f}{st['p99']:>8.2f}{st['max']:>8.2f}")
+    print(f"   missing at consumer: {lat['missing_at_consumer']}, late sends: {lat['late_sends']} of"
+          f" {lat['transactions']} transactions, unsent: {lat['unsent']} events,"
+          f" pending after: {lat['pending_after']}")
+    if lat["transactions"] and lat["late_sends"] > 0.05 * lat["transactions"]:
+        print(f"   caution: {lat['late_sends'] / lat['transactions'] * 100:.0f}% of the transactions started"
+              " late (after their process's next one was due): the load was not offered evenly")
+    target = LAT_TARGETS.get(round(asked))
+    if target:
+        want = " and ".join(f"{n} <= {v:g} ms" for n, v in zip(("p50", "p99"), target) if v is not None)
+        if not lat["reached"]:
+            print(f"   target at {asked:.0f}/s ({want}): not measured, the rate was not reached")
+        else:
+            st = lat["commit_to_consumer"]
+            met = all(st[n] <= v for n, v in zip(("p50", "p99"), target) if v is not None)
+            print(f"   target at {asked:.0f}/s ({want}) commit -> consumer: {'met' if met else 'NOT met'}")
+    cpu = lat["cpu"]
+    groups = (("worker", "worker"), ("backends", "backend"), ("pg other", "pg_other"),
+              ("broker", "broker"), ("consumer", "consumer"), ("clients", "client"))
+    parts = []
+    total = 0.0
+    for name, prefix in groups:
+        keys = [x for x in cpu if x.rstrip("0123456789") == prefix]
+        if keys and lat["events"]:
+            v = sum(cpu[x] for x in keys) / lat["events"] * 1e6
+            total += v
+            parts.append(f"{name} {v:.1f}")
+    print(f"   CPU per event (µs): {', '.join(parts)}; total {total:.1f}; machine busy"
+          f" {cpu['machine_busy_pct']:.0f}%")
+
+
 def report(results, sinks, only):
     runs = results["runs"]
     m = results["meta"]
+    if not runs:
+        report_tail(results)
+        return
     print()
     print(f"== publish throughput: {m['events']} events per run, median of {m['repeats']} interleaved runs,"
           f" batch {m['batch']}, payload {m['payload_bytes']} B")
@@ -669,19 +900,14 @@ def report(results, sinks, only):
             print(f"   ({kind}){rate:>10.0f}{ratio:>7.2f}"
                   + "".join(f"{vals[c]:>10.1f}" if vals[c] is not None else f"{'-':>10}" for c in cols)
                   + f"{total:>10.1f}{busy:>6.0f}%")
-    lat = results["latency"]
-    if lat:
-        print()
-        print(f"== latency at {lat['achieved_rate']:.0f} events/s, one event per transaction,"
-              f" {lat['events']} events (ms)")
-        print(f"{'measure':<44}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}")
-        for name, key in (("client COMMIT returned -> consumer has it", "commit_to_consumer"),
-                          ("client COMMIT returned -> delivered_at", "commit_to_delivered_at"),
-                          ("enqueued_at -> delivered_at (server)", "enqueued_to_delivered_at")):
-            s = lat[key]
-            print(f"{name:<44}{s['p50']:>8.2f}{s['p95']:>8.2f}{s['p99']:>8.2f}{s['max']:>8.2f}")
-        print(f"   missing at consumer: {lat['missing_at_consumer']}, late sends: {lat['late_sends']};"
-              f" target p50 <= 5 ms")
+    report_tail(results)
+
+
+def report_tail(results):
+    """The (d) blocks and the load average."""
+    for lat in results["latency"]:
+        report_latency(lat)
+    m = results["meta"]
     print(f"\nload average: start {m['load_start']}, end {m['load_end']}")
 
 

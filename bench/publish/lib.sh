@@ -1,6 +1,7 @@
 # Shared by bench/publish/run.sh and bench/publish/bloat.sh: build and install the
-# extension, a venv with the Python baselines, the C baseline, and a throwaway
-# PostgreSQL cluster (user postgres, free port, celerysalt preloaded).  Source it.
+# extension, a venv with the Python baselines, the C programs (the baseline and
+# the latency consumer), and a throwaway PostgreSQL cluster (user postgres, free
+# port, celerysalt preloaded).  Source it.
 # Never touches the machine's own PostgreSQL, RabbitMQ or Redis.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ PGBIN=$("$PG_CONFIG" --bindir)
 BENCH_CACHE=${BENCH_CACHE:-/var/tmp/celerysalt-bench}   # venv and binaries, reused across runs
 VENV=$BENCH_CACHE/venv
 RAW_BIN=$BENCH_CACHE/raw_publish
+LAT_BIN=$BENCH_CACHE/lat_consume
 
 bench_require_root() {
 	if [ "$(id -u)" -ne 0 ]; then
@@ -64,9 +66,11 @@ bench_venv() {
 	"$VENV/bin/python" -c 'import celery_salt, celery, psycopg, amqp'
 }
 
+# The C programs: raw_publish (baseline (b)) and lat_consume (the consumer of (d)).
 bench_raw_bin() {
 	mkdir -p "$BENCH_CACHE"
 	gcc -O2 -Wall -o "$RAW_BIN" "$BENCH_DIR/raw_publish.c" -lrabbitmq
+	gcc -O2 -Wall -o "$LAT_BIN" "$BENCH_DIR/lat_consume.c" -lrabbitmq
 }
 
 bench_free_port() {
