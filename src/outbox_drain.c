@@ -820,3 +820,62 @@ DrainTruncateIfDelivered(int slot, int retention_s)
 	DrainEnd();
 	return 1;
 }
+
+/* ------------------------------------------------------------------------
+ * A log restored from another cluster
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * DrainAdoptRestoredLog
+ *		The log and its position came from another cluster (pg_dump restored
+ *		into a cluster whose transaction ids are lower: the position lies in
+ *		this cluster's future).  Their transaction ids mean nothing here, so,
+ *		in one transaction: events the restored position says were delivered
+ *		stay delivered (txid 0, their delivered_at kept), those not delivered
+ *		become events of this transaction (so they are delivered once), the
+ *		undelivered marks go with their rows (their events are in
+ *		celerysalt_unroutable or celerysalt_dead_letters), and the position
+ *		starts afresh.  Returns false when the extension is not installed;
+ *		*delivered and *waiting get the counts.
+ */
+bool
+DrainAdoptRestoredLog(int64 *delivered, int64 *waiting)
+{
+	const char *log;
+	const char *position;
+	const char *undelivered;
+
+	*delivered = *waiting = 0;
+	if (!OidIsValid(DrainBegin()))
+	{
+		DrainEnd();
+		return false;
+	}
+	log = CatalogQualifiedName("_celerysalt_log");
+	position = CatalogQualifiedName("_celerysalt_log_position");
+	undelivered = CatalogQualifiedName("_celerysalt_log_undelivered");
+	if (SPI_execute(psprintf("DELETE FROM %s l USING %s u WHERE l.txid OPERATOR(pg_catalog.=) u.txid"
+							 " AND l.event_id OPERATOR(pg_catalog.=) u.event_id", log, undelivered),
+					false, 0) != SPI_OK_DELETE ||
+		SPI_execute(psprintf("DELETE FROM %s", undelivered), false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not adopt the restored log's undelivered events");
+	if (SPI_execute(psprintf("UPDATE %s l SET txid = '0'::pg_catalog.xid8, delivered_at = e.delivered_at FROM %s e"
+							 " WHERE e.id OPERATOR(pg_catalog.=) l.id AND e.event_id OPERATOR(pg_catalog.=) l.event_id"
+							 " AND l.txid OPERATOR(pg_catalog.<>) '0'::pg_catalog.xid8",
+							 log, CatalogQualifiedName("celerysalt_events")), false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not adopt the restored log's delivered events");
+	*delivered = (int64) SPI_processed;
+	if (SPI_execute(psprintf("UPDATE %s SET txid = pg_catalog.pg_current_xact_id()"
+							 " WHERE txid OPERATOR(pg_catalog.<>) '0'::pg_catalog.xid8", log),
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not adopt the restored log's waiting events");
+	*waiting = (int64) SPI_processed;
+	if (SPI_execute(psprintf("DELETE FROM %s", position), false, 0) != SPI_OK_DELETE ||
+		SPI_execute(psprintf("INSERT INTO %s (seq, lo, hi, hi_xmax, cursor_txid, cursor_event_id, finished_at)"
+							 " VALUES (0, '1:1:', '1:1:', '1', '1', -9223372036854775808, '-infinity')",
+							 position), false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not start the restored log's position afresh");
+	DrainEnd();
+	return true;
+}

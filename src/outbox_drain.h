@@ -79,5 +79,6 @@ extern int64 DrainRequeueUnroutable(int slot, int retention_s, bool requeue,
 									 int64 *expired);
 extern bool DrainDeadLetter(OutboxEvent *ev, const char *reason, DrainPosition *pos, int64 seq);
 extern int	DrainTruncateIfDelivered(int slot, int retention_s);
+extern bool DrainAdoptRestoredLog(int64 *delivered, int64 *waiting);
 
 #endif							/* CELERYSALT_OUTBOX_DRAIN_H */

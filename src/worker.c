@@ -34,6 +34,7 @@
  */
 #include "celerysalt.h"
 
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -994,6 +995,20 @@ CelerysaltWorkerMain(Datum main_arg)
 	DrainEnd();
 	if (!DrainLoadPosition(&ws.done_pos, TopMemoryContext))
 		exit_extension_gone();
+	if (ws.done_pos.hi.xmax > U64FromFullTransactionId(ReadNextFullTransactionId()))
+	{
+		/* the position lies in this cluster's future: restored from another one */
+		int64		delivered;
+		int64		waiting;
+
+		if (!DrainAdoptRestoredLog(&delivered, &waiting) ||
+			!DrainLoadPosition(&ws.done_pos, TopMemoryContext))
+			exit_extension_gone();
+		ereport(LOG,
+				(errmsg("celerysalt adopted an event log restored from another cluster: " INT64_FORMAT " delivered events kept, " INT64_FORMAT " waiting events to deliver",
+						delivered, waiting),
+				 errdetail("Its transaction ids were ahead of this cluster's (pg_dump and restore); docs/architecture.md, \"Restoring a dump\".")));
+	}
 	DrainPositionCopy(&ws.read_pos, &ws.done_pos, TopMemoryContext);
 	ereport(LOG, (errmsg("celerysalt worker started for database \"%s\"", ws.dbname)));
 
