@@ -32,8 +32,8 @@ count() {    # instructions of a single-user backend running $1
 }
 single <<'SQL'
 CREATE EXTENSION celerysalt;
-CREATE TABLE floor_outbox (slot smallint NOT NULL, event_id bigserial NOT NULL, id uuid NOT NULL, topic text NOT NULL, payload jsonb NOT NULL, version text, correlation_id text, enqueued_at timestamptz NOT NULL);
-CREATE INDEX ON floor_outbox (event_id);
+CREATE TABLE floor_outbox (slot smallint NOT NULL, event_id bigserial NOT NULL, id uuid NOT NULL, topic text NOT NULL, payload jsonb NOT NULL, version text, correlation_id text, enqueued_at timestamptz NOT NULL, traceparent text, tracestate text, txid xid8 NOT NULL DEFAULT pg_current_xact_id(), delivered_at timestamptz);
+CREATE INDEX ON floor_outbox (txid, event_id);
 SELECT celerysalt_register_schema('bench.registered', '{"type": "object", "required": ["i", "name"], "properties": {"i": {"type": "integer"}, "name": {"type": "string"}, "plan": {"enum": ["free", "pro"]}}}'::jsonb, version => 'v1');
 SQL
 PAYLOAD="jsonb_build_object('i', i, 'name', 'Ada Lovelace', 'plan', 'pro')"

@@ -40,8 +40,9 @@ COMMENT ON COLUMN _celerysalt_log.delivered_at IS
 
 -- The delivered position, one row per finished batch (the newest counts):
 -- an event is delivered if its transaction is visible in lo, or visible in
--- hi and (txid, event_id) <= (cursor_txid, cursor_event_id).  Older rows
--- give celerysalt_events.delivered_at; they go with the partitions.
+-- hi and (txid, event_id) <= (cursor_txid, cursor_event_id).  The first row
+-- that says so gives its celerysalt_events.delivered_at (hi_xmax grows with
+-- seq: the index finds it); rows no event needs go with the partitions.
 CREATE TABLE _celerysalt_log_position (
     seq             bigint      PRIMARY KEY,
     lo              pg_snapshot NOT NULL,
@@ -105,9 +106,9 @@ SELECT l.id, l.event_id, l.topic, l.version, l.correlation_id, l.payload, l.enqu
        COALESCE(l.delivered_at,
            (SELECT f.finished_at FROM @extschema@._celerysalt_log_position f
              WHERE f.hi_xmax OPERATOR(pg_catalog.>) l.txid
-               AND pg_catalog.pg_visible_in_snapshot(l.txid, f.hi)
-               AND NOT pg_catalog.pg_visible_in_snapshot(l.txid, f.lo)
-               AND ROW(l.txid, l.event_id) OPERATOR(pg_catalog.<=) ROW(f.cursor_txid, f.cursor_event_id)
+               AND (pg_catalog.pg_visible_in_snapshot(l.txid, f.lo)
+                    OR (pg_catalog.pg_visible_in_snapshot(l.txid, f.hi)
+                        AND ROW(l.txid, l.event_id) OPERATOR(pg_catalog.<=) ROW(f.cursor_txid, f.cursor_event_id)))
              ORDER BY f.hi_xmax, f.seq LIMIT 1)) AS delivered_at,
        pg_catalog.pg_column_size(l.payload) AS size, l.traceparent, l.tracestate
   FROM @extschema@._celerysalt_log l

@@ -80,6 +80,10 @@ as_app(q{SELECT count(celerysalt_publish('log.many', jsonb_build_object('s', 0, 
 ok($node->poll_query_until('postgres', "SELECT count(*) = 2000 FROM celerysalt_events WHERE topic = 'log.many'"),
 	'2,000 events of five transactions delivered');
 is(sq("SELECT count(DISTINCT id) FROM celerysalt_events WHERE topic = 'log.many'"), '2000', 'each once');
+is(sq("SELECT count(*) FROM celerysalt_events WHERE delivered_at IS NULL OR delivered_at < enqueued_at"), '0',
+	'every delivered event has its delivery time, after its enqueue');
+cmp_ok(sq("SELECT count(DISTINCT delivered_at) FROM celerysalt_events WHERE topic = 'log.many'"), '>', 1,
+	'(from the position that first covered it: batches finish at different times)');
 is(sq("SELECT bool_and(ok) FROM (SELECT array_agg((payload->>'i')::int ORDER BY event_id) = array_agg((payload->>'i')::int ORDER BY (payload->>'i')::int) AS ok"
 	  . " FROM celerysalt_events WHERE topic = 'log.many' GROUP BY payload->>'s') x"),
 	't', 'each transaction\'s events in order');
