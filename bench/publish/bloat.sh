@@ -12,7 +12,9 @@ bench_build
 bench_venv
 bench_machine_info
 trap bench_cluster_stop EXIT
-bench_cluster_start "${BENCH_PGCONF:-}"
+# the topic has no queue: the broker drops the events after confirming them
+bench_cluster_start "celerysalt.unroutable = 'drop'
+${BENCH_PGCONF:-}"
 echo "throwaway cluster on port $PGPORT_BENCH (PostgreSQL defaults; celerysalt.outbox_rotation = 10s, autovacuum on)"
 "$VENV/bin/python" "$BENCH_DIR/bloat.py" --conninfo "$CONNINFO" --rate "${BLOAT_RATE:-500}" \
 	--normal "${BLOAT_NORMAL:-60}" --window "${BLOAT_WINDOW:-30}" --held "${BLOAT_HELD:-300}"
