@@ -715,8 +715,9 @@ GucDefineAll(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("celerysalt.delivered_retention",
-							"Sets how long delivered events stay in celerysalt_events for replay.",
-							"0 keeps no log of delivered events.",
+							"Sets how long, at least, delivered events stay in celerysalt_events for replay.",
+							"A log partition is truncated once all its events were delivered this long ago; "
+							"0 truncates it as soon as they are delivered.",
 							&celerysalt_delivered_retention_s,
 							24 * 3600, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
@@ -752,9 +753,9 @@ GucDefineAll(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("celerysalt.outbox_rotation",
-							"Sets how often publishing moves on to the next outbox partition.",
-							"Drained partitions are truncated, so the outbox never holds more "
-							"dead rows than a few rotations produce.",
+							"Sets how often publishing moves on to an empty log partition.",
+							"Delivered partitions are truncated after celerysalt.delivered_retention "
+							"and then take publishing again.",
 							&celerysalt_outbox_rotation_s,
 							10, 1, 3600,
 							PGC_SIGHUP, GUC_UNIT_S,
