@@ -327,6 +327,40 @@ append_masked(StringInfo buf, const char *s, int len, bool strict)
 }
 
 /*
+ * What one redaction pass remembers so that its work stays linear in the
+ * text, whatever the text (it runs in the log hook, where a statement cannot
+ * be cancelled): where a quote of each kind was found to have no closing
+ * quote (a later one of the same kind has none either), and how many bytes
+ * the search for dollar-quote closings may still read (distinct tags that
+ * never close would make it quadratic; past the budget a "$" opens nothing,
+ * and the words inside are still masked one by one).  Nested quoted pieces
+ * are redacted with a pass of their own, to MAX_QUOTE_DEPTH.
+ */
+#define MAX_QUOTE_DEPTH		8
+
+typedef struct RedactScan
+{
+	const char *end;			/* of the text */
+	const char *unclosed[2][2];	/* [quote is '"'][backslash escapes] */
+	size_t		dollar_budget;
+} RedactScan;
+
+/* The first occurrence of needle (len bytes) in the len_hay bytes at hay, or NULL. */
+static const char *
+find_within(const char *hay, size_t len_hay, const char *needle, size_t len)
+{
+	for (const char *h = hay; len_hay >= len && (size_t) (h - hay) <= len_hay - len; h++)
+	{
+		h = memchr(h, needle[0], len_hay - len - (h - hay) + 1);
+		if (h == NULL)
+			return NULL;
+		if (memcmp(h, needle, len) == 0)
+			return h;
+	}
+	return NULL;
+}
+
+/*
  * If a quoted piece (SQL string or identifier, dollar-quoted string, or a
  * double-quoted value in a message) starts at p, return its end (just after
  * the closing quote) and set *body and *bodylen; else NULL.  A quote only opens
@@ -334,7 +368,7 @@ append_masked(StringInfo buf, const char *s, int len, bool strict)
  * (so the apostrophe of "couldn't" does not), or after an E prefix.
  */
 static const char *
-quoted_piece(const char *text, const char *p, const char **body, int *bodylen)
+quoted_piece(RedactScan *scan, const char *text, const char *p, const char **body, int *bodylen)
 {
 	char		q = *p;
 	bool		backslash = false;
@@ -362,14 +396,20 @@ quoted_piece(const char *text, const char *p, const char **body, int *bodylen)
 		if (*t != '$')
 			return NULL;
 		tag = pnstrdup(p, t - p + 1);
-		close = strstr(t + 1, tag);
+		close = find_within(t + 1, Min((size_t) (scan->end - (t + 1)), scan->dollar_budget),
+							tag, t - p + 1);
 		pfree(tag);
+		/* charge what was read: up to the closing tag, or all it could */
+		scan->dollar_budget -= close ? (size_t) (close - (t + 1))
+			: Min((size_t) (scan->end - (t + 1)), scan->dollar_budget);
 		if (close == NULL)
 			return NULL;
 		*body = t + 1;
 		*bodylen = close - (t + 1);
 		return close + (t - p + 1);
 	}
+	if (scan->unclosed[q == '"'][backslash] != NULL && p > scan->unclosed[q == '"'][backslash])
+		return NULL;			/* an earlier one found no closing quote after it */
 	for (const char *c = p + 1; *c; c++)
 	{
 		if (backslash && *c == '\\' && c[1] != '\0')
@@ -386,6 +426,7 @@ quoted_piece(const char *text, const char *p, const char **body, int *bodylen)
 			}
 		}
 	}
+	scan->unclosed[q == '"'][backslash] = p;
 	return NULL;
 }
 
@@ -397,20 +438,31 @@ quoted_piece(const char *text, const char *p, const char **body, int *bodylen)
  *		there) unless it looks like code, in which case it is redacted as a
  *		text of its own; the rest word by word.
  */
+static char *redact_text(const char *text, int depth);
+
 char *
 ConninfoRedactText(const char *text)
 {
+	return redact_text(text, 0);
+}
+
+static char *
+redact_text(const char *text, int depth)
+{
 	StringInfoData buf;
 	const char *p = text;
+	RedactScan	scan = {NULL, {{NULL}}, 0};
 
 	if (text == NULL || strchr(text, '@') == NULL)
 		return (char *) text;
+	scan.end = text + strlen(text);
+	scan.dollar_budget = 4 * (scan.end - text) + 1024;
 	initStringInfo(&buf);
 	while (*p)
 	{
 		const char *body;
 		int			bodylen;
-		const char *end = quoted_piece(text, p, &body, &bodylen);
+		const char *end = depth < MAX_QUOTE_DEPTH ? quoted_piece(&scan, text, p, &body, &bodylen) : NULL;
 
 		if (end != NULL)
 		{
@@ -419,7 +471,7 @@ ConninfoRedactText(const char *text)
 			{
 				char	   *inner = pnstrdup(body, bodylen);
 
-				appendStringInfoString(&buf, ConninfoRedactText(inner));
+				appendStringInfoString(&buf, redact_text(inner, depth + 1));
 			}
 			appendBinaryStringInfo(&buf, body + bodylen, end - (body + bodylen));
 			p = end;

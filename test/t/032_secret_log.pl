@@ -10,6 +10,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes ();
 
 my $node = PostgreSQL::Test::Cluster->new('secret_log');
 $node->init;
@@ -164,6 +165,20 @@ like(slurp_file($node->logfile), qr/celerysalt cannot deliver events: could not 
 $node->reload;
 ok($node->poll_query_until('postgres', 'SELECT broker_connected FROM celerysalt_status'),
 	'worker connected again after a successful reload');
+
+# A statement built to make the log redaction quadratic (1 MB of distinct
+# dollar-quote tags that never close, each searched to the end of the text)
+# is logged, masked, in linear time: the redaction runs in the log hook,
+# where the statement can no longer be cancelled.
+{
+	my $tags = join(' ', map { "\$t$_\$" } 1 .. 150000);
+	my $t0 = [ Time::HiRes::gettimeofday() ];
+	($ret, $err) = run_as('plain', "SELECT length('amqp://u:Dollar7\@h//') /* $tags */",
+		'Dollar7', 'plain: a 1 MB statement of unclosed dollar quotes');
+	my $elapsed = Time::HiRes::tv_interval($t0);
+	is($ret, 0, 'plain: the 1 MB statement runs');
+	cmp_ok($elapsed, '<', 20, "plain: ... and is logged without a quadratic redaction (${elapsed}s)");
+}
 
 my $log = slurp_file($node->logfile);
 like($log, qr/parameter "celerysalt\.broker_url" changed to "amqp:\/\/guest:\*\*\*\@localhost:5672\/\/;amqp:\/\/u2:\*\*\*\@127\.0\.0\.1:1\/\/"/,
