@@ -771,6 +771,15 @@ DrainTruncateIfDelivered(int slot, int retention_s)
 		DrainEnd();
 		return 0;
 	}
+
+	/*
+	 * Look with a snapshot taken now that the lock is held, not the one the
+	 * transaction began with: a publisher that read this slot before the
+	 * rotation may have appended to the partition and committed in between,
+	 * and its events must count as waiting.
+	 */
+	PopActiveSnapshot();
+	PushActiveSnapshot(GetTransactionSnapshot());
 	/* empty (never used since its truncation): nothing to truncate */
 	rc = SPI_execute(psprintf("SELECT 1 FROM %s LIMIT 1", CatalogQualifiedName(relname)), true, 1);
 	if (rc != SPI_OK_SELECT)
