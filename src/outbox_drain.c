@@ -496,14 +496,18 @@ DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events
  */
 
 /*
- * Copy the log rows of events with take[i] into target (an INSERT ... SELECT
- * with the columns the log supplies as "l"), partition by partition, by
- * ctid, and remember them as not delivered; in the open transaction.
+ * Copy the log rows of events with take[i] into a table, partition by
+ * partition, by ctid, and remember them as not delivered; in the open
+ * transaction.  The statement is insert_head (INSERT ... SELECT ... FROM),
+ * the partition, then insert_tail (ON CONFLICT ...), joined as text, never
+ * used as a format (names and reasons may hold a %); $1 is the ctids and
+ * $2 reason (NULL: the statement has no $2).
  */
 static void
-set_aside(OutboxEvent *events, const bool *take, int n, const char *insert_sql)
+set_aside(OutboxEvent *events, const bool *take, int n, const char *insert_head,
+		  const char *insert_tail, const char *reason)
 {
-	Oid			argtypes[1] = {TIDARRAYOID};
+	Oid			argtypes[2] = {TIDARRAYOID, TEXTOID};
 
 	for (int s = 0; s < CELERYSALT_OUTBOX_SLOTS; s++)
 	{
@@ -511,7 +515,7 @@ set_aside(OutboxEvent *events, const bool *take, int n, const char *insert_sql)
 		int			ntids = 0;
 		char		partition[NAMEDATALEN];
 		const char *from;
-		Datum		values[1];
+		Datum		values[2];
 		int			rc;
 
 		for (int i = 0; i < n; i++)
@@ -523,7 +527,12 @@ set_aside(OutboxEvent *events, const bool *take, int n, const char *insert_sql)
 		from = CatalogQualifiedName(partition);
 		values[0] = PointerGetDatum(construct_array(tids, ntids, TIDOID, sizeof(ItemPointerData),
 													false, TYPALIGN_SHORT));
-		rc = SPI_execute_with_args(psprintf(insert_sql, from), 1, argtypes, values, NULL, false, 0);
+		if (reason != NULL)
+			values[1] = CStringGetTextDatum(reason);
+		rc = SPI_execute_with_args(psprintf("%s %s WHERE ctid OPERATOR(pg_catalog.=) ANY($1) %s",
+											insert_head, from, insert_tail),
+								   reason != NULL ? 2 : 1,
+								   argtypes, values, NULL, false, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "could not set events aside: %s", SPI_result_code_string(rc));
 		rc = SPI_execute_with_args(psprintf("INSERT INTO %s (txid, event_id)"
@@ -560,10 +569,9 @@ DrainFinish(OutboxEvent *events, int n, const bool *returned, DrainPosition *pos
 				  psprintf("INSERT INTO %s AS u (id, event_id, topic, version, correlation_id, payload,"
 						   " enqueued_at, returned_at, traceparent, tracestate)"
 						   " SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
-						   " pg_catalog.clock_timestamp(), traceparent, tracestate FROM %%s"
-						   " WHERE ctid OPERATOR(pg_catalog.=) ANY($1)"
-						   " ON CONFLICT (id) DO UPDATE SET returned_at = EXCLUDED.returned_at",
-						   CatalogQualifiedName("celerysalt_unroutable")));
+						   " pg_catalog.clock_timestamp(), traceparent, tracestate FROM",
+						   CatalogQualifiedName("celerysalt_unroutable")),
+				  "ON CONFLICT (id) DO UPDATE SET returned_at = EXCLUDED.returned_at", NULL);
 	record_position(schema, pos, seq);
 	DrainEnd();
 	return true;
@@ -582,22 +590,19 @@ DrainDeadLetter(OutboxEvent *ev, const char *reason, DrainPosition *pos, int64 s
 {
 	Oid			schema = DrainBegin();
 	bool		take = true;
-	char	   *quoted;
 
 	if (!OidIsValid(schema))
 	{
 		DrainEnd();
 		return false;
 	}
-	quoted = quote_literal_cstr(reason);
 	set_aside(ev, &take, 1,
 			  psprintf("INSERT INTO %s (id, event_id, topic, version, correlation_id, payload,"
 					   " enqueued_at, failed_at, reason, traceparent, tracestate)"
 					   " SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
-					   " pg_catalog.clock_timestamp(), %s::pg_catalog.text, traceparent, tracestate FROM %%s"
-					   " WHERE ctid OPERATOR(pg_catalog.=) ANY($1)"
-					   " ON CONFLICT (id) DO NOTHING",
-					   CatalogQualifiedName("celerysalt_dead_letters"), quoted));
+					   " pg_catalog.clock_timestamp(), $2, traceparent, tracestate FROM",
+					   CatalogQualifiedName("celerysalt_dead_letters")),
+			  "ON CONFLICT (id) DO NOTHING", reason);
 	if (pos != NULL)
 		record_position(schema, pos, seq);
 	DrainEnd();
