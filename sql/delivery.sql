@@ -74,6 +74,27 @@ $$;
 SELECT topic, reason FROM celerysalt_dead_letters WHERE id = '44444444-4444-4444-8444-444444444444';
 DELETE FROM celerysalt_dead_letters WHERE id = '44444444-4444-4444-8444-444444444444';
 
+-- The log keeps that event until its partition is truncated, but readers
+-- see delivered events only: a function of theirs in the WHERE clause of
+-- celerysalt_events (a security barrier) is not shown the other rows.
+CREATE ROLE regress_delivery_reader;
+GRANT celerysalt_reader TO regress_delivery_reader;
+SET ROLE regress_delivery_reader;
+CREATE FUNCTION pg_temp.peek(t text) RETURNS boolean
+LANGUAGE plpgsql COST 0.0000001 AS $$
+BEGIN
+    IF t LIKE 'regress.delivery.100%' THEN
+        RAISE NOTICE 'saw %', t;
+    END IF;
+    RETURN true;
+END
+$$;
+SELECT count(*) > 0 AS some_delivered FROM celerysalt_events WHERE pg_temp.peek(topic);
+SELECT count(*) > 0 AS some_delivered FROM celerysalt_catalog_events WHERE pg_temp.peek(topic);
+DROP FUNCTION pg_temp.peek(text);
+RESET ROLE;
+DROP ROLE regress_delivery_reader;
+
 -- Nothing left behind.
 SELECT pending FROM celerysalt_status;
 
