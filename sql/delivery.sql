@@ -57,6 +57,44 @@ SELECT celerysalt_dead_letter_retry('11111111-1111-4111-8111-111111111111') IS N
 SELECT count(*) AS left_in_dead_letters FROM celerysalt_dead_letters;
 SELECT pg_temp.wait_delivered('regress.delivery.dead', 1) AS delivered;
 
+-- A row moved into the outbox by hand that can never be sent is
+-- dead-lettered with the reason, which may quote it: a % in it is text.
+INSERT INTO _celerysalt_outbox (slot, event_id, id, topic, payload, enqueued_at)
+VALUES (0, nextval('_celerysalt_event_seq'), '44444444-4444-4444-8444-444444444444',
+        'regress.delivery.100%n%s.#', '{}', now());
+SELECT celerysalt_wake();
+DO $$
+BEGIN
+    FOR i IN 1..400 LOOP
+        EXIT WHEN EXISTS (SELECT FROM celerysalt_dead_letters WHERE id = '44444444-4444-4444-8444-444444444444');
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END
+$$;
+SELECT topic, reason FROM celerysalt_dead_letters WHERE id = '44444444-4444-4444-8444-444444444444';
+DELETE FROM celerysalt_dead_letters WHERE id = '44444444-4444-4444-8444-444444444444';
+
+-- The log keeps that event until its partition is truncated, but readers
+-- see delivered events only: a function of theirs in the WHERE clause of
+-- celerysalt_events (a security barrier) is not shown the other rows.
+CREATE ROLE regress_delivery_reader;
+GRANT celerysalt_reader TO regress_delivery_reader;
+SET ROLE regress_delivery_reader;
+CREATE FUNCTION pg_temp.peek(t text) RETURNS boolean
+LANGUAGE plpgsql COST 0.0000001 AS $$
+BEGIN
+    IF t LIKE 'regress.delivery.100%' THEN
+        RAISE NOTICE 'saw %', t;
+    END IF;
+    RETURN true;
+END
+$$;
+SELECT count(*) > 0 AS some_delivered FROM celerysalt_events WHERE pg_temp.peek(topic);
+SELECT count(*) > 0 AS some_delivered FROM celerysalt_catalog_events WHERE pg_temp.peek(topic);
+DROP FUNCTION pg_temp.peek(text);
+RESET ROLE;
+DROP ROLE regress_delivery_reader;
+
 -- Nothing left behind.
 SELECT pending FROM celerysalt_status;
 

@@ -383,13 +383,12 @@ take_rows(OutboxEvent *events, int *n, MemoryContext cxt)
 		d = SPI_getbinval(tup, desc, 6, &isnull);
 		ev->correlation_id = isnull ? NULL : TextDatumGetCString(d);
 		ev->slot = DatumGetInt16(SPI_getbinval(tup, desc, 7, &isnull));
-		ev->ctid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 8, &isnull));
-		ev->enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
-		d = SPI_getbinval(tup, desc, 10, &isnull);
+		ev->enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
+		d = SPI_getbinval(tup, desc, 9, &isnull);
 		ev->traceparent = isnull ? NULL : TextDatumGetCString(d);
-		d = SPI_getbinval(tup, desc, 11, &isnull);
+		d = SPI_getbinval(tup, desc, 10, &isnull);
 		ev->tracestate = isnull ? NULL : TextDatumGetCString(d);
-		ev->txid = DatumGetUInt64(SPI_getbinval(tup, desc, 12, &isnull));
+		ev->txid = DatumGetUInt64(SPI_getbinval(tup, desc, 11, &isnull));
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -431,7 +430,7 @@ DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events
 	plan = plans_schema == schema ? read_plan : NULL;
 	if (plan == NULL)
 		plan = saved_plan(&read_plan, schema,
-						  psprintf("SELECT event_id, id, topic, payload, version, correlation_id, slot, ctid, enqueued_at,"
+						  psprintf("SELECT event_id, id, topic, payload, version, correlation_id, slot, enqueued_at,"
 								   " traceparent, tracestate, txid"
 								   " FROM %s WHERE ROW(txid, event_id) OPERATOR(pg_catalog.>) ROW($1, $2)"
 								   " AND txid OPERATOR(pg_catalog.<) $3"
@@ -496,41 +495,57 @@ DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events
  */
 
 /*
- * Copy the log rows of events with take[i] into target (an INSERT ... SELECT
- * with the columns the log supplies as "l"), partition by partition, by
- * ctid, and remember them as not delivered; in the open transaction.
+ * Copy the log rows of events with take[i] into a table, partition by
+ * partition, and remember them as not delivered; in the open transaction.
+ * Rows are found by (txid, event_id) through the log's index, not by the
+ * ctid they were read at: VACUUM FULL (which a database owner may run) can
+ * move them while the broker has them.  The statement is insert_head
+ * (INSERT ... SELECT ... FROM), the partition, then insert_tail (ON
+ * CONFLICT ...), joined as text, never used as a format (names and reasons
+ * may hold a %); $3 is reason (NULL: the statement has no $3).
  */
 static void
-set_aside(OutboxEvent *events, const bool *take, int n, const char *insert_sql)
+set_aside(OutboxEvent *events, const bool *take, int n, const char *insert_head,
+		  const char *insert_tail, const char *reason)
 {
-	Oid			argtypes[1] = {TIDARRAYOID};
+	Oid			argtypes[3] = {XID8ARRAYOID, INT8ARRAYOID, TEXTOID};
+	const char *keys = "ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS k(k_txid, k_event_id)";
 
 	for (int s = 0; s < CELERYSALT_OUTBOX_SLOTS; s++)
 	{
-		Datum	   *tids = palloc(sizeof(Datum) * n);
-		int			ntids = 0;
+		Datum	   *txids = palloc(sizeof(Datum) * n);
+		Datum	   *event_ids = palloc(sizeof(Datum) * n);
+		int			nkeys = 0;
 		char		partition[NAMEDATALEN];
-		const char *from;
-		Datum		values[1];
+		Datum		values[3];
 		int			rc;
 
 		for (int i = 0; i < n; i++)
 			if (events[i].slot == s && take[i])
-				tids[ntids++] = PointerGetDatum(&events[i].ctid);
-		if (ntids == 0)
+			{
+				txids[nkeys] = UInt64GetDatum(events[i].txid);
+				event_ids[nkeys++] = Int64GetDatum(events[i].event_id);
+			}
+		if (nkeys == 0)
 			continue;
 		snprintf(partition, sizeof(partition), "_celerysalt_log_%d", s);
-		from = CatalogQualifiedName(partition);
-		values[0] = PointerGetDatum(construct_array(tids, ntids, TIDOID, sizeof(ItemPointerData),
-													false, TYPALIGN_SHORT));
-		rc = SPI_execute_with_args(psprintf(insert_sql, from), 1, argtypes, values, NULL, false, 0);
+		values[0] = PointerGetDatum(construct_array(txids, nkeys, XID8OID, sizeof(uint64),
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[1] = PointerGetDatum(construct_array(event_ids, nkeys, INT8OID, sizeof(int64),
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		if (reason != NULL)
+			values[2] = CStringGetTextDatum(reason);
+		rc = SPI_execute_with_args(psprintf("%s %s l JOIN %s ON l.txid OPERATOR(pg_catalog.=) k.k_txid"
+											" AND l.event_id OPERATOR(pg_catalog.=) k.k_event_id %s",
+											insert_head, CatalogQualifiedName(partition), keys, insert_tail),
+								   reason != NULL ? 3 : 2,
+								   argtypes, values, NULL, false, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "could not set events aside: %s", SPI_result_code_string(rc));
-		rc = SPI_execute_with_args(psprintf("INSERT INTO %s (txid, event_id)"
-											" SELECT txid, event_id FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY($1)"
+		rc = SPI_execute_with_args(psprintf("INSERT INTO %s (txid, event_id) SELECT k_txid, k_event_id FROM %s"
 											" ON CONFLICT DO NOTHING",
-											CatalogQualifiedName("_celerysalt_log_undelivered"), from),
-								   1, argtypes, values, NULL, false, 0);
+											CatalogQualifiedName("_celerysalt_log_undelivered"), keys),
+								   2, argtypes, values, NULL, false, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "could not set events aside: %s", SPI_result_code_string(rc));
 	}
@@ -560,10 +575,9 @@ DrainFinish(OutboxEvent *events, int n, const bool *returned, DrainPosition *pos
 				  psprintf("INSERT INTO %s AS u (id, event_id, topic, version, correlation_id, payload,"
 						   " enqueued_at, returned_at, traceparent, tracestate)"
 						   " SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
-						   " pg_catalog.clock_timestamp(), traceparent, tracestate FROM %%s"
-						   " WHERE ctid OPERATOR(pg_catalog.=) ANY($1)"
-						   " ON CONFLICT (id) DO UPDATE SET returned_at = EXCLUDED.returned_at",
-						   CatalogQualifiedName("celerysalt_unroutable")));
+						   " pg_catalog.clock_timestamp(), traceparent, tracestate FROM",
+						   CatalogQualifiedName("celerysalt_unroutable")),
+				  "ON CONFLICT (id) DO UPDATE SET returned_at = EXCLUDED.returned_at", NULL);
 	record_position(schema, pos, seq);
 	DrainEnd();
 	return true;
@@ -582,22 +596,19 @@ DrainDeadLetter(OutboxEvent *ev, const char *reason, DrainPosition *pos, int64 s
 {
 	Oid			schema = DrainBegin();
 	bool		take = true;
-	char	   *quoted;
 
 	if (!OidIsValid(schema))
 	{
 		DrainEnd();
 		return false;
 	}
-	quoted = quote_literal_cstr(reason);
 	set_aside(ev, &take, 1,
 			  psprintf("INSERT INTO %s (id, event_id, topic, version, correlation_id, payload,"
 					   " enqueued_at, failed_at, reason, traceparent, tracestate)"
 					   " SELECT id, event_id, topic, version, correlation_id, payload, enqueued_at,"
-					   " pg_catalog.clock_timestamp(), %s::pg_catalog.text, traceparent, tracestate FROM %%s"
-					   " WHERE ctid OPERATOR(pg_catalog.=) ANY($1)"
-					   " ON CONFLICT (id) DO NOTHING",
-					   CatalogQualifiedName("celerysalt_dead_letters"), quoted));
+					   " pg_catalog.clock_timestamp(), $3, traceparent, tracestate FROM",
+					   CatalogQualifiedName("celerysalt_dead_letters")),
+			  "ON CONFLICT (id) DO NOTHING", reason);
 	if (pos != NULL)
 		record_position(schema, pos, seq);
 	DrainEnd();
@@ -771,15 +782,17 @@ DrainTruncateIfDelivered(int slot, int retention_s)
 		DrainEnd();
 		return 0;
 	}
+
 	/*
-	 * From here on, every statement reads with a snapshot taken after the
-	 * lock (read_only false): a publisher that committed between this
-	 * transaction's first snapshot and the lock must be seen, or its events
-	 * would be truncated unsent.
-	 *
-	 * Empty (never used since its truncation): nothing to truncate.
+	 * Look with a snapshot taken now that the lock is held, not the one the
+	 * transaction began with: a publisher that read this slot before the
+	 * rotation may have appended to the partition and committed in between,
+	 * and its events must count as waiting.
 	 */
-	rc = SPI_execute(psprintf("SELECT 1 FROM %s LIMIT 1", CatalogQualifiedName(relname)), false, 1);
+	PopActiveSnapshot();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	/* empty (never used since its truncation): nothing to truncate */
+	rc = SPI_execute(psprintf("SELECT 1 FROM %s LIMIT 1", CatalogQualifiedName(relname)), true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not look into log partition %d: %s", slot, SPI_result_code_string(rc));
 	if (SPI_processed == 0)

@@ -13,7 +13,6 @@
 #include "celerysalt.h"
 
 #include "datatype/timestamp.h"
-#include "storage/itemptr.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
@@ -30,7 +29,6 @@ typedef struct OutboxEvent
 	char	   *traceparent;	/* NULL when published without one */
 	char	   *tracestate;
 	int16		slot;
-	ItemPointerData ctid;		/* in its partition: copied by ctid */
 	TimestampTz enqueued_at;
 } OutboxEvent;
 

@@ -101,7 +101,9 @@ SELECT l.slot, l.event_id, l.id, l.topic, l.payload, l.version, l.correlation_id
                     WHERE u.txid OPERATOR(pg_catalog.=) l.txid AND u.event_id OPERATOR(pg_catalog.=) l.event_id);
 
 -- ----------------------------------------------------- delivered events
-CREATE VIEW celerysalt_events AS
+-- security_barrier: readers' own functions in WHERE must not see the log's
+-- other rows (waiting events, returned or dead-lettered ones).
+CREATE VIEW celerysalt_events WITH (security_barrier) AS
 SELECT l.id, l.event_id, l.topic, l.version, l.correlation_id, l.payload, l.enqueued_at,
        COALESCE(l.delivered_at,
            (SELECT f.finished_at FROM @extschema@._celerysalt_log_position f
