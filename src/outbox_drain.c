@@ -397,12 +397,16 @@ take_rows(OutboxEvent *events, int *n, MemoryContext cxt)
  * DrainRead
  *		Read up to limit events past pos, in order, into cxt, and move pos to
  *		the last one read.  When pos's batch is done, the next one starts
- *		(at most once per call: a new snapshot).  Returns the number read,
- *		-1 when the log is locked (DROP EXTENSION under way), DRAIN_GONE
- *		when the extension is not installed.
+ *		(a new snapshot), unless events of the done one were read: the events
+ *		read are then all of one batch, so that the position recorded after
+ *		them (DrainFinish) has them between its lo and hi, which is how
+ *		celerysalt_events finds their delivered_at.  *more: whether more may
+ *		be read now (the limit or a batch's end was reached).  Returns the
+ *		number read, -1 when the log is locked (DROP EXTENSION under way),
+ *		DRAIN_GONE when the extension is not installed.
  */
 int
-DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events_out)
+DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events_out, bool *more)
 {
 	Oid			schema = DrainBegin();
 	Oid			log;
@@ -413,6 +417,7 @@ DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events
 	int			n = 0;
 	OutboxEvent *events;
 
+	*more = false;
 	if (!OidIsValid(schema))
 	{
 		DrainEnd();
@@ -449,8 +454,10 @@ DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events
 
 		if (pos->cursor_txid >= pos->hi.xmax)
 		{
-			/* this batch is done: the next one, once per call */
-			if (new_batch)
+			/* this batch is done: the next one, once per call, alone */
+			if (n > 0)
+				*more = true;
+			if (new_batch || n > 0)
 				break;
 			begin_batch(pos, pos_cxt);
 			new_batch = true;
@@ -485,6 +492,8 @@ DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events
 		SPI_freetuptable(SPI_tuptable);
 	}
 	DrainEnd();
+	if (n == limit)
+		*more = true;
 	*events_out = events;
 	return n;
 }
@@ -553,13 +562,16 @@ set_aside(OutboxEvent *events, const bool *take, int n, const char *insert_head,
 
 /*
  * DrainFinish
- *		One transaction for batches the broker confirmed, up to pos: the
- *		events with returned[i] (returned NULL: none) go to
- *		celerysalt_unroutable, and pos is recorded as position seq.  No work
- *		per delivered event.  false when the extension is not installed.
+ *		One transaction for batches the broker confirmed: the events with
+ *		returned[i] (returned NULL: none) go to celerysalt_unroutable, and
+ *		the position after each batch, positions[0 .. npositions - 1] in
+ *		order, is recorded as position seq, seq + 1, ...  (each tells when
+ *		its batch was delivered).  No work per delivered event.  false when
+ *		the extension is not installed.
  */
 bool
-DrainFinish(OutboxEvent *events, int n, const bool *returned, DrainPosition *pos, int64 seq)
+DrainFinish(OutboxEvent *events, int n, const bool *returned, DrainPosition *const *positions,
+			int npositions, int64 seq)
 {
 	Oid			schema;
 
@@ -578,7 +590,8 @@ DrainFinish(OutboxEvent *events, int n, const bool *returned, DrainPosition *pos
 						   " pg_catalog.clock_timestamp(), traceparent, tracestate FROM",
 						   CatalogQualifiedName("celerysalt_unroutable")),
 				  "ON CONFLICT (id) DO UPDATE SET returned_at = EXCLUDED.returned_at", NULL);
-	record_position(schema, pos, seq);
+	for (int i = 0; i < npositions; i++)
+		record_position(schema, positions[i], seq + i);
 	DrainEnd();
 	return true;
 }
