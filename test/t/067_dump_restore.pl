@@ -85,10 +85,17 @@ TODO:
 	is($new->safe_psql('restored', "SELECT count(*) FROM _celerysalt_outbox WHERE topic = 'dump.delivered'"), '0',
 		'new: and not as waiting');
 
-	# once the new cluster's transaction counter passes the old one's
-	$new->safe_psql('restored', $burn);
-	$new->safe_psql('restored', q{SELECT celerysalt_publish('dump.marker', '{}')});
-	ok(soon("SELECT count(*) = 1 FROM celerysalt_events WHERE topic = 'dump.marker'"), 'new: marker delivered');
+}
+
+# once the new cluster's transaction counter passes the old one's
+$new->safe_psql('restored', $burn);
+$new->safe_psql('restored', q{SELECT celerysalt_publish('dump.marker', '{}')});
+ok(soon("SELECT count(*) = 1 FROM celerysalt_events WHERE topic = 'dump.marker'"), 'new: marker delivered');
+
+TODO:
+{
+	local $TODO = 'the log is told by transaction ids, which pg_dump carries into another cluster';
+
 	is($new->safe_psql('restored', 'SELECT delivered_total FROM celerysalt_status'), '6',
 		'new: delivered in the new cluster: the 2 new events, the marker and the 3 that waited (not the 5 old ones again)');
 }
