@@ -45,6 +45,12 @@
 #include "catalog.h"
 #include "outbox_drain.h"
 
+/*
+ * The newest position this process loaded or recorded: another one in the
+ * table means another session wrote positions (a restore of a dump).
+ */
+static int64 recorded_seq = -1;
+
 /* saved plans, valid for plans_schema */
 static Oid	plans_schema = InvalidOid;
 static SPIPlanPtr read_plan = NULL;
@@ -265,6 +271,7 @@ DrainLoadPosition(DrainPosition *pos, MemoryContext cxt)
 
 		pos->schema = schema;
 		pos->seq = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		recorded_seq = pos->seq;
 		snapshot_parse(&pos->lo, SPI_getvalue(tup, desc, 2), cxt);
 		snapshot_parse(&pos->hi, SPI_getvalue(tup, desc, 3), cxt);
 		pos->cursor_txid = DatumGetUInt64(SPI_getbinval(tup, desc, 4, &isnull));
@@ -301,6 +308,7 @@ record_position(Oid schema, const DrainPosition *pos, int64 seq)
 	rc = SPI_execute_plan(plan, values, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not record the delivered position: %s", SPI_result_code_string(rc));
+	recorded_seq = seq;
 }
 
 /* ------------------------------------------------------------------------
@@ -346,12 +354,40 @@ batch_interval(const DrainPosition *pos, uint64 t, uint64 *from, uint64 *to)
 	return true;
 }
 
+/*
+ * Stop (the launcher restarts the worker, which loads the position again)
+ * when the newest recorded position is not the one this process knows:
+ * another session wrote positions, as a restore of a dump does, and their
+ * transaction ids may be another cluster's (DrainAdoptRestoredLog).
+ */
+static void
+check_positions_unchanged(void)
+{
+	bool		isnull;
+	Datum		newest;
+	int			rc = SPI_execute(psprintf("SELECT pg_catalog.max(seq) FROM %s",
+										  CatalogQualifiedName("_celerysalt_log_position")), true, 1);
+
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read the delivered position: %s", SPI_result_code_string(rc));
+	newest = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull || DatumGetInt64(newest) != recorded_seq)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("celerysalt worker restarts: another session changed the delivered position"),
+				 errdetail("It is " INT64_FORMAT "; the worker recorded " INT64_FORMAT " last.",
+						   isnull ? (int64) -1 : DatumGetInt64(newest), recorded_seq),
+				 errhint("A restored dump does this; docs/architecture.md, \"Restoring a dump\".")));
+}
+
 /* Start the next batch: what committed between the last batch's hi and now. */
 static void
 begin_batch(DrainPosition *pos, MemoryContext cxt)
 {
-	int			rc = SPI_execute("SELECT pg_catalog.pg_current_snapshot()::pg_catalog.text", true, 1);
+	int			rc;
 
+	check_positions_unchanged();
+	rc = SPI_execute("SELECT pg_catalog.pg_current_snapshot()::pg_catalog.text", true, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not take a snapshot: %s", SPI_result_code_string(rc));
 	snapshot_copy(&pos->lo, &pos->hi, cxt);
@@ -397,12 +433,16 @@ take_rows(OutboxEvent *events, int *n, MemoryContext cxt)
  * DrainRead
  *		Read up to limit events past pos, in order, into cxt, and move pos to
  *		the last one read.  When pos's batch is done, the next one starts
- *		(at most once per call: a new snapshot).  Returns the number read,
- *		-1 when the log is locked (DROP EXTENSION under way), DRAIN_GONE
- *		when the extension is not installed.
+ *		(a new snapshot), unless events of the done one were read: the events
+ *		read are then all of one batch, so that the position recorded after
+ *		them (DrainFinish) has them between its lo and hi, which is how
+ *		celerysalt_events finds their delivered_at.  *more: whether more may
+ *		be read now (the limit or a batch's end was reached).  Returns the
+ *		number read, -1 when the log is locked (DROP EXTENSION under way),
+ *		DRAIN_GONE when the extension is not installed.
  */
 int
-DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events_out)
+DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events_out, bool *more)
 {
 	Oid			schema = DrainBegin();
 	Oid			log;
@@ -413,6 +453,7 @@ DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events
 	int			n = 0;
 	OutboxEvent *events;
 
+	*more = false;
 	if (!OidIsValid(schema))
 	{
 		DrainEnd();
@@ -449,8 +490,10 @@ DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events
 
 		if (pos->cursor_txid >= pos->hi.xmax)
 		{
-			/* this batch is done: the next one, once per call */
-			if (new_batch)
+			/* this batch is done: the next one, once per call, alone */
+			if (n > 0)
+				*more = true;
+			if (new_batch || n > 0)
 				break;
 			begin_batch(pos, pos_cxt);
 			new_batch = true;
@@ -485,6 +528,8 @@ DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events
 		SPI_freetuptable(SPI_tuptable);
 	}
 	DrainEnd();
+	if (n == limit)
+		*more = true;
 	*events_out = events;
 	return n;
 }
@@ -553,13 +598,16 @@ set_aside(OutboxEvent *events, const bool *take, int n, const char *insert_head,
 
 /*
  * DrainFinish
- *		One transaction for batches the broker confirmed, up to pos: the
- *		events with returned[i] (returned NULL: none) go to
- *		celerysalt_unroutable, and pos is recorded as position seq.  No work
- *		per delivered event.  false when the extension is not installed.
+ *		One transaction for batches the broker confirmed: the events with
+ *		returned[i] (returned NULL: none) go to celerysalt_unroutable, and
+ *		the position after each batch, positions[0 .. npositions - 1] in
+ *		order, is recorded as position seq, seq + 1, ...  (each tells when
+ *		its batch was delivered).  No work per delivered event.  false when
+ *		the extension is not installed.
  */
 bool
-DrainFinish(OutboxEvent *events, int n, const bool *returned, DrainPosition *pos, int64 seq)
+DrainFinish(OutboxEvent *events, int n, const bool *returned, DrainPosition *const *positions,
+			int npositions, int64 seq)
 {
 	Oid			schema;
 
@@ -570,6 +618,8 @@ DrainFinish(OutboxEvent *events, int n, const bool *returned, DrainPosition *pos
 		return false;
 	}
 	pgstat_report_activity(STATE_RUNNING, "celerysalt: finishing batch");
+	if (npositions > 0)
+		check_positions_unchanged();
 	if (returned != NULL)
 		set_aside(events, returned, n,
 				  psprintf("INSERT INTO %s AS u (id, event_id, topic, version, correlation_id, payload,"
@@ -578,7 +628,8 @@ DrainFinish(OutboxEvent *events, int n, const bool *returned, DrainPosition *pos
 						   " pg_catalog.clock_timestamp(), traceparent, tracestate FROM",
 						   CatalogQualifiedName("celerysalt_unroutable")),
 				  "ON CONFLICT (id) DO UPDATE SET returned_at = EXCLUDED.returned_at", NULL);
-	record_position(schema, pos, seq);
+	for (int i = 0; i < npositions; i++)
+		record_position(schema, positions[i], seq + i);
 	DrainEnd();
 	return true;
 }
@@ -602,6 +653,8 @@ DrainDeadLetter(OutboxEvent *ev, const char *reason, DrainPosition *pos, int64 s
 		DrainEnd();
 		return false;
 	}
+	if (pos != NULL)
+		check_positions_unchanged();
 	set_aside(ev, &take, 1,
 			  psprintf("INSERT INTO %s (id, event_id, topic, version, correlation_id, payload,"
 					   " enqueued_at, failed_at, reason, traceparent, tracestate)"

@@ -70,9 +70,10 @@ extern Oid	DrainBegin(void);
 extern void DrainEnd(void);
 extern void DrainPositionCopy(DrainPosition *dst, const DrainPosition *src, MemoryContext cxt);
 extern bool DrainLoadPosition(DrainPosition *pos, MemoryContext cxt);
-extern int	DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events_out);
-extern bool DrainFinish(OutboxEvent *events, int n, const bool *returned, DrainPosition *pos,
-						int64 seq);
+extern int	DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events_out,
+					  bool *more);
+extern bool DrainFinish(OutboxEvent *events, int n, const bool *returned,
+						DrainPosition *const *positions, int npositions, int64 seq);
 extern int64 DrainRequeueUnroutable(int slot, int retention_s, bool requeue,
 									 int64 *expired);
 extern bool DrainDeadLetter(OutboxEvent *ev, const char *reason, DrainPosition *pos, int64 seq);

@@ -15,10 +15,11 @@
  * their finish.  While the broker confirms the older ones (confirms stream
  * in, matched to batches by delivery tag: broker.c), the worker reads,
  * builds and publishes the next one, and finishes (records the position
- * after them, one transaction for all batches confirmed meanwhile) those
+ * after each, one transaction for all batches confirmed meanwhile) those
  * confirmed in full, oldest first.  Reads go on from where the last one
  * stopped (read_pos), finishes record where the confirmed ones end
- * (done_pos).  Order: the log is read in (txid, event_id) order and
+ * (done_pos); a batch never spans two snapshots, and every batch's
+ * position is recorded, so each delivered event has its delivered_at.  Order: the log is read in (txid, event_id) order and
  * published in that order on one channel, so the events of one transaction
  * reach a queue together and in order.
  *
@@ -302,20 +303,22 @@ exit_extension_gone(void)
 }
 
 /*
- * Record confirmed events as delivered (the position pos, after them) and
- * count them: events with returned[i] (NULL: none) no queue received, and
- * wait in celerysalt_unroutable; the others were delivered.
+ * Record confirmed events as delivered (positions: the position after each
+ * of their batches, in order) and count them: events with returned[i]
+ * (NULL: none) no queue received, and wait in celerysalt_unroutable; the
+ * others were delivered.
  */
 static void
-finish_batch(OutboxEvent *events, int n, const bool *returned, DrainPosition *pos)
+finish_batch(OutboxEvent *events, int n, const bool *returned, DrainPosition *const *positions,
+			 int npositions)
 {
 	int			nreturned = 0;
 	int64		seq = ws.done_pos.seq + 1;
 
-	if (!DrainFinish(events, n, returned, pos, seq))
+	if (!DrainFinish(events, n, returned, positions, npositions, seq))
 		exit_extension_gone();
-	DrainPositionCopy(&ws.done_pos, pos, TopMemoryContext);
-	ws.done_pos.seq = seq;
+	DrainPositionCopy(&ws.done_pos, positions[npositions - 1], TopMemoryContext);
+	ws.done_pos.seq = seq + npositions - 1;
 	for (int i = 0; i < n; i++)
 	{
 		if (returned != NULL && returned[i])
@@ -537,6 +540,7 @@ window_finish(int k)
 	MemoryContext old;
 	OutboxEvent *events;
 	bool	   *returned;
+	DrainPosition **positions;
 	bool		any_returned = false;
 	int			total = 0;
 	int			e = 0;
@@ -548,10 +552,12 @@ window_finish(int k)
 	old = MemoryContextSwitchTo(ws.finish_cxt);
 	events = palloc(sizeof(OutboxEvent) * total);
 	returned = palloc0(sizeof(bool) * total);
+	positions = palloc(sizeof(DrainPosition *) * k);
 	for (int i = 0; i < k; i++)
 	{
 		Batch	   *b = window_at(i);
 
+		positions[i] = &b->pos_after;
 		memcpy(&events[e], b->events, sizeof(OutboxEvent) * b->nevents);
 		if (b->confirms.nreturned > 0)
 		{
@@ -565,7 +571,7 @@ window_finish(int k)
 
 	broker_healthy();
 	/* exits if the extension is gone */
-	finish_batch(events, total, any_returned ? returned : NULL, &window_at(k - 1)->pos_after);
+	finish_batch(events, total, any_returned ? returned : NULL, positions, k);
 	for (int i = 0; i < k; i++)
 		window_pop();
 	MemoryContextReset(ws.finish_cxt);
@@ -690,7 +696,8 @@ pump(void)
  * Read the next batch from the outbox, leaving out the events already in
  * the window; dead-letter what can never be sent; build its messages and
  * publish them without waiting for confirms.  Returns the number of events
- * read (0: the outbox holds no more), or -1 when nothing can be published
+ * read (0: the outbox holds no more; more_to_read is cleared when nothing
+ * more can be read now), or -1 when nothing can be published
  * now (broker down or failed, outbox locked).
  */
 static int
@@ -703,6 +710,7 @@ publish_next_batch(void)
 	CeleryMessage *msgs;
 	int			n;
 	int			nmsgs;
+	bool		more;
 	bool		was_waiting;
 	BrokerStatus status;
 	StringInfoData error;
@@ -716,9 +724,11 @@ publish_next_batch(void)
 									   ALLOCSET_DEFAULT_SIZES);
 
 	/* (transactions end in TopMemoryContext: switch to the batch's after each) */
-	n = DrainRead(limit, &ws.read_pos, b->cxt, &events);
+	n = DrainRead(limit, &ws.read_pos, b->cxt, &events, &more);
 	if (n == DRAIN_GONE)
 		exit_extension_gone();
+	if (n >= 0 && !more)
+		ws.more_to_read = false;
 	if (n == 0 && ws.window_count == 0)
 		broker_healthy();		/* connected, nothing waits: a good state */
 	if (n <= 0)
@@ -799,13 +809,10 @@ fill_window(void)
 {
 	while (ws.more_to_read && !ws.reconnect_pending && ws.window_count < window_limit())
 	{
-		int			limit = ws.isolate_remaining > 0 ? 1 : celerysalt_batch_size;
-		int			n = publish_next_batch();
+		int			n = publish_next_batch();	/* clears more_to_read */
 
 		if (n < 0)
 			return false;
-		if (n < limit)
-			ws.more_to_read = false;
 		pump();					/* keep the receive buffer drained */
 		CHECK_FOR_INTERRUPTS();
 	}
