@@ -1213,6 +1213,7 @@ CREATE TABLE _celerysalt_log_position (
     finished_at     timestamptz NOT NULL
 );
 CREATE INDEX _celerysalt_log_position_hi_xmax ON _celerysalt_log_position (hi_xmax, seq);
+CREATE INDEX _celerysalt_log_position_cursor ON _celerysalt_log_position (hi_xmax, cursor_txid, cursor_event_id);
 -- nothing delivered yet
 INSERT INTO _celerysalt_log_position (seq, lo, hi, hi_xmax, cursor_txid, cursor_event_id, finished_at)
 VALUES (0, '1:1:', '1:1:', '1', '1', -9223372036854775808, '-infinity');
@@ -1254,12 +1255,20 @@ ALTER EXTENSION celerysalt DROP TABLE celerysalt_events;
 DROP TABLE _celerysalt_outbox;
 DROP TABLE celerysalt_events;
 
--- Events waiting for delivery: committed and not past the position.
+-- Events waiting for delivery: committed and not past the position.  Only
+-- transactions lo did not see can have any: those from lo's xmax on, and
+-- those lo saw running (a transaction held open for hours keeps lo's xmin
+-- back, not its xmax); with the upper bound (no row this statement sees has
+-- a later txid) the planner takes the log's index, not the retained log.
 CREATE VIEW _celerysalt_outbox AS
 SELECT l.slot, l.event_id, l.id, l.topic, l.payload, l.version, l.correlation_id, l.enqueued_at,
        l.traceparent, l.tracestate, l.txid
   FROM @extschema@._celerysalt_log l
- WHERE l.txid OPERATOR(pg_catalog.>=) (SELECT pg_catalog.pg_snapshot_xmin(p.lo) FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1)
+ WHERE (l.txid OPERATOR(pg_catalog.>=) (SELECT pg_catalog.pg_snapshot_xmax(p.lo) FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1)
+        OR l.txid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.pg_snapshot_xip(p.lo)
+                                                     FROM (SELECT p.lo FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1) p)))
+   AND l.txid OPERATOR(pg_catalog.<=) GREATEST(pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()),
+                                               pg_catalog.pg_current_xact_id_if_assigned())
    AND NOT (pg_catalog.pg_visible_in_snapshot(l.txid, (SELECT p.lo FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1))
             OR (pg_catalog.pg_visible_in_snapshot(l.txid, (SELECT p.hi FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1))
                 AND ROW(l.txid, l.event_id) OPERATOR(pg_catalog.<=)
@@ -1273,7 +1282,11 @@ CREATE VIEW _celerysalt_outbox_sample AS
 SELECT l.slot, l.event_id, l.id, l.topic, l.payload, l.version, l.correlation_id, l.enqueued_at,
        l.traceparent, l.tracestate, l.txid
   FROM @extschema@._celerysalt_log l TABLESAMPLE SYSTEM (1)
- WHERE l.txid OPERATOR(pg_catalog.>=) (SELECT pg_catalog.pg_snapshot_xmin(p.lo) FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1)
+ WHERE (l.txid OPERATOR(pg_catalog.>=) (SELECT pg_catalog.pg_snapshot_xmax(p.lo) FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1)
+        OR l.txid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.pg_snapshot_xip(p.lo)
+                                                     FROM (SELECT p.lo FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1) p)))
+   AND l.txid OPERATOR(pg_catalog.<=) GREATEST(pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()),
+                                               pg_catalog.pg_current_xact_id_if_assigned())
    AND NOT (pg_catalog.pg_visible_in_snapshot(l.txid, (SELECT p.lo FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1))
             OR (pg_catalog.pg_visible_in_snapshot(l.txid, (SELECT p.hi FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1))
                 AND ROW(l.txid, l.event_id) OPERATOR(pg_catalog.<=)
@@ -1287,6 +1300,19 @@ SELECT l.slot, l.event_id, l.id, l.topic, l.payload, l.version, l.correlation_id
 CREATE VIEW celerysalt_events WITH (security_barrier) AS
 SELECT l.id, l.event_id, l.topic, l.version, l.correlation_id, l.payload, l.enqueued_at,
        COALESCE(l.delivered_at,
+           -- the position of the event's own batch whose cursor passed it first:
+           -- two index probes (the batch is told by the first hi that sees it)
+           (SELECT f.finished_at FROM @extschema@._celerysalt_log_position f
+             WHERE f.hi_xmax OPERATOR(pg_catalog.=)
+                   (SELECT b.hi_xmax FROM @extschema@._celerysalt_log_position b
+                     WHERE b.hi_xmax OPERATOR(pg_catalog.>) l.txid
+                       AND pg_catalog.pg_visible_in_snapshot(l.txid, b.hi)
+                     ORDER BY b.hi_xmax, b.seq LIMIT 1)
+               AND ROW(f.cursor_txid, f.cursor_event_id) OPERATOR(pg_catalog.>=) ROW(l.txid, l.event_id)
+               AND pg_catalog.pg_visible_in_snapshot(l.txid, f.hi)
+               AND NOT pg_catalog.pg_visible_in_snapshot(l.txid, f.lo)
+             ORDER BY f.hi_xmax, f.cursor_txid, f.cursor_event_id LIMIT 1),
+           -- else the first position that covers it in any way
            (SELECT f.finished_at FROM @extschema@._celerysalt_log_position f
              WHERE f.hi_xmax OPERATOR(pg_catalog.>) l.txid
                AND (pg_catalog.pg_visible_in_snapshot(l.txid, f.lo)
