@@ -396,12 +396,24 @@ begin_batch(DrainPosition *pos, MemoryContext cxt)
 	pos->cursor_event_id = PG_INT64_MIN;
 }
 
-/* Copy the events SPI_tuptable holds into events[*n...], in cxt. */
-static void
+/*
+ * A read holds at most about READ_PAYLOAD_BYTES of payloads (the worker
+ * keeps up to celerysalt.publish_window reads, with their messages, in
+ * memory), fetched READ_FIRST_ROWS rows first and then as many as the
+ * payloads seen so far say will fit: 500 events of 1 MB would otherwise
+ * take the worker's memory into gigabytes.  One event is read whatever its
+ * size.
+ */
+#define READ_PAYLOAD_BYTES	(8 * 1024 * 1024)
+#define READ_FIRST_ROWS		8
+
+/* Copy the events SPI_tuptable holds into events[*n...], in cxt; returns their payloads' bytes. */
+static Size
 take_rows(OutboxEvent *events, int *n, MemoryContext cxt)
 {
 	TupleDesc	desc = SPI_tuptable->tupdesc;
 	MemoryContext old = MemoryContextSwitchTo(cxt);
+	Size		bytes = 0;
 
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -425,8 +437,10 @@ take_rows(OutboxEvent *events, int *n, MemoryContext cxt)
 		d = SPI_getbinval(tup, desc, 10, &isnull);
 		ev->tracestate = isnull ? NULL : TextDatumGetCString(d);
 		ev->txid = DatumGetUInt64(SPI_getbinval(tup, desc, 11, &isnull));
+		bytes += VARSIZE(ev->payload);
 	}
 	MemoryContextSwitchTo(old);
+	return bytes;
 }
 
 /*
@@ -451,6 +465,7 @@ DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events
 	SPIPlanPtr	plan;
 	bool		new_batch = false;
 	int			n = 0;
+	Size		bytes = 0;
 	OutboxEvent *events;
 
 	*more = false;
@@ -485,7 +500,7 @@ DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events
 		uint64		from;
 		uint64		to;
 		Datum		values[4];
-		int			asked = limit - n;
+		int			asked;
 		int			rc;
 
 		if (pos->cursor_txid >= pos->hi.xmax)
@@ -505,7 +520,16 @@ DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events
 			pos->cursor_event_id = PG_INT64_MIN;
 			continue;
 		}
-		/* the events of [from, to) after the cursor */
+		/* the events of [from, to) after the cursor, as many as fit */
+		asked = limit - n;
+		if (n == 0)
+			asked = Min(asked, READ_FIRST_ROWS);
+		else
+		{
+			Size		fit = (READ_PAYLOAD_BYTES - bytes) / Max(bytes / (Size) n, 1);
+
+			asked = (int) Min((Size) asked, Max(fit, 1));
+		}
 		values[0] = UInt64GetDatum(from);
 		values[1] = Int64GetDatum(from == pos->cursor_txid ? pos->cursor_event_id : PG_INT64_MIN);
 		values[2] = UInt64GetDatum(to);
@@ -513,7 +537,7 @@ DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events
 		rc = SPI_execute_plan(plan, values, NULL, true, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not read the outbox: %s", SPI_result_code_string(rc));
-		take_rows(events, &n, cxt);
+		bytes += take_rows(events, &n, cxt);
 		if (SPI_processed < (uint64) asked)
 		{
 			/* that interval is done */
@@ -526,6 +550,11 @@ DrainRead(int limit, DrainPosition *pos, MemoryContext cxt, OutboxEvent **events
 			pos->cursor_event_id = events[n - 1].event_id;
 		}
 		SPI_freetuptable(SPI_tuptable);
+		if (bytes >= READ_PAYLOAD_BYTES)
+		{
+			*more = true;		/* full by size */
+			break;
+		}
 	}
 	DrainEnd();
 	if (n == limit)

@@ -140,5 +140,24 @@ ok($node->poll_query_until('postgres', 'SELECT count(*) <= 2 FROM _celerysalt_lo
 	'the positions no event needs are trimmed');
 is(sq('SELECT count(*) FROM _celerysalt_log_undelivered'), '0', 'no undelivered marks are left');
 
+# ------------------------------------------------ big events: bounded memory
+# 300 events of 900 kB wait (broker cut), then go out (retention 0 by now:
+# counted, not looked up): a read holds about
+# 8 MB of payloads, so the worker's peak memory stays far below the 270 MB
+# of events (before the bound one read took 300 of them, over 500 MB).
+sq("ALTER SYSTEM SET celerysalt.broker_url = 'amqp://guest:guest\@127.0.0.1:1//'");
+$node->reload;
+ok($node->poll_query_until('postgres', 'SELECT NOT broker_connected FROM celerysalt_status'), 'broker cut');
+as_app(q{SELECT count(celerysalt_publish('log.big', jsonb_build_object('i', g, 'blob', repeat('x', 900000)))) FROM generate_series(1, 100) g})
+  for 1 .. 3;
+my $worker_pid = sq('SELECT worker_pid FROM celerysalt_status');
+my $before = sq('SELECT delivered_total FROM celerysalt_status');
+sq("ALTER SYSTEM RESET celerysalt.broker_url");
+$node->reload;
+ok($node->poll_query_until('postgres', "SELECT delivered_total = $before + 300 AND pending = 0 FROM celerysalt_status"),
+	'300 events of 900 kB delivered');
+my ($peak_kb) = slurp_file("/proc/$worker_pid/status") =~ /^VmHWM:\s+(\d+) kB/m;
+cmp_ok($peak_kb, '<', 300 * 1024, "the worker's peak memory stayed at $peak_kb kB");
+
 $node->stop;
 done_testing();
