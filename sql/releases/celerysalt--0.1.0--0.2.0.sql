@@ -1300,8 +1300,10 @@ SELECT l.slot, l.event_id, l.id, l.topic, l.payload, l.version, l.correlation_id
 CREATE VIEW celerysalt_events WITH (security_barrier) AS
 SELECT l.id, l.event_id, l.topic, l.version, l.correlation_id, l.payload, l.enqueued_at,
        COALESCE(l.delivered_at,
-           -- the position of the event's own batch whose cursor passed it first:
-           -- two index probes (the batch is told by the first hi that sees it)
+           -- the position of the event's own batch whose cursor passed it first
+           -- (a read stays within one batch and every batch records its own
+           -- position): two index probes, the batch told by the first hi that
+           -- sees it; events from before 0.2.0 or adopted from a dump keep theirs
            (SELECT f.finished_at FROM @extschema@._celerysalt_log_position f
              WHERE f.hi_xmax OPERATOR(pg_catalog.=)
                    (SELECT b.hi_xmax FROM @extschema@._celerysalt_log_position b
@@ -1311,14 +1313,7 @@ SELECT l.id, l.event_id, l.topic, l.version, l.correlation_id, l.payload, l.enqu
                AND ROW(f.cursor_txid, f.cursor_event_id) OPERATOR(pg_catalog.>=) ROW(l.txid, l.event_id)
                AND pg_catalog.pg_visible_in_snapshot(l.txid, f.hi)
                AND NOT pg_catalog.pg_visible_in_snapshot(l.txid, f.lo)
-             ORDER BY f.hi_xmax, f.cursor_txid, f.cursor_event_id LIMIT 1),
-           -- else the first position that covers it in any way
-           (SELECT f.finished_at FROM @extschema@._celerysalt_log_position f
-             WHERE f.hi_xmax OPERATOR(pg_catalog.>) l.txid
-               AND (pg_catalog.pg_visible_in_snapshot(l.txid, f.lo)
-                    OR (pg_catalog.pg_visible_in_snapshot(l.txid, f.hi)
-                        AND ROW(l.txid, l.event_id) OPERATOR(pg_catalog.<=) ROW(f.cursor_txid, f.cursor_event_id)))
-             ORDER BY f.hi_xmax, f.seq LIMIT 1)) AS delivered_at,
+             ORDER BY f.hi_xmax, f.cursor_txid, f.cursor_event_id LIMIT 1)) AS delivered_at,
        pg_catalog.pg_column_size(l.payload) AS size, l.traceparent, l.tracestate
   FROM @extschema@._celerysalt_log l
  WHERE (l.txid OPERATOR(pg_catalog.<) (SELECT pg_catalog.pg_snapshot_xmin(p.lo) FROM @extschema@._celerysalt_log_position p ORDER BY p.seq DESC LIMIT 1)
