@@ -778,7 +778,7 @@ trim_bookkeeping(void)
 	int			rc;
 
 	rc = SPI_execute(psprintf("SELECT pg_catalog.min(txid) FROM %s WHERE txid OPERATOR(pg_catalog.>) '0'::pg_catalog.xid8",
-							  CatalogQualifiedName("_celerysalt_log")), false, 1);
+							  CatalogQualifiedName("_celerysalt_log")), true, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read the log's oldest transaction: %s", SPI_result_code_string(rc));
 	values[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -887,7 +887,7 @@ DrainTruncateIfDelivered(int slot, int retention_s)
 	/* does an event wait?  Every publisher into it has finished: we hold its lock */
 	rc = SPI_execute_with_args(psprintf("SELECT 1 FROM %s WHERE slot OPERATOR(pg_catalog.=) $1 LIMIT 1",
 										CatalogQualifiedName("_celerysalt_outbox")),
-							   1, argtypes, values, NULL, false, 1);
+							   1, argtypes, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not look into log partition %d: %s", slot, SPI_result_code_string(rc));
 	if (SPI_processed > 0 || !drained)
